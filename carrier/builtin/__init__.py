@@ -1,0 +1,1 @@
+"""The kernel's stdlib-only defaults, registered ``trylast`` so any plugin overrides them."""

@@ -1,0 +1,58 @@
+"""The kernel's builtin plugin: ``memory://`` store, ``echo`` model, ``inprocess``
+executor and the default should-respond policy. Every hook is ``trylast``."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import pluggy
+
+from carrier.types import ParticipantState, RespondDecision, RoomType
+
+if TYPE_CHECKING:
+    from carrier.protocols import Executor, ModelFactory, StoreFactory
+    from carrier.registry import Registry
+    from carrier.runtime import AgentRuntime
+    from carrier.types import Memory, Participant, Room
+
+hookimpl = pluggy.HookimplMarker("carrier")
+
+_ALWAYS_RESPOND = {RoomType.DIRECT, RoomType.API, RoomType.SELF, RoomType.VOICE}
+
+
+@hookimpl(trylast=True)
+def carrier_register_models(models: Registry[ModelFactory]) -> None:
+    from carrier.builtin.echo_model import EchoModel
+
+    models.add("echo", EchoModel, description="Deterministic echo model (builtin, no network).")
+
+
+@hookimpl(trylast=True)
+def carrier_register_stores(stores: Registry[StoreFactory]) -> None:
+    from carrier.builtin.memory_store import InMemoryStore
+
+    stores.add("memory", InMemoryStore, description="In-memory store (builtin, not durable).")
+
+
+@hookimpl(trylast=True)
+def carrier_register_executors(executors: Registry[Callable[[], Executor]]) -> None:
+    from carrier.executor import InProcessExecutor
+
+    executors.add("inprocess", InProcessExecutor, description="Run messages in this process.")
+
+
+@hookimpl(trylast=True)
+def carrier_choose_should_respond(
+    runtime: AgentRuntime, message: Memory, room: Room, participant: Participant | None
+) -> RespondDecision:
+    if participant is not None and participant.state is ParticipantState.MUTED:
+        return RespondDecision.IGNORE
+    if room.type in _ALWAYS_RESPOND:
+        return RespondDecision.RESPOND
+    names = [runtime.character.name, runtime.character.username or ""]
+    pattern = "|".join(re.escape(n) for n in names if n)
+    if pattern and re.search(rf"\b(?:{pattern})\b", message.content.text, re.IGNORECASE):
+        return RespondDecision.RESPOND
+    return RespondDecision.IGNORE

@@ -1,0 +1,232 @@
+"""Templates, the JSON action protocol, and ``compose_context`` (state → ModelRequest).
+
+Backends with native tool calling map ``ModelRequest.actions`` to tools. The others
+constrain their output with :func:`action_response_schema` and read it back with
+:func:`parse_action_response`, which never raises: anything that is not a valid
+answer becomes a plain text reply.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+
+from carrier.types import ActionCall, ActionSpec, ChatMessage, ModelRequest, ModelResponse
+
+if TYPE_CHECKING:
+    from carrier.character import Character
+    from carrier.types import State
+
+__all__ = [
+    "NO_ACTION",
+    "SHOULD_RESPOND_TEMPLATE",
+    "action_response_schema",
+    "compose_context",
+    "parse_action_response",
+    "render",
+]
+
+#: The action name a constrained model writes when it only replies.
+NO_ACTION = "NONE"
+
+SHOULD_RESPOND_TEMPLATE = """\
+You are {{agent_name}}. Decide whether {{agent_name}} should answer the last message \
+in this conversation. Answer RESPOND if the message is addressed to {{agent_name}} \
+or continues a conversation with {{agent_name}}; IGNORE if it is chatter between \
+others; STOP if asked to stop talking. Answer with one word.
+
+{{history}}
+"""
+
+_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+
+
+def render(template: str, values: dict[str, Any]) -> str:
+    """Replace ``{{name}}`` placeholders; unknown names become empty strings."""
+    return _PLACEHOLDER.sub(lambda m: str(values.get(m.group(1), "")), template)
+
+
+# ---- JSON action protocol ------------------------------------------------------------
+
+
+def action_response_schema(actions: Sequence[ActionSpec], *, max_actions: int = 3) -> dict[str, Any]:
+    """JSON schema for ``{"text": str, "actions": [{"name": enum, "arguments": {...}}]}``.
+
+    Each branch fixes an offered action's name and its argument schema, so a
+    grammar-constrained model can only name offered actions with valid arguments.
+    """
+    branches: list[dict[str, Any]] = []
+    for spec in actions:
+        params = dict(spec.parameters) or {"type": "object", "properties": {}}
+        params.setdefault("type", "object")
+        branches.append(
+            {
+                "type": "object",
+                "properties": {"name": {"const": spec.name}, "arguments": params},
+                "required": ["name", "arguments"],
+            }
+        )
+    schema: dict[str, Any] = {
+        "type": "object",
+        "properties": {"text": {"type": "string"}},
+        "required": ["text", "actions"],
+    }
+    if branches:
+        schema["properties"]["actions"] = {
+            "type": "array",
+            "items": {"anyOf": branches},
+            "maxItems": max_actions,
+        }
+    else:
+        schema["properties"]["actions"] = {"type": "array", "maxItems": 0}
+    return schema
+
+
+class _JsonAnswer(BaseModel):
+    text: str = ""
+    thought: str | None = None
+    actions: list[ActionCall] = Field(default_factory=list)
+
+    @field_validator("actions", mode="before")
+    @classmethod
+    def _names_to_calls(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [value]
+        if isinstance(value, list):
+            return [{"name": v} if isinstance(v, str) else v for v in value]
+        return value
+
+
+def _json_object(text: str) -> Any:
+    stripped = text.strip()
+    fenced = re.match(r"^```(?:json)?\s*(.*?)\s*```$", stripped, re.DOTALL)
+    if fenced:
+        stripped = fenced.group(1)
+    try:
+        return json.loads(stripped)
+    except json.JSONDecodeError:
+        start, end = stripped.find("{"), stripped.rfind("}")
+        if 0 <= start < end:
+            return json.loads(stripped[start : end + 1])
+        raise
+
+
+def parse_action_response(text: str, *, model: str = "") -> ModelResponse:
+    """Read a JSON-protocol answer; a non-JSON or invalid answer is a plain reply.
+
+    ``"action": "NAME"`` (ElizaOS style) and ``"actions": ["NAME"]`` are accepted.
+    The ``NONE`` pseudo-action is dropped. Unknown names are kept: the runtime
+    reports them without crashing.
+    """
+    try:
+        raw = _json_object(text)
+        if isinstance(raw, dict) and "action" in raw and "actions" not in raw:
+            raw["actions"] = raw.pop("action") or []
+        answer = _JsonAnswer.model_validate(raw)
+    except (json.JSONDecodeError, ValidationError, TypeError, ValueError):
+        return ModelResponse(text=text.strip(), model=model)
+    calls = [c for c in answer.actions if c.name.upper() != NO_ACTION]
+    return ModelResponse(text=answer.text, thought=answer.thought, action_calls=calls, model=model)
+
+
+# ---- Composing the prompt --------------------------------------------------------------
+
+
+def character_system_prompt(character: Character) -> str:
+    """The persona: system text, bio, lore, adjectives, topics, style, examples."""
+    parts: list[str] = [character.system or f"You are {character.name}."]
+    if character.bio:
+        parts.append(f"About {character.name}: " + " ".join(character.bio))
+    if character.lore:
+        parts.append("Background: " + " ".join(character.lore[:5]))
+    if character.adjectives:
+        parts.append(f"{character.name} is " + ", ".join(character.adjectives[:6]) + ".")
+    if character.topics:
+        parts.append(f"{character.name} knows about " + ", ".join(character.topics[:8]) + ".")
+    style = [*character.style.all, *character.style.chat]
+    if style:
+        parts.append("Style: " + " ".join(style[:8]))
+    examples = []
+    for conversation in character.message_examples[:2]:
+        lines = [f"{turn.name}: {turn.content.text}" for turn in conversation if turn.content.text]
+        if lines:
+            examples.append("\n".join(lines))
+    if examples:
+        parts.append("Example conversations:\n" + "\n\n".join(examples))
+    return "\n\n".join(parts)
+
+
+def compose_context(
+    state: State,
+    character: Character,
+    *,
+    max_prompt_tokens: int,
+    count_tokens: Callable[[str], int],
+    max_tokens: int | None = None,
+) -> ModelRequest:
+    """Render ``state`` into a request that fits ``max_prompt_tokens``.
+
+    The system prompt holds the persona and the providers' sections; the history
+    becomes chat turns. The oldest turns are dropped until the whole fits; the
+    current message is always kept.
+    """
+    sections = [character_system_prompt(character)]
+    for name, output in sorted(state.providers.items()):
+        if output.text:
+            sections.append(output.text)
+    if state.facts:
+        sections.append("Things you know:\n" + "\n".join(
+            f"- {s.memory.content.text}" for s in state.facts))
+    if state.knowledge:
+        sections.append("Knowledge:\n" + "\n".join(
+            f"- {s.memory.content.text}" for s in state.knowledge))
+    open_goals = [g for g in state.goals if not g.finished]
+    if open_goals:
+        lines = []
+        for goal in open_goals:
+            lines.append(f"Goal: {goal.name}")
+            lines.extend(
+                f"  [{'x' if o.completed else ' '}] {o.description}" for o in goal.objectives
+            )
+        sections.append("\n".join(lines))
+    if state.action_results:
+        sections.append("Results of the actions you took:\n" + "\n".join(
+            f"- {r.name}: {'ok' if r.success else 'failed'}: {r.text or r.error or ''}"
+            for r in state.action_results))
+    system = "\n\n".join(sections)
+
+    group = state.room.type.value in ("group", "thread", "feed")
+    names = {a.id: (a.names[0] if a.names else "user") for a in state.actors}
+
+    def turn(memory_entity: str, text: str) -> ChatMessage:
+        if memory_entity == state.agent_id:
+            return ChatMessage(role="assistant", content=text)
+        content = f"{names.get(memory_entity, 'user')}: {text}" if group else text
+        return ChatMessage(role="user", content=content)
+
+    current = turn(state.message.entity_id, state.message.content.text)
+    budget = max_prompt_tokens - count_tokens(system) - count_tokens(current.content)
+    if max_tokens:
+        budget -= max_tokens
+    history: list[ChatMessage] = []
+    for memory in reversed(state.recent_messages):
+        if memory.id == state.message.id or not memory.content.text:
+            continue
+        message = turn(memory.entity_id, memory.content.text)
+        cost = count_tokens(message.content) + 4
+        if cost > budget:
+            break
+        budget -= cost
+        history.append(message)
+    history.reverse()
+    return ModelRequest(
+        system=system,
+        messages=[*history, current],
+        actions=state.actions,
+        max_tokens=max_tokens,
+        metadata={"room_id": state.room.id, "message_id": state.message.id, "step": state.step},
+    )

@@ -1,0 +1,464 @@
+"""Pydantic models that cross hooks and steps.
+
+Every step of the loop takes and returns these models, so each can be serialized
+(``model_dump_json``) and checkpointed by a durable executor. Field names are
+snake_case in Python and accept ElizaOS's camelCase spellings on input
+(``roomId``, ``inReplyTo``); ``model_dump(by_alias=True)`` writes camelCase back.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+__all__ = [
+    "ActionCall",
+    "ActionResult",
+    "ActionSpec",
+    "Attachment",
+    "CarrierModel",
+    "ChatMessage",
+    "Content",
+    "Entity",
+    "Event",
+    "EventType",
+    "EvaluatorResult",
+    "Goal",
+    "GoalStatus",
+    "IncomingMessage",
+    "Memory",
+    "MemoryType",
+    "ModelClass",
+    "ModelRequest",
+    "ModelResponse",
+    "Objective",
+    "Participant",
+    "ParticipantState",
+    "ProviderOutput",
+    "Reply",
+    "RespondDecision",
+    "Role",
+    "Room",
+    "RoomType",
+    "ScoredMemory",
+    "State",
+    "StreamChunk",
+    "Task",
+    "Usage",
+    "new_id",
+    "now",
+]
+
+#: Namespace for deterministic ids derived from names (agents, rooms, users).
+ID_NAMESPACE = uuid.UUID("6f1c3c2e-8c1b-4d2e-9b1a-3a9e0c2f7d10")
+
+
+def new_id(seed: str | None = None) -> str:
+    """A fresh random id, or a deterministic one derived from ``seed``."""
+    if seed is None:
+        return str(uuid.uuid4())
+    return str(uuid.uuid5(ID_NAMESPACE, seed))
+
+
+def now() -> float:
+    """Seconds since the epoch, the unit of every ``created_at`` in Carrier."""
+    return time.time()
+
+
+class CarrierModel(BaseModel):
+    """Base of Carrier's models: camelCase aliases accepted, by-name too."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        validate_by_name=True,
+        validate_by_alias=True,
+        serialize_by_alias=False,
+    )
+
+
+# ---- Content and memory ---------------------------------------------------------
+
+
+class Attachment(CarrierModel):
+    """A file or link attached to a message."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str = Field(default_factory=new_id)
+    url: str | None = None
+    title: str | None = None
+    source: str | None = None
+    content_type: str | None = None
+    text: str | None = None
+    size: int | None = None
+
+
+class Content(CarrierModel):
+    """What a message says. Unknown fields are kept (ElizaOS adds many)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    text: str = ""
+    thought: str | None = None
+    actions: list[str] = Field(default_factory=list)
+    providers: list[str] = Field(default_factory=list)
+    source: str | None = None
+    in_reply_to: str | None = None
+    attachments: list[Attachment] = Field(default_factory=list)
+
+
+class MemoryType(StrEnum):
+    """What kind of memory a record is."""
+
+    MESSAGE = "message"
+    FACT = "fact"
+    DOCUMENT = "document"
+    FRAGMENT = "fragment"
+    DESCRIPTION = "description"
+    REFLECTION = "reflection"
+    CUSTOM = "custom"
+
+
+class Memory(CarrierModel):
+    """One stored record: a message, a fact, a knowledge fragment, ..."""
+
+    id: str = Field(default_factory=new_id)
+    agent_id: str
+    entity_id: str
+    room_id: str
+    world_id: str | None = None
+    type: MemoryType = MemoryType.MESSAGE
+    content: Content = Field(default_factory=Content)
+    embedding: list[float] | None = None
+    created_at: float = Field(default_factory=now)
+    unique: bool = False
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class ScoredMemory(CarrierModel):
+    """A memory found by semantic search, with its cosine similarity."""
+
+    memory: Memory
+    similarity: float
+
+
+# ---- Connection records -----------------------------------------------------
+
+
+class Entity(CarrierModel):
+    """A user, another agent, or the agent itself."""
+
+    id: str
+    agent_id: str
+    names: list[str] = Field(default_factory=list)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class RoomType(StrEnum):
+    """Where a conversation happens; decides the default should-respond policy."""
+
+    DIRECT = "direct"
+    GROUP = "group"
+    SELF = "self"
+    API = "api"
+    FEED = "feed"
+    THREAD = "thread"
+    VOICE = "voice"
+
+
+class Room(CarrierModel):
+    """A conversation: a DM, a channel, the agent's own autonomous room."""
+
+    id: str
+    agent_id: str
+    name: str | None = None
+    source: str = "direct"
+    type: RoomType = RoomType.DIRECT
+    channel_id: str | None = None
+    world_id: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class ParticipantState(StrEnum):
+    """How the agent follows a room."""
+
+    NONE = "none"
+    FOLLOWED = "followed"
+    MUTED = "muted"
+
+
+class Role(StrEnum):
+    """What a participant may make the agent do."""
+
+    OWNER = "owner"
+    ADMIN = "admin"
+    MEMBER = "member"
+
+
+class Participant(CarrierModel):
+    """An entity's membership of a room."""
+
+    room_id: str
+    entity_id: str
+    state: ParticipantState = ParticipantState.NONE
+    role: Role = Role.MEMBER
+
+
+# ---- Goals ------------------------------------------------------------------------
+
+
+class GoalStatus(StrEnum):
+    IN_PROGRESS = "in_progress"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class Objective(CarrierModel):
+    description: str
+    completed: bool = False
+
+
+class Goal(CarrierModel):
+    """Something the agent works toward, made of objectives."""
+
+    id: str = Field(default_factory=new_id)
+    agent_id: str
+    room_id: str | None = None
+    entity_id: str | None = None
+    name: str
+    status: GoalStatus = GoalStatus.IN_PROGRESS
+    objectives: list[Objective] = Field(default_factory=list)
+    created_at: float = Field(default_factory=now)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def finished(self) -> bool:
+        """Done or failed, or every objective completed."""
+        if self.status is not GoalStatus.IN_PROGRESS:
+            return True
+        return bool(self.objectives) and all(o.completed for o in self.objectives)
+
+
+class Task(CarrierModel):
+    """Work scheduled for the agent: a name, tags, an optional due time."""
+
+    id: str = Field(default_factory=new_id)
+    agent_id: str
+    name: str
+    description: str = ""
+    room_id: str | None = None
+    tags: list[str] = Field(default_factory=list)
+    due_at: float | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    created_at: float = Field(default_factory=now)
+
+
+# ---- Model requests and responses -------------------------------------------------
+
+
+class ModelClass(StrEnum):
+    """The three classes of model a runtime resolves to backends."""
+
+    SMALL = "small"
+    LARGE = "large"
+    EMBEDDING = "embedding"
+
+
+class ChatMessage(CarrierModel):
+    role: str  # "system" | "user" | "assistant" | "tool"
+    content: str
+    name: str | None = None
+
+
+class ActionSpec(CarrierModel):
+    """An action offered to the model: name, description, JSON schema of its arguments."""
+
+    name: str
+    description: str = ""
+    parameters: dict[str, Any] = Field(
+        default_factory=lambda: {"type": "object", "properties": {}}
+    )
+
+
+class ActionCall(CarrierModel):
+    """The model's choice of an action, with its arguments."""
+
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    id: str | None = None
+
+
+class Usage(CarrierModel):
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+class ModelRequest(CarrierModel):
+    """What the loop asks a model: system prompt, chat, offered actions, limits."""
+
+    model_class: ModelClass = ModelClass.LARGE
+    system: str | None = None
+    messages: list[ChatMessage] = Field(default_factory=list)
+    actions: list[ActionSpec] = Field(default_factory=list)
+    response_schema: dict[str, Any] | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
+    stop: list[str] = Field(default_factory=list)
+    seed: int | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModelResponse(CarrierModel):
+    """What a model answered: text, action calls, token usage."""
+
+    text: str = ""
+    thought: str | None = None
+    action_calls: list[ActionCall] = Field(default_factory=list)
+    usage: Usage = Field(default_factory=Usage)
+    model: str = ""
+    finish_reason: str | None = None
+    structured: Any = None
+
+
+class StreamChunk(CarrierModel):
+    """One piece of a streamed response: a text delta, or the final response."""
+
+    text: str = ""
+    response: ModelResponse | None = None
+
+
+# ---- Actions, providers, evaluators ------------------------------------------------
+
+
+class ActionResult(CarrierModel):
+    """What running an action produced."""
+
+    name: str
+    success: bool = True
+    text: str | None = None
+    error: str | None = None
+    messages: list[Content] = Field(default_factory=list)
+    data: dict[str, Any] = Field(default_factory=dict)
+    continue_chain: bool = False
+    suppress_reply: bool = False
+
+
+class ProviderOutput(CarrierModel):
+    """A provider's contribution to the state: prompt text plus structured values."""
+
+    text: str = ""
+    values: dict[str, Any] = Field(default_factory=dict)
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class EvaluatorResult(CarrierModel):
+    name: str
+    success: bool = True
+    error: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class RespondDecision(StrEnum):
+    """Answer of ``carrier_choose_should_respond``."""
+
+    RESPOND = "respond"
+    IGNORE = "ignore"
+    ASK_MODEL = "ask_model"
+
+
+# ---- The loop's inputs, state and outputs --------------------------------------------
+
+
+class IncomingMessage(CarrierModel):
+    """A message as a client hands it to the runtime, whatever the platform."""
+
+    text: str = ""
+    user_id: str = "user"
+    user_name: str | None = None
+    room_id: str | None = None
+    room_type: RoomType = RoomType.DIRECT
+    source: str = "direct"
+    world_id: str | None = None
+    message_id: str | None = None
+    attachments: list[Attachment] = Field(default_factory=list)
+    role: Role = Role.MEMBER
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class State(CarrierModel):
+    """Everything the prompt is made from, composed for one message."""
+
+    agent_id: str
+    agent_name: str
+    room: Room
+    message: Memory
+    sender: Entity | None = None
+    recent_messages: list[Memory] = Field(default_factory=list)
+    actors: list[Entity] = Field(default_factory=list)
+    facts: list[ScoredMemory] = Field(default_factory=list)
+    goals: list[Goal] = Field(default_factory=list)
+    knowledge: list[ScoredMemory] = Field(default_factory=list)
+    actions: list[ActionSpec] = Field(default_factory=list)
+    providers: dict[str, ProviderOutput] = Field(default_factory=dict)
+    action_results: list[ActionResult] = Field(default_factory=list)
+    step: int = 0
+    values: dict[str, Any] = Field(default_factory=dict)
+
+
+class Reply(CarrierModel):
+    """The outcome of handling one message."""
+
+    message: Memory
+    responses: list[Memory] = Field(default_factory=list)
+    action_results: list[ActionResult] = Field(default_factory=list)
+    evaluator_results: list[EvaluatorResult] = Field(default_factory=list)
+    ignored: bool = False
+    duplicate: bool = False
+    error: str | None = None
+
+    @property
+    def texts(self) -> list[str]:
+        """The text of each message the agent sent."""
+        return [m.content.text for m in self.responses if m.content.text]
+
+
+class EventType(StrEnum):
+    """Every stage of the loop emits one of these."""
+
+    RUN_STARTED = "run_started"
+    MESSAGE_RECEIVED = "message_received"
+    CONNECTED = "connected"
+    MESSAGE_STORED = "message_stored"
+    SHOULD_RESPOND = "should_respond"
+    STATE_COMPOSED = "state_composed"
+    CONTEXT_COMPOSED = "context_composed"
+    MODEL_RETRY = "model_retry"
+    MODEL_FALLBACK = "model_fallback"
+    MODEL_USED = "model_used"
+    ACTION_STARTED = "action_started"
+    ACTION_COMPLETED = "action_completed"
+    ACTION_FAILED = "action_failed"
+    PROVIDER_FAILED = "provider_failed"
+    EVALUATOR_COMPLETED = "evaluator_completed"
+    EVALUATOR_FAILED = "evaluator_failed"
+    MESSAGE_SENT = "message_sent"
+    RUN_ENDED = "run_ended"
+    RUN_FAILED = "run_failed"
+    GOAL_STEP = "goal_step"
+
+
+class Event(CarrierModel):
+    """One observation of the loop, with the stage's duration."""
+
+    type: EventType
+    agent_id: str
+    room_id: str | None = None
+    message_id: str | None = None
+    duration_ms: float = 0.0
+    at: float = Field(default_factory=now)
+    data: dict[str, Any] = Field(default_factory=dict)
