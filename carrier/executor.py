@@ -8,6 +8,7 @@ with the number of rooms ever seen.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from carrier.protocols import Executor
@@ -40,7 +41,13 @@ class InProcessExecutor(Executor):
         """Rooms with a message in flight or waiting."""
         return len(self._lanes)
 
-    async def submit(self, runtime: AgentRuntime, incoming: IncomingMessage) -> Reply:
+    async def submit(
+        self,
+        runtime: AgentRuntime,
+        incoming: IncomingMessage,
+        *,
+        on_text: Callable[[str], Awaitable[None]] | None = None,
+    ) -> Reply:
         key = (runtime.agent_id, runtime.room_id_for(incoming))
         lane = self._lanes.get(key)
         if lane is None:
@@ -48,7 +55,7 @@ class InProcessExecutor(Executor):
         lane.users += 1
         try:
             async with lane.lock:  # asyncio.Lock wakes waiters in FIFO order
-                return await runtime.handle_message(incoming)
+                return await runtime.handle_message(incoming, on_text=on_text)
         finally:
             lane.users -= 1
             if lane.users == 0:

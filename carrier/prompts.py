@@ -164,17 +164,20 @@ def compose_context(
     state: State,
     character: Character,
     *,
+    persona: str | None = None,
     max_prompt_tokens: int,
     count_tokens: Callable[[str], int],
     max_tokens: int | None = None,
 ) -> ModelRequest:
     """Render ``state`` into a request that fits ``max_prompt_tokens``.
 
+    ``persona`` is the precomputed :func:`character_system_prompt` (runtimes cache it).
+
     The system prompt holds the persona and the providers' sections; the history
     becomes chat turns. The oldest turns are dropped until the whole fits; the
     current message is always kept.
     """
-    sections = [character_system_prompt(character)]
+    sections = [persona if persona is not None else character_system_prompt(character)]
     for name, output in sorted(state.providers.items()):
         if output.text:
             sections.append(output.text)
@@ -208,7 +211,9 @@ def compose_context(
         content = f"{names.get(memory_entity, 'user')}: {text}" if group else text
         return ChatMessage(role="user", content=content)
 
-    current = turn(state.message.entity_id, state.message.content.text)
+    # The message being answered is always the user's turn, even an autonomous step
+    # that the agent wrote to itself.
+    current = ChatMessage(role="user", content=state.message.content.text)
     budget = max_prompt_tokens - count_tokens(system) - count_tokens(current.content)
     if max_tokens:
         budget -= max_tokens

@@ -406,8 +406,18 @@ class Executor(ABC):
     name: str = "executor"
 
     @abstractmethod
-    async def submit(self, runtime: AgentRuntime, incoming: IncomingMessage) -> Reply:
-        """Handle the message, keeping the messages of one room in order."""
+    async def submit(
+        self,
+        runtime: AgentRuntime,
+        incoming: IncomingMessage,
+        *,
+        on_text: Callable[[str], Awaitable[None]] | None = None,
+    ) -> Reply:
+        """Handle the message, keeping the messages of one room in order.
+
+        ``on_text`` receives streamed text deltas; an executor that runs the
+        message elsewhere may ignore it.
+        """
 
     async def aclose(self) -> None:
         """Wait for or hand over work in flight, then release resources."""

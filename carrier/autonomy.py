@@ -1,0 +1,134 @@
+"""Autonomous mode: the agent works toward a goal without user messages.
+
+Plan (when the goal has no objectives, the large model splits it into some), then
+step: each step is an internal message in the agent's own room that runs through
+the normal loop, so actions such as ``UPDATE_GOAL`` and the goal evaluators mark
+progress in the store. The run ends when the stored goal is finished or the step
+budget is spent.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, Field, ValidationError
+
+from carrier.errors import ConfigurationError, ModelError
+from carrier.types import (
+    CarrierModel,
+    ChatMessage,
+    EventType,
+    Goal,
+    GoalStatus,
+    IncomingMessage,
+    ModelClass,
+    ModelRequest,
+    Objective,
+    Reply,
+    Role,
+    RoomType,
+)
+
+if TYPE_CHECKING:
+    from carrier.runtime import AgentRuntime
+
+__all__ = ["AutonomousRun", "run_autonomous"]
+
+logger = logging.getLogger("carrier.autonomy")
+
+PLAN_PROMPT = (
+    "You are {name}. Split this goal into 2 to 5 short, concrete objectives, in order. "
+    'Answer only JSON: {{"objectives": ["...", "..."]}}.'
+)
+
+STEP_PROMPT = (
+    "[autonomous step {step} of {budget}] You are working on your goal {goal!r}.\n"
+    "Objectives:\n{objectives}\n"
+    "Next objective: {next}. Use one of your actions to make progress on it; when an "
+    "objective is achieved, mark it complete with the goal-update action."
+)
+
+
+class _Plan(BaseModel):
+    objectives: list[str] = Field(min_length=1, max_length=10)
+
+
+class AutonomousRun(CarrierModel):
+    """The result of :func:`run_autonomous`."""
+
+    goal: Goal
+    steps: list[Reply] = Field(default_factory=list)
+
+    @property
+    def completed(self) -> bool:
+        return self.goal.status is GoalStatus.DONE
+
+
+async def plan_objectives(runtime: AgentRuntime, goal: Goal) -> list[Objective]:
+    """Ask the large model for objectives; the goal itself when the answer is unusable."""
+    request = ModelRequest(
+        model_class=ModelClass.LARGE,
+        system=PLAN_PROMPT.format(name=runtime.character.name),
+        messages=[ChatMessage(role="user", content=goal.name)],
+        response_schema=_Plan.model_json_schema(),
+        max_tokens=256,
+    )
+    try:
+        response = await runtime.generate(request)
+        raw = response.structured if response.structured is not None else json.loads(
+            response.text[response.text.find("{"): response.text.rfind("}") + 1])
+        plan = _Plan.model_validate(raw)
+    except (ModelError, ConfigurationError, ValidationError, ValueError) as exc:
+        logger.warning("Could not plan goal %r (%s); using it as its only objective.",
+                       goal.name, exc)
+        return [Objective(description=goal.name)]
+    return [Objective(description=text) for text in plan.objectives if text.strip()]
+
+
+async def run_autonomous(
+    runtime: AgentRuntime,
+    goal: str | Goal,
+    *,
+    max_steps: int = 10,
+    on_step: Callable[[int, Reply, Goal], Awaitable[None]] | None = None,
+) -> AutonomousRun:
+    """Plan, act and check progress until the goal is finished or ``max_steps`` are spent."""
+    room_id = f"autonomous-{runtime.agent_id}"
+    if isinstance(goal, str):
+        goal = Goal(agent_id=runtime.agent_id, room_id=room_id, name=goal)
+    if not goal.objectives:
+        goal = goal.model_copy(update={"objectives": await plan_objectives(runtime, goal)})
+    await runtime.store.upsert_goal(goal)
+    run = AutonomousRun(goal=goal)
+    for step in range(1, max_steps + 1):
+        current = await runtime.store.get_goal(goal.id) or goal
+        if current.finished:
+            break
+        pending = [o.description for o in current.objectives if not o.completed]
+        text = STEP_PROMPT.format(
+            step=step, budget=max_steps, goal=current.name,
+            objectives="\n".join(f"- [{'x' if o.completed else ' '}] {o.description}"
+                                 for o in current.objectives),
+            next=pending[0] if pending else current.name,
+        )
+        reply = await runtime.handle(IncomingMessage(
+            text=text, user_id=runtime.agent_id, user_name=runtime.character.name,
+            room_id=current.room_id or room_id, room_type=RoomType.SELF, source="autonomy",
+            role=Role.OWNER, metadata={"internal": True, "goal_id": current.id, "step": step},
+        ))
+        run.steps.append(reply)
+        latest = await runtime.store.get_goal(goal.id) or current
+        await runtime.emit(EventType.GOAL_STEP, reply.message, goal_id=goal.id, step=step,
+                           done=sum(o.completed for o in latest.objectives),
+                           total=len(latest.objectives))
+        if on_step is not None:
+            await on_step(step, reply, latest)
+    final = await runtime.store.get_goal(goal.id) or goal
+    if final.status is GoalStatus.IN_PROGRESS and final.finished:
+        final = final.model_copy(update={"status": GoalStatus.DONE})
+        await runtime.store.upsert_goal(final)
+    run.goal = final
+    return run

@@ -1,0 +1,215 @@
+"""The ``carrier`` command: chat, run, plugins, character validate; plugins add more.
+
+Built on argparse so ``carrier --help`` imports little: plugin modules are loaded
+to list their commands, but a command's factory runs only when it is invoked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import inspect
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from carrier import __version__
+from carrier.errors import CarrierError
+
+if TYPE_CHECKING:
+    from carrier.host import PluginHost
+    from carrier.runtime import AgentRuntime
+
+__all__ = ["main"]
+
+_BUILTIN = {"chat", "run", "plugins", "character"}
+
+
+def _parser(host: PluginHost) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="carrier", description="Run and inspect Carrier agents.",
+    )
+    parser.add_argument("--version", action="version", version=f"carrier {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="Log to stderr.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    chat = commands.add_parser("chat", help="Chat with an agent (reads stdin when not a TTY).")
+    chat.add_argument("--character", "-c", help="Character file (default: CARRIER_CHARACTER "
+                      "or the builtin 'Nova').")
+    chat.add_argument("--user", default="user", help="Your user id (default: user).")
+    chat.add_argument("--room", help="Room id (default: one room per user and agent).")
+    chat.add_argument("--no-stream", action="store_true", help="Print whole answers.")
+
+    run = commands.add_parser("run", help="Work toward a goal autonomously.")
+    run.add_argument("--goal", required=True, help="What the agent should achieve.")
+    run.add_argument("--character", "-c", help="Character file.")
+    run.add_argument("--steps", type=int, default=10, help="Step budget (default 10).")
+
+    commands.add_parser("plugins", help="List plugins, their hooks and load errors.")
+
+    character = commands.add_parser("character", help="Work with character files.")
+    character_commands = character.add_subparsers(dest="character_command", required=True)
+    validate = character_commands.add_parser("validate", help="Validate a character file.")
+    validate.add_argument("file")
+
+    for entry in host.commands:
+        if entry.name not in _BUILTIN:
+            commands.add_parser(entry.name, help=entry.description, add_help=False)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``carrier`` command; returns the exit status."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    verbose = "-v" in args_list or "--verbose" in args_list
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="carrier: %(levelname)s: %(message)s")
+    try:
+        from carrier.host import PluginHost
+
+        host = PluginHost()
+    except CarrierError as exc:
+        print(f"carrier: {exc}", file=sys.stderr)
+        return 2
+    command = next((a for a in args_list if not a.startswith("-")), None)
+    if command in host.commands and command not in _BUILTIN:
+        return _run_plugin_command(host, command, args_list)
+    parser = _parser(host)
+    args = parser.parse_args(args_list)
+    try:
+        if args.command == "chat":
+            return asyncio.run(_chat(host, args))
+        if args.command == "run":
+            return asyncio.run(_run_goal(host, args))
+        if args.command == "plugins":
+            return _plugins(host)
+        if args.command == "character":
+            return _validate_character(host, args.file)
+    except CarrierError as exc:
+        print(f"carrier: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    parser.print_help()
+    return 0
+
+
+def _run_plugin_command(host: PluginHost, name: str, argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog=f"carrier {name}",
+                                     description=host.commands.entry(name).description)
+    try:
+        command = host.commands.create(name)
+        command.configure(parser)
+        rest = list(argv)
+        rest.remove(name)
+        args = parser.parse_args(rest)
+        result = command.run(args, host)
+        if inspect.isawaitable(result):
+            async def wait() -> Any:
+                return await result
+
+            result = asyncio.run(wait())
+        return int(result or 0)
+    except CarrierError as exc:
+        print(f"carrier {name}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _runtime(host: PluginHost, character: str | None) -> AgentRuntime:
+    from carrier.runtime import AgentRuntime
+
+    return AgentRuntime(character, host=host)
+
+
+async def _chat(host: PluginHost, args: argparse.Namespace) -> int:
+    from carrier.types import IncomingMessage, Role
+
+    interactive = sys.stdin.isatty()
+    async with _runtime(host, args.character) as runtime:
+        room = args.room or f"cli-{args.user}-{runtime.agent_id}"
+        name = runtime.character.name
+        if interactive:
+            print(f"Chatting with {name} (Ctrl-D to quit).")
+        streaming = interactive and not args.no_stream
+        loop = asyncio.get_running_loop()
+        while True:
+            if interactive:
+                print("you> ", end="", flush=True)
+            line = await loop.run_in_executor(None, sys.stdin.readline)
+            if not line:
+                break
+            text = line.strip()
+            if not text:
+                continue
+            printed = False
+
+            async def on_text(delta: str) -> None:
+                nonlocal printed
+                if not printed:
+                    print(f"{name}> ", end="", flush=True)
+                    printed = True
+                print(delta, end="", flush=True)
+
+            reply = await runtime.handle(
+                IncomingMessage(text=text, user_id=args.user, user_name=args.user,
+                                room_id=room, source="cli", role=Role.OWNER),
+                on_text=on_text if streaming else None)
+            if printed:
+                print()
+            if reply.error:
+                print(f"carrier: {name} could not answer: {reply.error}", file=sys.stderr)
+                continue
+            for result in reply.action_results:
+                if not result.success:
+                    print(f"[{result.name} failed: {result.error}]", file=sys.stderr)
+            if not printed:
+                for text in reply.texts:
+                    print(f"{name}> {text}" if interactive else text, flush=True)
+    return 0
+
+
+async def _run_goal(host: PluginHost, args: argparse.Namespace) -> int:
+    from carrier.types import Goal, Reply
+
+    async with _runtime(host, args.character) as runtime:
+        async def on_step(step: int, reply: Reply, goal: Goal) -> None:
+            done = sum(o.completed for o in goal.objectives)
+            actions = ", ".join(r.name for r in reply.action_results) or "no action"
+            print(f"step {step}: {actions}; {done}/{len(goal.objectives)} objectives done")
+            for text in reply.texts:
+                print(f"  {runtime.character.name}: {text}")
+
+        run = await runtime.run_autonomous(args.goal, max_steps=args.steps, on_step=on_step)
+        for objective in run.goal.objectives:
+            print(f"[{'x' if objective.completed else ' '}] {objective.description}")
+        print(f"goal {run.goal.status.value}: {run.goal.name}")
+        return 0 if run.completed else 3
+
+
+def _plugins(host: PluginHost) -> int:
+    for info in host.plugin_list():
+        where = f"{info.distribution} {info.version}" if info.distribution else "(in-process)"
+        print(f"{info.name}  {where}")
+        if info.error:
+            print(f"    LOAD ERROR: {info.error}")
+        elif info.hooks:
+            print(f"    hooks: {', '.join(info.hooks)}")
+    for kind in ("models", "stores", "actions", "providers", "evaluators", "executors",
+                 "clients", "commands"):
+        names = getattr(host, kind).names()
+        if names:
+            print(f"{kind}: {', '.join(names)}")
+    return 1 if host.load_errors else 0
+
+
+def _validate_character(host: PluginHost, file: str) -> int:
+    from carrier.character import check_plugins, load_character
+
+    character = load_character(file)
+    check_plugins(character, host.plugins, source=file)
+    print(json.dumps({"file": file, "name": character.name, "id": character.id, "valid": True}))
+    return 0

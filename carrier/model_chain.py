@@ -1,0 +1,199 @@
+"""``ModelChain``: the kernel's one retry loop and the fallback chain of models.
+
+A spec such as ``"anthropic:claude-sonnet-4-5 -> openai:gpt-4.1-mini -> local"``
+becomes a chain. Each link is retried with exponential backoff and jitter on
+``TransientModelError`` (honouring ``retry_after``) within an attempt count and a
+time budget; when a link fails for good, or answers something that fails
+validation, the next link is tried. SDK clients are built with ``max_retries=0``
+so this is the only retry loop.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+
+from carrier.errors import ModelError, ModelRejectedError, TransientModelError
+from carrier.protocols import Model
+from carrier.types import ModelRequest, ModelResponse
+
+__all__ = ["ModelChain", "RetryPolicy", "parse_model_spec"]
+
+#: ``on_event(kind, data)`` — the runtime turns these into MODEL_RETRY/FALLBACK events.
+ChainObserver = Callable[[str, dict[str, Any]], Awaitable[None]]
+
+_ARROW = re.compile(r"\s*(?:->|→|,)\s*")
+
+
+def parse_model_spec(spec: str) -> list[tuple[str, str | None]]:
+    """``"a:x -> b"`` → ``[("a", "x"), ("b", None)]``."""
+    links: list[tuple[str, str | None]] = []
+    for part in _ARROW.split(spec.strip()):
+        if not part:
+            continue
+        backend, _, model = part.partition(":")
+        links.append((backend.strip(), model.strip() or None))
+    return links
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to retry one link before falling back."""
+
+    attempts: int = 4
+    budget_s: float = 60.0
+    initial_s: float = 0.5
+    max_wait_s: float = 20.0
+    jitter_s: float = 0.5
+
+
+class _WaitHonouringRetryAfter:
+    """Exponential backoff with jitter, but never less than the server's ``Retry-After``."""
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        self._backoff = wait_exponential_jitter(
+            initial=policy.initial_s, max=policy.max_wait_s, jitter=policy.jitter_s
+        )
+        self._cap = policy.budget_s
+
+    def __call__(self, state: RetryCallState) -> float:
+        wait = self._backoff(state)
+        outcome = state.outcome
+        error = outcome.exception() if outcome is not None else None
+        retry_after = getattr(error, "retry_after", None)
+        if isinstance(retry_after, int | float) and retry_after > 0:
+            wait = max(wait, float(retry_after))
+        return min(wait, self._cap)
+
+
+class ModelChain:
+    """A fallback chain of models sharing one retry policy."""
+
+    def __init__(self, links: Sequence[Model], *, policy: RetryPolicy | None = None) -> None:
+        if not links:
+            raise ValueError("A model chain needs at least one model.")
+        self.links = list(links)
+        self.policy = policy or RetryPolicy()
+
+    @property
+    def primary(self) -> Model:
+        return self.links[0]
+
+    @property
+    def name(self) -> str:
+        return " -> ".join(link.name for link in self.links)
+
+    async def _retrying(
+        self,
+        link: Model,
+        call: Callable[[], Awaitable[Any]],
+        on_event: ChainObserver | None,
+    ) -> Any:
+        async def before_sleep(state: RetryCallState) -> None:
+            if on_event is not None and state.outcome is not None:
+                await on_event(
+                    "retry",
+                    {
+                        "model": link.name,
+                        "attempt": state.attempt_number,
+                        "error": str(state.outcome.exception()),
+                        "wait_s": round(state.upcoming_sleep, 3),
+                    },
+                )
+
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.policy.attempts) | stop_after_delay(self.policy.budget_s),
+            wait=_WaitHonouringRetryAfter(self.policy),
+            retry=retry_if_exception_type(TransientModelError),
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        return await retrying(call)
+
+    async def generate(
+        self,
+        request: ModelRequest,
+        *,
+        on_event: ChainObserver | None = None,
+        on_text: Callable[[str], Awaitable[None]] | None = None,
+        validate: Callable[[ModelResponse], str | None] | None = None,
+    ) -> ModelResponse:
+        """Answer with the first link that succeeds.
+
+        Args:
+            request: The request.
+            on_event: Told about each retry and fallback.
+            on_text: When given, the answer is streamed and each text delta passed on.
+                Once text has been passed on, a failure is not retried (it would
+                repeat the text).
+            validate: Returns a reason when a response is unusable; the next link
+                is then tried.
+        """
+        errors: list[str] = []
+        for index, link in enumerate(self.links):
+            emitted = False
+
+            async def call(link: Model = link) -> ModelResponse:
+                nonlocal emitted
+                if on_text is None:
+                    return await link.generate(request)
+                final: ModelResponse | None = None
+                async for chunk in link.stream(request):
+                    if chunk.text:
+                        emitted = True
+                        await on_text(chunk.text)
+                    if chunk.response is not None:
+                        final = chunk.response
+                if final is None:
+                    raise ModelRejectedError(f"{link.name} ended its stream without a response.")
+                return final
+
+            try:
+                response: ModelResponse = await self._retrying(link, call, on_event)
+            except ModelError as exc:
+                if emitted:
+                    raise
+                errors.append(f"{link.name}: {exc}")
+                reason = str(exc)
+            else:
+                problem = validate(response) if validate is not None else None
+                if problem is None:
+                    return response
+                errors.append(f"{link.name}: {problem}")
+                reason = problem
+            if index + 1 < len(self.links) and on_event is not None:
+                await on_event(
+                    "fallback",
+                    {"from": link.name, "to": self.links[index + 1].name, "reason": reason},
+                )
+        raise ModelError(
+            "Every model in the chain failed: " + "; ".join(errors) + ". "
+            "Check the backends' settings and status, or add a fallback model."
+        )
+
+    async def embed(
+        self, texts: Sequence[str], *, on_event: ChainObserver | None = None
+    ) -> list[list[float]]:
+        """Embed with the primary link only: vectors of two models do not mix."""
+        link = self.primary
+
+        async def call() -> list[list[float]]:
+            return await link.embed(texts)
+
+        result: list[list[float]] = await self._retrying(link, call, on_event)
+        return result
+
+    async def aclose(self) -> None:
+        for link in self.links:
+            await link.aclose()
