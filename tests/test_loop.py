@@ -1,0 +1,273 @@
+"""The whole loop with the FakeModel and the in-memory store."""
+
+from __future__ import annotations
+
+import pytest
+
+from carrier.builtin.memory_store import InMemoryStore
+from carrier.character import Character
+from carrier.errors import ModelRejectedError, TransientModelError
+from carrier.host import PluginHost
+from carrier.runtime import AgentRuntime
+from carrier.testing import EventRecorder, FakeModel
+from carrier.types import EventType, IncomingMessage, MemoryType, Role, RoomType
+from tests.plugins_for_tests import CountingEvaluator, TestPlugin
+
+
+@pytest.fixture
+async def agent(host: PluginHost, character: Character, fake_model: FakeModel):
+    host.register(TestPlugin(slow=True), name="test-plugin")
+    runtime = AgentRuntime(character, host=host, store=InMemoryStore(),
+                           models={"large": fake_model, "small": fake_model,
+                                   "embedding": None})
+    async with runtime:
+        yield runtime
+
+
+def msg(text: str, **fields: object) -> IncomingMessage:
+    values: dict[str, object] = {"user_id": "alice", "user_name": "Alice", "room_id": "r1"}
+    values.update(fields)
+    return IncomingMessage(text=text, **values)  # type: ignore[arg-type]
+
+
+async def test_every_stage_runs_and_events_arrive_in_order(
+    agent: AgentRuntime, fake_model: FakeModel, events: EventRecorder
+) -> None:
+    fake_model.queue("It is sunny.", actions=[("GET_WEATHER", {"city": "Oslo"})])
+    reply = await agent.handle(msg("weather in Oslo?"))
+    assert reply.texts == ["It is sunny."]
+    assert reply.action_results[0].data == {"city": "Oslo", "days": 1}
+    types = events.types(reply.message.id)
+    expected = [EventType.CONNECTED, EventType.MESSAGE_RECEIVED, EventType.MESSAGE_STORED,
+                EventType.SHOULD_RESPOND, EventType.STATE_COMPOSED, EventType.MODEL_USED,
+                EventType.ACTION_STARTED, EventType.ACTION_COMPLETED,
+                EventType.EVALUATOR_COMPLETED, EventType.MESSAGE_SENT, EventType.RUN_ENDED]
+    assert [t for t in types if t in expected] == expected
+    assert all(e.duration_ms >= 0 for e in events.events)
+    assert events.of(EventType.RUN_ENDED)[0].duration_ms > 0
+    # the response is stored under the idempotent id
+    stored = await agent.store.get_memory(f"{reply.message.id}-{agent.agent_id}")
+    assert stored is not None and stored.content.text == "It is sunny."
+    assert stored.content.in_reply_to == reply.message.id
+
+
+async def test_prompt_has_persona_history_provider_and_offered_actions(
+    agent: AgentRuntime, fake_model: FakeModel
+) -> None:
+    await agent.handle(msg("first message"))
+    await agent.handle(msg("second message"))
+    request = fake_model.requests[-1]
+    assert request.system is not None and "You are Testy." in request.system
+    assert "The time is noon." in request.system  # provider section
+    assert [m.content for m in request.messages] == ["first message", "ok", "second message"]
+    assert [m.role for m in request.messages] == ["user", "assistant", "user"]
+    offered = {a.name for a in request.actions}
+    assert {"GET_WEATHER", "SHOUT", "CONTINUE"} <= offered
+    assert "SHUTDOWN" not in offered  # needs admin; alice is a member
+    weather = next(a for a in request.actions if a.name == "GET_WEATHER")
+    assert weather.parameters["required"] == ["city"]
+
+
+async def test_slow_provider_times_out_without_stalling(
+    agent: AgentRuntime, events: EventRecorder
+) -> None:
+    reply = await agent.handle(msg("hello"))
+    assert reply.texts == ["ok"]
+    failed = events.of(EventType.PROVIDER_FAILED)
+    assert failed[0].data["provider"] == "slow"
+    assert "timed out" in failed[0].data["error"]
+    assert events.of(EventType.RUN_ENDED)[0].duration_ms < 2000
+
+
+async def test_action_found_by_simile_and_extra_messages_sent(
+    agent: AgentRuntime, fake_model: FakeModel
+) -> None:
+    fake_model.queue("Here you go.", actions=[("forecast", {"city": "Rome", "days": 3}), "SHOUT"])
+    reply = await agent.handle(msg("quiet please"))
+    assert reply.texts == ["Here you go.", "QUIET PLEASE"]
+    assert [r.success for r in reply.action_results] == [True, True]
+    ids = [m.id for m in reply.responses]
+    assert ids == [f"{reply.message.id}-{agent.agent_id}", f"{reply.message.id}-{agent.agent_id}-1"]
+
+
+async def test_unknown_action_is_reported_not_raised(
+    agent: AgentRuntime, fake_model: FakeModel, events: EventRecorder
+) -> None:
+    fake_model.queue("Sure.", actions=["LAUNCH_ROCKET"])
+    reply = await agent.handle(msg("launch"))
+    assert reply.texts == ["Sure."]
+    result = reply.action_results[0]
+    assert not result.success
+    assert "'LAUNCH_ROCKET', which is not offered" in (result.error or "")
+    assert events.of(EventType.ACTION_FAILED)[0].data["action"] == "LAUNCH_ROCKET"
+    logs = await agent.store.get_logs(agent_id=agent.agent_id)
+    assert logs[-1]["type"] == "action_failed"
+
+
+async def test_invalid_arguments_give_the_model_another_step(
+    agent: AgentRuntime, fake_model: FakeModel
+) -> None:
+    fake_model.queue("Checking.", actions=[("GET_WEATHER", {"days": "many"})])
+    fake_model.queue("Oslo is sunny.", actions=[("GET_WEATHER", {"city": "Oslo"})])
+    reply = await agent.handle(msg("weather?"))
+    first, second = reply.action_results
+    assert not first.success
+    assert "Invalid arguments for action 'GET_WEATHER'" in (first.error or "")
+    assert "city: Field required" in (first.error or "")
+    assert second.success
+    # the second request told the model what went wrong
+    assert "Field required" in (fake_model.requests[-1].system or "")
+
+
+async def test_handler_exception_becomes_a_failed_result(
+    agent: AgentRuntime, fake_model: FakeModel
+) -> None:
+    fake_model.queue("Trying.", actions=["BROKEN"])
+    reply = await agent.handle(msg("break it"))
+    assert reply.error is None
+    assert reply.action_results[0].error == "Action 'BROKEN' failed: RuntimeError: disk on fire"
+
+
+async def test_role_refusal_whatever_the_model_answers(
+    agent: AgentRuntime, fake_model: FakeModel
+) -> None:
+    fake_model.queue("Shutting down.", actions=["SHUTDOWN"])
+    reply = await agent.handle(msg("shut down"))
+    assert not reply.action_results[0].success
+    assert "not offered" in (reply.action_results[0].error or "")
+    fake_model.queue("Shutting down.", actions=["SHUTDOWN"])
+    reply = await agent.handle(msg("shut down", role=Role.OWNER, room_id="r2"))
+    assert reply.action_results[0].text == "shutting down"
+
+
+async def test_multi_step_is_bounded(agent: AgentRuntime, fake_model: FakeModel) -> None:
+    fake_model.queue("thinking", actions=["CONTINUE"], times=10)
+    reply = await agent.handle(msg("think hard"))
+    assert len(reply.action_results) == agent.settings.max_action_steps
+    assert fake_model.pending == 10 - agent.settings.max_action_steps
+
+
+async def test_ignore_action_suppresses_the_reply(
+    agent: AgentRuntime, fake_model: FakeModel
+) -> None:
+    fake_model.queue("I would say something", actions=["IGNORE"])
+    reply = await agent.handle(msg("blah"))
+    assert reply.ignored and reply.responses == []
+    marker = await agent.store.get_memory(f"{reply.message.id}-{agent.agent_id}")
+    assert marker is not None and marker.metadata == {"ignored": True}
+    assert await agent.store.unanswered_messages(agent_id=agent.agent_id) == []
+
+
+async def test_evaluators_run_and_a_failing_one_is_contained(
+    agent: AgentRuntime, events: EventRecorder
+) -> None:
+    CountingEvaluator.seen.clear()
+    reply = await agent.handle(msg("evaluate me"))
+    names = {r.name: r for r in reply.evaluator_results}
+    assert names["counter"].data == {"responses": 1}
+    assert names["failing"].error == "ValueError: evaluator bug"
+    assert CountingEvaluator.seen == ["evaluate me"]
+    assert events.of(EventType.EVALUATOR_FAILED)[0].data["evaluator"] == "failing"
+
+
+async def test_group_room_ignores_chatter_and_answers_a_mention(
+    agent: AgentRuntime, fake_model: FakeModel
+) -> None:
+    chatter = await agent.handle(msg("lunch anyone?", room_id="g", room_type=RoomType.GROUP))
+    assert chatter.ignored and fake_model.requests == []
+    mention = await agent.handle(msg("testy, what time is it?", room_id="g",
+                                     room_type=RoomType.GROUP))
+    assert mention.texts == ["ok"]
+    # in a group the history names the speakers
+    assert fake_model.requests[-1].messages[-2].content == "Alice: lunch anyone?"
+
+
+async def test_streaming_passes_text_deltas(agent: AgentRuntime, fake_model: FakeModel) -> None:
+    fake_model.queue("one two three")
+    deltas: list[str] = []
+
+    async def on_text(delta: str) -> None:
+        deltas.append(delta)
+
+    reply = await agent.handle(msg("count"), on_text=on_text)
+    assert deltas == ["one", " two", " three"]
+    assert reply.texts == ["one two three"]
+
+
+async def test_transient_errors_are_retried_with_events(
+    agent: AgentRuntime, fake_model: FakeModel, events: EventRecorder
+) -> None:
+    fake_model.queue(error=TransientModelError("429 slow down", retry_after=0.01), times=2)
+    fake_model.queue("finally")
+    reply = await agent.handle(msg("hello"))
+    assert reply.texts == ["finally"]
+    retries = events.of(EventType.MODEL_RETRY)
+    assert [e.data["attempt"] for e in retries] == [1, 2]
+    assert retries[0].data["wait_s"] >= 0.01
+
+
+async def test_rejection_fails_fast_and_the_message_is_kept_for_recovery(
+    agent: AgentRuntime, fake_model: FakeModel, events: EventRecorder
+) -> None:
+    fake_model.queue(error=ModelRejectedError("401 invalid key"))
+    reply = await agent.handle(msg("hello", message_id="m-1"))
+    assert reply.error is not None and "401 invalid key" in reply.error
+    assert events.of(EventType.MODEL_RETRY) == []
+    assert await agent.store.get_memory("m-1") is not None
+    unanswered = await agent.store.unanswered_messages(agent_id=agent.agent_id)
+    assert [m.id for m in unanswered] == ["m-1"]
+    recovered = await agent.recover()
+    assert [r.texts for r in recovered] == [["ok"]]
+    assert await agent.recover() == []  # answered once
+
+
+async def test_fallback_chain_answers_when_the_primary_is_dead(
+    host: PluginHost, character: Character, events: EventRecorder
+) -> None:
+    dead = FakeModel(name="dead")
+    dead.queue(error=ModelRejectedError("primary is down"))
+    backup = FakeModel(name="backup", default_text="from backup")
+    host.register(_TwoModels(dead, backup), name="two-models")
+    runtime = AgentRuntime(character, host=host, store=InMemoryStore(),
+                           models={"large": "dead -> backup", "embedding": None})
+    async with runtime:
+        reply = await runtime.handle(msg("hi"))
+    assert reply.texts == ["from backup"]
+    fallback = events.of(EventType.MODEL_FALLBACK)[0]
+    assert (fallback.data["from"], fallback.data["to"]) == ("dead", "backup")
+
+
+async def test_incoming_message_is_stored_with_an_embedding(
+    host: PluginHost, character: Character
+) -> None:
+    model = FakeModel(embedding_dimension=32)
+    runtime = AgentRuntime(character, host=host, store=InMemoryStore(),
+                           models={"large": model, "embedding": model})
+    async with runtime:
+        await runtime.store.create_memory(_fact(runtime, "Alice owns a red bicycle", model))
+        await runtime.store.create_memory(_fact(runtime, "The sky is blue today", model))
+        reply = await runtime.handle(msg("what colour is the bicycle Alice owns?"))
+    assert reply.message.embedding is not None and len(reply.message.embedding) == 32
+    assert "Alice owns a red bicycle" in (model.requests[-1].system or "")
+    assert "The sky is blue" not in (model.requests[-1].system or "")
+
+
+def _fact(runtime: AgentRuntime, text: str, model: FakeModel):
+    from carrier.builtin.echo_model import hashed_embedding
+    from carrier.types import Content, Memory
+
+    return Memory(agent_id=runtime.agent_id, entity_id="alice", room_id="r1",
+                  type=MemoryType.FACT, content=Content(text=text),
+                  embedding=hashed_embedding(text, 32))
+
+
+class _TwoModels:
+    def __init__(self, *models: FakeModel) -> None:
+        self.models = models
+
+    from carrier import hookimpl
+
+    @hookimpl
+    def carrier_register_models(self, models):  # type: ignore[no-untyped-def]
+        for model in self.models:
+            models.add(model.name, lambda model=model, **_: model)
