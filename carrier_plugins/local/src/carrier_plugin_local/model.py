@@ -1,0 +1,208 @@
+"""``LocalModel``: Carrier's ``Model`` over the local chat engine and embedder.
+
+The chat weights and the embedding session load separately and lazily, each in a
+worker thread on first use: embedding never loads the GGUF, chatting never loads
+onnxruntime. Generation runs in a worker thread too; streamed tokens cross back
+to the event loop through a queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from carrier.protocols import Model
+from carrier.types import ModelRequest, ModelResponse, StreamChunk, Usage
+from carrier_plugin_local.actions import (
+    action_instructions,
+    action_schema,
+    bounded_schema,
+    parse_action_answer,
+    parse_structured,
+)
+from carrier_plugin_local.chat import ChatEngine, Prompt
+from carrier_plugin_local.embeddings import DIMENSION, Embedder
+
+if TYPE_CHECKING:
+    from carrier_plugin_local.plugin import LocalSettings
+
+__all__ = ["LocalModel"]
+
+#: Fewest tokens an action or structured answer may use, so its JSON can close.
+_MIN_JSON_TOKENS = 192
+#: Texts embedded per worker-thread call, so cancellation is noticed between calls.
+_EMBED_CHUNK = 512
+
+
+class LocalModel(Model):
+    """Chat on llama.cpp with a GGUF model, embeddings with MiniLM on onnxruntime."""
+
+    embedding_dimension = DIMENSION
+
+    def __init__(self, settings: LocalSettings) -> None:
+        self.settings = settings
+        self.chat = ChatEngine(settings)
+        self.embedder = Embedder(threads=settings.threads, batch_size=settings.embedding_batch_size)
+        self.context_window = settings.context_size
+        self.name = "local:" + (
+            settings.model_path.name.removesuffix(".gguf")
+            if settings.model_path
+            else "SmolLM2-135M-Instruct"
+        )
+
+    def __repr__(self) -> str:
+        return f"<LocalModel {self.name!r}>"
+
+    # ---- Prompt --------------------------------------------------------------------
+
+    def _prompt(self, request: ModelRequest) -> tuple[Prompt, str]:
+        """The engine prompt for ``request`` and its mode: text, actions or structured."""
+        settings = self.settings
+        system = request.system or ""
+        mode = "text"
+        schema: dict[str, Any] | None = None
+        max_tokens = request.max_tokens or settings.max_tokens
+        if request.response_schema is not None:
+            mode, schema = "structured", bounded_schema(request.response_schema)
+        elif request.actions:
+            mode, schema = "actions", action_schema(request.actions)
+            system = f"{system}\n\n{action_instructions(request.actions)}".strip()
+        if schema is not None:
+            max_tokens = max(max_tokens, _MIN_JSON_TOKENS)
+        max_tokens = min(max_tokens, self.chat.context_size // 2)
+        messages = [{"role": "system", "content": system}] if system else []
+        for message in request.messages:
+            role = message.role if message.role in ("user", "assistant", "system") else "user"
+            content = f"{message.name}: {message.content}" if message.name else message.content
+            messages.append({"role": role, "content": content})
+        temperature = request.temperature
+        prompt = Prompt(
+            messages=messages,
+            max_tokens=max_tokens,
+            temperature=settings.temperature if temperature is None else temperature,
+            seed=request.seed if request.seed is not None else settings.seed,
+            stop=list(request.stop),
+            json_schema=schema,
+        )
+        return self.chat.fit(prompt), mode
+
+    async def _ready(self, request: ModelRequest) -> tuple[Prompt, str]:
+        if not self.chat.loaded:
+            await asyncio.to_thread(self.chat.load)
+        return self._prompt(request)
+
+    def _response(
+        self, request: ModelRequest, mode: str, text: str, finish: str | None, usage: Usage
+    ) -> ModelResponse:
+        if mode == "actions":
+            reply, calls, _problem = parse_action_answer(text, request.actions)
+            return ModelResponse(
+                text=reply, action_calls=calls, usage=usage, model=self.name, finish_reason=finish
+            )
+        if mode == "structured":
+            assert request.response_schema is not None
+            value, _problem = parse_structured(text, request.response_schema)
+            return ModelResponse(
+                text=text, structured=value, usage=usage, model=self.name, finish_reason=finish
+            )
+        return ModelResponse(text=text.strip(), usage=usage, model=self.name, finish_reason=finish)
+
+    # ---- Model ---------------------------------------------------------------------
+
+    async def generate(self, request: ModelRequest) -> ModelResponse:
+        """Answer ``request``: text, an action call, or a structured object."""
+        prompt, mode = await self._ready(request)
+        result = await asyncio.to_thread(self.chat.complete, prompt)
+        choice = result["choices"][0]
+        usage = result.get("usage", {})
+        return self._response(
+            request,
+            mode,
+            choice.get("message", {}).get("content") or "",
+            choice.get("finish_reason"),
+            Usage(
+                input_tokens=usage.get("prompt_tokens", prompt.prompt_tokens),
+                output_tokens=usage.get("completion_tokens", 0),
+            ),
+        )
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[StreamChunk]:
+        """Yield text deltas as the engine produces them, then the final response.
+
+        Action and structured answers are JSON, so they are yielded whole once
+        parsed. Closing or cancelling the iteration stops the engine at the next
+        token and waits for it to free the context.
+        """
+        prompt, mode = await self._ready(request)
+        if mode != "text":
+            response = await self.generate(request)
+            if response.text:
+                yield StreamChunk(text=response.text)
+            yield StreamChunk(response=response)
+            return
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        stop = threading.Event()
+
+        def on_chunk(chunk: dict[str, Any]) -> None:
+            if not stop.is_set():
+                loop.call_soon_threadsafe(queue.put_nowait, chunk)
+
+        async def run() -> None:
+            try:
+                await asyncio.to_thread(self.chat.stream, prompt, on_chunk, stop)
+            finally:
+                if not stop.is_set():
+                    loop.call_soon_threadsafe(queue.put_nowait, None)
+
+        worker = asyncio.ensure_future(run())
+        pieces: list[str] = []
+        finish: str | None = None
+        timings: dict[str, Any] = {}
+        try:
+            while (chunk := await queue.get()) is not None:
+                choice = chunk["choices"][0] if chunk.get("choices") else {}
+                delta = (choice.get("delta") or {}).get("content")
+                finish = choice.get("finish_reason") or finish
+                timings = chunk.get("timings") or timings
+                if delta:
+                    pieces.append(delta)
+                    yield StreamChunk(text=delta)
+            await worker  # re-raises the engine's error, if any
+        finally:
+            stop.set()
+            if not worker.done():
+                await asyncio.wait({worker})
+        usage = Usage(
+            input_tokens=timings.get("prompt_n", 0) + timings.get("cache_n", 0)
+            or prompt.prompt_tokens,
+            output_tokens=timings.get("predicted_n", len(pieces)),
+        )
+        text = "".join(pieces)
+        yield StreamChunk(
+            response=ModelResponse(text=text, usage=usage, model=self.name, finish_reason=finish)
+        )
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        """One L2-normalized 384-dimension MiniLM vector per text."""
+        texts = list(texts)
+        if not texts:
+            return []
+        if not self.embedder.loaded:
+            await asyncio.to_thread(self.embedder.load)
+        vectors: list[list[float]] = []
+        for start in range(0, len(texts), _EMBED_CHUNK):
+            chunk = texts[start : start + _EMBED_CHUNK]
+            vectors.extend(await asyncio.to_thread(self.embedder.embed, chunk))
+        return vectors
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` with the chat model's own tokenizer (read from the GGUF)."""
+        return self.chat.count_tokens(text)
+
+    async def aclose(self) -> None:
+        """Free the chat weights and the embedding session."""
+        await asyncio.to_thread(self.chat.close)
+        await asyncio.to_thread(self.embedder.close)
