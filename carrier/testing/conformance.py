@@ -1,0 +1,579 @@
+"""Conformance suites for plugin authors: subclass and provide a fixture.
+
+``MemoryStoreConformance`` checks every method of :class:`carrier.MemoryStore`
+against the semantics of the kernel's ``InMemoryStore``. Subclass it in a test
+module and provide an async ``store`` fixture that yields an *opened*, empty store::
+
+    class TestMyStore(MemoryStoreConformance):
+        @pytest.fixture
+        async def store(self, tmp_path):
+            async with MyStore(url=f"my:///{tmp_path}/x.db") as s:
+                yield s
+
+Stores may keep embeddings at float32 precision, so embeddings and similarities
+are compared to 1e-5; every other field must round-trip exactly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from carrier.errors import EmbeddingDimensionError, StoreError
+from carrier.protocols import MemoryStore
+from carrier.types import (
+    Attachment,
+    Content,
+    Entity,
+    Goal,
+    GoalStatus,
+    Memory,
+    MemoryType,
+    Objective,
+    Participant,
+    ParticipantState,
+    Role,
+    Room,
+    RoomType,
+    Task,
+)
+
+__all__ = ["MemoryStoreConformance"]
+
+AGENT = "agent-1"
+OTHER_AGENT = "agent-2"
+T0 = 1_700_000_000.0
+
+
+def _memory(
+    n: int,
+    *,
+    room: str = "room-1",
+    entity: str = "user-1",
+    agent: str = AGENT,
+    type: MemoryType = MemoryType.MESSAGE,
+    embedding: Sequence[float] | None = None,
+    created_at: float | None = None,
+    id: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> Memory:
+    return Memory(
+        id=id or f"m-{agent}-{n}",
+        agent_id=agent,
+        entity_id=entity,
+        room_id=room,
+        type=type,
+        content=Content(text=f"message {n}"),
+        embedding=list(embedding) if embedding is not None else None,
+        created_at=T0 + n if created_at is None else created_at,
+        metadata=metadata or {},
+    )
+
+
+def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
+    dot = sum(x * y for x, y in zip(a, b, strict=True))
+    norm = math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
+    return dot / norm if norm else 0.0
+
+
+def _assert_same(found: Memory | None, expected: Memory) -> None:
+    """Equal in every field; the embedding to float32 precision."""
+    assert found is not None, f"memory {expected.id!r} is missing"
+    assert found.model_dump(exclude={"embedding"}) == expected.model_dump(exclude={"embedding"})
+    if expected.embedding is None:
+        assert found.embedding is None
+    else:
+        assert found.embedding == pytest.approx(expected.embedding, rel=1e-6, abs=1e-7)
+
+
+def _ids(memories: Sequence[Memory]) -> list[str]:
+    return [m.id for m in memories]
+
+
+class MemoryStoreConformance:
+    """The ``MemoryStore`` contract. Subclasses provide a ``store`` fixture."""
+
+    @pytest.fixture
+    async def store(self) -> Any:  # pragma: no cover - always overridden
+        pytest.skip("MemoryStoreConformance needs a 'store' fixture in the subclass.")
+
+    # ---- memories: create, get, idempotence ------------------------------------
+
+    async def test_create_and_get_round_trip(self, store: MemoryStore) -> None:
+        memory = Memory(
+            agent_id=AGENT,
+            entity_id="user-1",
+            room_id="room-1",
+            world_id="world-1",
+            type=MemoryType.DOCUMENT,
+            content=Content(
+                text="hello",
+                thought="hm",
+                actions=["REPLY"],
+                in_reply_to="m-0",
+                attachments=[Attachment(id="a1", url="https://example.org/x", title="x")],
+                custom_field={"nested": [1, 2.5, "three"]},
+            ),
+            embedding=[0.1, 0.2, 0.3],
+            created_at=T0 + 0.123456789,
+            unique=True,
+            metadata={"source": "test", "n": 3, "list": [1, 2]},
+        )
+        assert await store.create_memory(memory) is True
+        _assert_same(await store.get_memory(memory.id), memory)
+        assert await store.get_memory("no-such-id") is None
+        assert store.embedding_dimension == 3
+
+    async def test_create_memory_is_idempotent(self, store: MemoryStore) -> None:
+        first = _memory(1)
+        assert await store.create_memory(first) is True
+        replay = first.model_copy(update={"content": Content(text="changed"), "created_at": T0})
+        assert await store.create_memory(replay) is False
+        _assert_same(await store.get_memory(first.id), first)
+        assert await store.count_memories(agent_id=AGENT) == 1
+        assert _ids(await store.get_memories(agent_id=AGENT)) == [first.id]
+
+    async def test_embedding_dimension_starts_unknown(self, store: MemoryStore) -> None:
+        assert store.embedding_dimension is None
+        await store.create_memory(_memory(1))
+        assert store.embedding_dimension is None
+        await store.create_memory(_memory(2, embedding=[1.0, 0.0]))
+        assert store.embedding_dimension == 2
+
+    async def test_concurrent_creates_all_land(self, store: MemoryStore) -> None:
+        memories = [_memory(n) for n in range(50)]
+        results = await asyncio.gather(*(store.create_memory(m) for m in memories))
+        assert all(results)
+        again = await asyncio.gather(*(store.create_memory(m) for m in memories[:10]))
+        assert not any(again)
+        assert await store.count_memories(agent_id=AGENT) == 50
+        found = await store.get_memories(agent_id=AGENT, limit=100)
+        assert _ids(found) == _ids(memories)
+
+    # ---- memories: ordering and filters ---------------------------------------------
+
+    async def test_get_memories_newest_limit_oldest_first(self, store: MemoryStore) -> None:
+        memories = [_memory(n) for n in range(10)]
+        shuffled = memories[:]
+        random.Random(7).shuffle(shuffled)
+        for memory in shuffled:
+            await store.create_memory(memory)
+        assert _ids(await store.get_memories(agent_id=AGENT, room_id="room-1", limit=4)) == _ids(
+            memories[6:]
+        )
+        assert _ids(await store.get_memories(agent_id=AGENT, limit=50)) == _ids(memories)
+        before = await store.get_memories(agent_id=AGENT, room_id="room-1", limit=3, before=T0 + 5)
+        assert _ids(before) == _ids(memories[2:5])  # strictly before
+        assert await store.get_memories(agent_id=AGENT, limit=0) == []
+        assert await store.get_memories(agent_id=AGENT, before=T0) == []
+        _assert_same((await store.get_memories(agent_id=AGENT, limit=1))[0], memories[-1])
+
+    async def test_get_memories_ties_keep_insertion_order(self, store: MemoryStore) -> None:
+        memories = [_memory(n, created_at=T0) for n in range(5)]
+        for memory in memories:
+            await store.create_memory(memory)
+        assert _ids(await store.get_memories(agent_id=AGENT, room_id="room-1")) == _ids(memories)
+        assert _ids(await store.get_memories(agent_id=AGENT, limit=2)) == _ids(memories[3:])
+
+    async def test_get_memories_filters(self, store: MemoryStore) -> None:
+        rows = [
+            _memory(0, room="r1", entity="alice"),
+            _memory(1, room="r2", entity="alice"),
+            _memory(2, room="r1", entity="bob", type=MemoryType.FACT),
+            _memory(3, room="r1", entity="alice", type=MemoryType.FACT),
+            _memory(4, room="r2", entity="bob"),
+            _memory(5, room="r1", agent=OTHER_AGENT, entity="alice"),
+        ]
+        for memory in rows:
+            await store.create_memory(memory)
+
+        async def ids(**filters: Any) -> list[str]:
+            return _ids(await store.get_memories(**filters))
+
+        assert await ids(agent_id=AGENT) == _ids(rows[:5])
+        assert await ids(agent_id=AGENT, room_id="r1") == _ids([rows[0], rows[2], rows[3]])
+        assert await ids(agent_id=AGENT, entity_id="alice") == _ids([rows[0], rows[1], rows[3]])
+        assert await ids(agent_id=AGENT, type=MemoryType.FACT) == _ids([rows[2], rows[3]])
+        assert await ids(agent_id=AGENT, room_id="r1", entity_id="alice") == _ids(
+            [rows[0], rows[3]]
+        )
+        assert await ids(agent_id=AGENT, room_id="r1", type=MemoryType.MESSAGE) == [rows[0].id]
+        assert await ids(agent_id=AGENT, entity_id="bob", type=MemoryType.FACT) == [rows[2].id]
+        assert await ids(agent_id=AGENT, room_id="r1", type=MemoryType.FACT, limit=1) == [
+            rows[3].id
+        ]
+        assert await ids(agent_id=OTHER_AGENT) == [rows[5].id]
+        assert await ids(agent_id="nobody") == []
+        assert await ids(agent_id=AGENT, room_id="no-room") == []
+
+    async def test_count_memories(self, store: MemoryStore) -> None:
+        for n in range(6):
+            await store.create_memory(
+                _memory(
+                    n,
+                    room="r1" if n % 2 else "r2",
+                    type=MemoryType.FACT if n < 2 else MemoryType.MESSAGE,
+                )
+            )
+        await store.create_memory(_memory(9, agent=OTHER_AGENT))
+        assert await store.count_memories(agent_id=AGENT) == 6
+        assert await store.count_memories(agent_id=AGENT, room_id="r1") == 3
+        assert await store.count_memories(agent_id=AGENT, type=MemoryType.FACT) == 2
+        assert await store.count_memories(agent_id=AGENT, room_id="r1", type=MemoryType.FACT) == 1
+        assert await store.count_memories(agent_id=OTHER_AGENT) == 1
+        assert await store.count_memories(agent_id="nobody") == 0
+
+    async def test_delete_memory(self, store: MemoryStore) -> None:
+        keep, drop = _memory(1, embedding=[1.0, 0.0]), _memory(2, embedding=[1.0, 0.1])
+        await store.create_memory(keep)
+        await store.create_memory(drop)
+        assert await store.delete_memory(drop.id) is True
+        assert await store.delete_memory(drop.id) is False
+        assert await store.delete_memory("no-such-id") is False
+        assert await store.get_memory(drop.id) is None
+        assert _ids(await store.get_memories(agent_id=AGENT)) == [keep.id]
+        assert await store.count_memories(agent_id=AGENT) == 1
+        found = await store.search_memories(agent_id=AGENT, embedding=[1.0, 0.05])
+        assert [s.memory.id for s in found] == [keep.id]
+        assert await store.create_memory(drop) is True  # the id is free again
+        assert _ids(await store.get_memories(agent_id=AGENT)) == [keep.id, drop.id]
+
+    # ---- semantic search ----------------------------------------------------------------
+
+    async def _search_fixture(self, store: MemoryStore) -> list[Memory]:
+        rng = random.Random(42)
+        memories = []
+        for n in range(60):
+            memories.append(
+                _memory(
+                    n,
+                    room=f"r{n % 3}",
+                    type=(MemoryType.FACT, MemoryType.MESSAGE, MemoryType.FRAGMENT)[n % 4 % 3],
+                    embedding=[rng.gauss(0, 1) for _ in range(16)],
+                )
+            )
+        memories.append(_memory(100, agent=OTHER_AGENT, embedding=[1.0] * 16))
+        memories.append(_memory(101))  # no embedding: never found
+        for memory in memories:
+            assert await store.create_memory(memory)
+        return memories
+
+    @staticmethod
+    def _exact(
+        memories: Sequence[Memory],
+        query: Sequence[float],
+        *,
+        room: str | None = None,
+        type: MemoryType | None = None,
+    ) -> list[tuple[str, float]]:
+        scored = [
+            (m.id, _cosine(query, m.embedding))
+            for m in memories
+            if m.agent_id == AGENT
+            and m.embedding is not None
+            and (room is None or m.room_id == room)
+            and (type is None or m.type == type)
+        ]
+        return sorted(scored, key=lambda pair: pair[1], reverse=True)
+
+    async def test_search_equals_exact_cosine(self, store: MemoryStore) -> None:
+        memories = await self._search_fixture(store)
+        rng = random.Random(1)
+        for _ in range(5):
+            query = [rng.gauss(0, 1) for _ in range(16)]
+            expected = self._exact(memories, query)
+            found = await store.search_memories(
+                agent_id=AGENT, embedding=query, limit=10, threshold=-1.0
+            )
+            assert [s.memory.id for s in found] == [i for i, _ in expected[:10]]
+            assert [s.similarity for s in found] == pytest.approx(
+                [sim for _, sim in expected[:10]], abs=1e-5
+            )
+            by_id = {m.id: m for m in memories}
+            for scored in found:
+                _assert_same(scored.memory, by_id[scored.memory.id])
+
+    async def test_search_threshold_and_limit(self, store: MemoryStore) -> None:
+        memories = await self._search_fixture(store)
+        query = memories[5].embedding
+        assert query is not None
+        expected = self._exact(memories, query)
+        threshold = (expected[3][1] + expected[4][1]) / 2  # between the 4th and 5th
+        found = await store.search_memories(
+            agent_id=AGENT, embedding=query, limit=10, threshold=threshold
+        )
+        assert [s.memory.id for s in found] == [i for i, _ in expected[:4]]
+        assert found[0].memory.id == memories[5].id
+        assert found[0].similarity == pytest.approx(1.0, abs=1e-5)
+        assert all(s.similarity >= threshold for s in found)
+        default = await store.search_memories(agent_id=AGENT, embedding=query, limit=100)
+        assert [s.memory.id for s in default] == [i for i, sim in expected if sim >= 0.0]
+        assert len(await store.search_memories(agent_id=AGENT, embedding=query, limit=2)) == 2
+
+    async def test_search_filters(self, store: MemoryStore) -> None:
+        memories = await self._search_fixture(store)
+        query = [random.Random(3).gauss(0, 1) for _ in range(16)]
+        for room, type in [("r1", None), (None, MemoryType.FACT), ("r2", MemoryType.FRAGMENT)]:
+            expected = self._exact(memories, query, room=room, type=type)
+            found = await store.search_memories(
+                agent_id=AGENT, embedding=query, room_id=room, type=type, limit=5, threshold=-1.0
+            )
+            assert [s.memory.id for s in found] == [i for i, _ in expected[:5]]
+            assert all(room is None or s.memory.room_id == room for s in found)
+            assert all(type is None or s.memory.type == type for s in found)
+        other = await store.search_memories(agent_id=OTHER_AGENT, embedding=[1.0] * 16)
+        assert [s.memory.id for s in other] == [f"m-{OTHER_AGENT}-100"]
+        assert other[0].similarity == pytest.approx(1.0, abs=1e-5)
+        assert await store.search_memories(agent_id="nobody", embedding=[1.0] * 16) == []
+        assert (
+            await store.search_memories(agent_id=AGENT, embedding=[1.0] * 16, room_id="nowhere")
+            == []
+        )
+
+    async def test_search_without_embeddings_is_empty(self, store: MemoryStore) -> None:
+        await store.create_memory(_memory(1))
+        assert await store.search_memories(agent_id=AGENT, embedding=[1.0, 2.0]) == []
+
+    async def test_embedding_dimension_errors(self, store: MemoryStore) -> None:
+        await store.create_memory(_memory(1, embedding=[0.5] * 4))
+        with pytest.raises(EmbeddingDimensionError) as stored:
+            await store.create_memory(_memory(2, embedding=[0.5] * 3))
+        assert isinstance(stored.value, StoreError)
+        assert "4" in str(stored.value)
+        assert "3" in str(stored.value)
+        assert (stored.value.recorded, stored.value.found) == (4, 3)
+        assert await store.get_memory(f"m-{AGENT}-2") is None
+        with pytest.raises(EmbeddingDimensionError) as queried:
+            await store.search_memories(agent_id=AGENT, embedding=[0.5] * 5)
+        assert (queried.value.recorded, queried.value.found) == (4, 5)
+        assert "4" in str(queried.value)
+        assert "5" in str(queried.value)
+        assert store.embedding_dimension == 4
+
+    # ---- unanswered messages -------------------------------------------------------------
+
+    async def test_unanswered_messages(self, store: MemoryStore) -> None:
+        asked = [_memory(n, entity="user-1") for n in range(4)]
+        for memory in asked:
+            await store.create_memory(memory)
+        await store.create_memory(_memory(10, entity=AGENT))  # the agent's own message
+        await store.create_memory(_memory(11, metadata={"internal": True}))
+        await store.create_memory(_memory(12, type=MemoryType.FACT))
+        await store.create_memory(_memory(13, agent=OTHER_AGENT))
+        answer = _memory(20, entity=AGENT, id=f"{asked[1].id}-{AGENT}")
+        await store.create_memory(answer)
+        found = await store.unanswered_messages(agent_id=AGENT)
+        assert _ids(found) == _ids([asked[0], asked[2], asked[3]])
+        _assert_same(found[0], asked[0])
+        assert _ids(await store.unanswered_messages(agent_id=AGENT, limit=2)) == _ids(
+            [asked[0], asked[2]]
+        )
+        assert _ids(await store.unanswered_messages(agent_id=OTHER_AGENT)) == [
+            f"m-{OTHER_AGENT}-13"
+        ]
+        await store.delete_memory(answer.id)  # the question is open again
+        assert _ids(await store.unanswered_messages(agent_id=AGENT)) == _ids(asked)
+        await store.delete_memory(asked[0].id)
+        assert _ids(await store.unanswered_messages(agent_id=AGENT)) == _ids(asked[1:])
+
+    async def test_unanswered_when_answer_came_first(self, store: MemoryStore) -> None:
+        question = _memory(1)
+        await store.create_memory(_memory(2, entity=AGENT, id=f"{question.id}-{AGENT}"))
+        await store.create_memory(question)
+        assert await store.unanswered_messages(agent_id=AGENT) == []
+
+    # ---- agents, entities, rooms, participants ---------------------------------------
+
+    async def test_agents(self, store: MemoryStore) -> None:
+        assert await store.get_agent(AGENT) is None
+        await store.upsert_agent(AGENT, "Ada", {"bio": ["x"], "n": 1})
+        assert await store.get_agent(AGENT) == {
+            "id": AGENT,
+            "name": "Ada",
+            "data": {"bio": ["x"], "n": 1},
+        }
+        await store.upsert_agent(AGENT, "Ada 2", {})
+        assert await store.get_agent(AGENT) == {"id": AGENT, "name": "Ada 2", "data": {}}
+
+    async def test_entities(self, store: MemoryStore) -> None:
+        alice = Entity(id="alice", agent_id=AGENT, names=["Alice"], metadata={"k": "v"})
+        bob = Entity(id="bob", agent_id=AGENT, names=["Bob", "bobby"])
+        await store.upsert_entity(alice)
+        await store.upsert_entity(bob)
+        found = await store.get_entities(["alice", "bob", "nobody"])
+        assert sorted(found, key=lambda e: e.id) == [alice, bob]
+        renamed = alice.model_copy(update={"names": ["Alice", "Al"]})
+        await store.upsert_entity(renamed)
+        assert await store.get_entities(["alice"]) == [renamed]
+        assert await store.get_entities([]) == []
+
+    async def test_rooms(self, store: MemoryStore) -> None:
+        room = Room(
+            id="room-1",
+            agent_id=AGENT,
+            name="general",
+            source="discord",
+            type=RoomType.GROUP,
+            channel_id="c1",
+            world_id="w1",
+            metadata={"topic": "x"},
+        )
+        assert await store.get_room("room-1") is None
+        await store.upsert_room(room)
+        assert await store.get_room("room-1") == room
+        renamed = room.model_copy(update={"name": "random"})
+        await store.upsert_room(renamed)
+        assert await store.get_room("room-1") == renamed
+
+    async def test_participants(self, store: MemoryStore) -> None:
+        await store.upsert_participant(Participant(room_id="r1", entity_id="alice"))
+        await store.upsert_participant(Participant(room_id="r1", entity_id="bob", role=Role.ADMIN))
+        await store.upsert_participant(Participant(room_id="r2", entity_id="alice"))
+        found = await store.get_participants("r1")
+        assert sorted(found, key=lambda p: p.entity_id) == [
+            Participant(room_id="r1", entity_id="alice"),
+            Participant(room_id="r1", entity_id="bob", role=Role.ADMIN),
+        ]
+        assert await store.get_participants("nowhere") == []
+        assert await store.get_rooms_for_entity("alice") == ["r1", "r2"]
+        assert await store.get_rooms_for_entity("bob") == ["r1"]
+        assert await store.get_rooms_for_entity("nobody") == []
+
+        await store.set_participant_state("r1", "bob", ParticipantState.MUTED)
+        bob = await store.get_participant("r1", "bob")
+        assert bob == Participant(
+            room_id="r1", entity_id="bob", state=ParticipantState.MUTED, role=Role.ADMIN
+        )
+        await store.set_participant_state("r3", "carol", ParticipantState.FOLLOWED)
+        assert await store.get_participant("r3", "carol") == Participant(
+            room_id="r3", entity_id="carol", state=ParticipantState.FOLLOWED
+        )
+        assert await store.get_rooms_for_entity("carol") == ["r3"]
+        assert await store.get_participant("r1", "nobody") is None
+        await store.upsert_participant(Participant(room_id="r1", entity_id="bob", role=Role.OWNER))
+        assert len(await store.get_participants("r1")) == 2
+        assert (await store.get_participant("r1", "bob")) == Participant(
+            room_id="r1", entity_id="bob", role=Role.OWNER
+        )
+
+    # ---- goals and tasks ------------------------------------------------------------------
+
+    async def test_goals(self, store: MemoryStore) -> None:
+        goals = [
+            Goal(id="g1", agent_id=AGENT, room_id="r1", name="a", created_at=T0 + 2),
+            Goal(
+                id="g2",
+                agent_id=AGENT,
+                room_id="r2",
+                name="b",
+                created_at=T0 + 1,
+                objectives=[Objective(description="x", completed=True)],
+            ),
+            Goal(
+                id="g3",
+                agent_id=AGENT,
+                room_id="r1",
+                name="c",
+                status=GoalStatus.DONE,
+                created_at=T0 + 3,
+                metadata={"k": 1},
+            ),
+            Goal(id="g4", agent_id=OTHER_AGENT, room_id="r1", name="d", created_at=T0),
+        ]
+        for goal in goals:
+            await store.upsert_goal(goal)
+        assert await store.get_goal("g2") == goals[1]
+        assert await store.get_goal("nope") is None
+
+        async def ids(**filters: Any) -> list[str]:
+            return [g.id for g in await store.get_goals(**filters)]
+
+        assert await ids(agent_id=AGENT) == ["g2", "g1", "g3"]
+        assert await ids(agent_id=AGENT, room_id="r1") == ["g1", "g3"]
+        assert await ids(agent_id=AGENT, status=GoalStatus.IN_PROGRESS) == ["g2", "g1"]
+        assert await ids(agent_id=AGENT, room_id="r1", status=GoalStatus.DONE) == ["g3"]
+        assert await ids(agent_id=OTHER_AGENT) == ["g4"]
+        failed = goals[0].model_copy(update={"status": GoalStatus.FAILED})
+        await store.upsert_goal(failed)
+        assert await store.get_goal("g1") == failed
+        assert await ids(agent_id=AGENT, status=GoalStatus.IN_PROGRESS) == ["g2"]
+
+    async def test_tasks(self, store: MemoryStore) -> None:
+        tasks = [
+            Task(id="t1", agent_id=AGENT, name="a", tags=["x", "y"], due_at=None, created_at=T0),
+            Task(id="t2", agent_id=AGENT, name="b", tags=["x"], due_at=T0 + 50, created_at=T0),
+            Task(id="t3", agent_id=AGENT, name="c", tags=["y"], due_at=T0 + 10, created_at=T0),
+            Task(id="t4", agent_id=AGENT, name="d", tags=[], due_at=None, created_at=T0 - 1),
+            Task(id="t5", agent_id=OTHER_AGENT, name="e", tags=["x"], created_at=T0),
+        ]
+        for task in tasks:
+            await store.upsert_task(task)
+
+        async def ids(tags: Sequence[str] = ()) -> list[str]:
+            return [t.id for t in await store.get_tasks(agent_id=AGENT, tags=tags)]
+
+        assert await ids() == ["t3", "t2", "t4", "t1"]
+        assert await ids(["x"]) == ["t2", "t1"]
+        assert await ids(["x", "y"]) == ["t1"]
+        assert await ids(["z"]) == []
+        assert (await store.get_tasks(agent_id=AGENT, tags=["y"]))[0] == tasks[2]
+        await store.upsert_task(tasks[0].model_copy(update={"due_at": T0 + 1}))
+        assert await ids() == ["t1", "t3", "t2", "t4"]
+        assert await store.delete_task("t1") is True
+        assert await store.delete_task("t1") is False
+        assert await ids(["x"]) == ["t2"]
+
+    # ---- cache and logs --------------------------------------------------------------------
+
+    async def test_cache_round_trip(self, store: MemoryStore) -> None:
+        values: list[Any] = [{"a": [1, 2.5, "x", None, True]}, [1, 2], "text", 42, 4.25, False]
+        for n, value in enumerate(values):
+            await store.set_cache(f"k{n}", value)
+        for n, value in enumerate(values):
+            assert await store.get_cache(f"k{n}") == value
+        assert await store.get_cache("missing") is None
+        await store.set_cache("k0", {"replaced": True})
+        assert await store.get_cache("k0") == {"replaced": True}
+        assert await store.delete_cache("k0") is True
+        assert await store.delete_cache("k0") is False
+        assert await store.get_cache("k0") is None
+        with pytest.raises(StoreError, match="JSON"):
+            await store.set_cache("bad", {"x": object()})
+
+    async def test_cache_ttl(self, store: MemoryStore) -> None:
+        await store.set_cache("short", "v", ttl_s=0.05)
+        await store.set_cache("long", "v", ttl_s=60)
+        assert await store.get_cache("short") == "v"
+        await asyncio.sleep(0.12)
+        assert await store.get_cache("short") is None
+        assert await store.get_cache("long") == "v"
+        await store.set_cache("short", "again")  # no ttl: never expires
+        await asyncio.sleep(0.06)
+        assert await store.get_cache("short") == "again"
+
+    async def test_logs(self, store: MemoryStore) -> None:
+        for n in range(6):
+            await store.log(
+                agent_id=AGENT, room_id="r1" if n % 2 else None, type=f"t{n}", body={"n": n}
+            )
+        await store.log(agent_id=OTHER_AGENT, room_id="r1", type="other", body={})
+        logs = await store.get_logs(agent_id=AGENT)
+        assert [entry["type"] for entry in logs] == [f"t{n}" for n in range(6)]
+        assert logs[1]["body"] == {"n": 1}
+        assert logs[1]["room_id"] == "r1"
+        assert {"type", "room_id", "body", "created_at"} <= set(logs[0])
+        times = [entry["created_at"] for entry in logs]
+        assert times == sorted(times)
+        assert [e["type"] for e in await store.get_logs(agent_id=AGENT, limit=2)] == ["t4", "t5"]
+        assert [e["type"] for e in await store.get_logs(agent_id=AGENT, room_id="r1")] == [
+            "t1",
+            "t3",
+            "t5",
+        ]
+        assert [e["type"] for e in await store.get_logs(agent_id=OTHER_AGENT)] == ["other"]
+        assert await store.get_logs(agent_id=AGENT, limit=0) == []

@@ -1,0 +1,256 @@
+"""Synchronous SQL operations, each run whole in the connection's thread.
+
+Every function takes the driver connection first and is one store call: one
+statement in autocommit mode, or one ``BEGIN IMMEDIATE`` transaction. Rows are
+turned into Carrier models here, so a call costs one hop from the event loop.
+SQL strings are constants (or cached per filter combination), so the driver's
+statement cache keeps them prepared.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from functools import cache
+from typing import Any
+
+import numpy as np
+
+from carrier.errors import EmbeddingDimensionError
+from carrier.types import Content, Memory, ScoredMemory
+from carrier_plugin_sql import vectors
+from carrier_plugin_sql.db import transaction
+
+__all__ = [
+    "MEMORY_COLUMNS",
+    "create_memory",
+    "delete_memory",
+    "memories_by_seq",
+    "read_dimension",
+    "select_memories",
+]
+
+#: Columns of a memory as read by :func:`memory_from_row`.
+MEMORY_COLUMNS = (
+    "m.seq, m.id, m.agent_id, m.entity_id, m.room_id, m.world_id, m.type, m.content, "
+    "m.created_at, m.is_unique, m.meta, e.vector"
+)
+_FROM = "FROM memories AS m LEFT JOIN embeddings AS e ON e.memory_seq = m.seq"
+
+_INSERT_MEMORY = (
+    "INSERT INTO memories (id, agent_id, entity_id, room_id, world_id, type, content, "
+    "created_at, is_unique, internal, meta) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (id) DO NOTHING"
+)
+_INSERT_EMBEDDING = (
+    "INSERT INTO embeddings (memory_seq, memory_id, agent_id, room_id, type, dimension, vector) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_DIMENSION_KEY = "embedding_dimension"
+
+
+def memory_from_row(row: Sequence[Any]) -> Memory:
+    """A ``Memory`` from a row of :data:`MEMORY_COLUMNS`."""
+    (
+        _,
+        id_,
+        agent_id,
+        entity_id,
+        room_id,
+        world_id,
+        type_,
+        content,
+        created_at,
+        unique,
+        meta,
+        vec,
+    ) = row
+    return Memory.model_validate(
+        {
+            "id": id_,
+            "agent_id": agent_id,
+            "entity_id": entity_id,
+            "room_id": room_id,
+            "world_id": world_id,
+            "type": type_,
+            "content": Content.model_validate_json(content),
+            "embedding": None if vec is None else vectors.decode(vec),
+            "created_at": created_at,
+            "unique": bool(unique),
+            "metadata": json.loads(meta),
+        }
+    )
+
+
+def memory_params(memory: Memory) -> tuple[Any, ...]:
+    """The values of :data:`_INSERT_MEMORY` for ``memory``."""
+    return (
+        memory.id,
+        memory.agent_id,
+        memory.entity_id,
+        memory.room_id,
+        memory.world_id,
+        memory.type.value,
+        memory.content.model_dump_json(exclude_defaults=True),
+        memory.created_at,
+        memory.unique,
+        bool(memory.metadata.get("internal")),
+        json.dumps(memory.metadata),
+    )
+
+
+def read_dimension(conn: Any) -> int | None:
+    """The recorded embedding dimension, or ``None`` before the first embedding."""
+    row = conn.execute("SELECT value FROM carrier_meta WHERE key = ?", (_DIMENSION_KEY,)).fetchone()
+    return None if row is None else int(row[0])
+
+
+def create_memory(
+    conn: Any, params: tuple[Any, ...], embedding: Sequence[float] | None
+) -> tuple[bool, int | None]:
+    """Insert a memory (and its embedding). Returns ``(created, recorded dimension)``."""
+    if embedding is None:
+        return conn.execute(_INSERT_MEMORY, params).rowcount == 1, None
+    found = len(embedding)
+    with transaction(conn):
+        if conn.execute("SELECT 1 FROM memories WHERE id = ?", (params[0],)).fetchone():
+            return False, read_dimension(conn)
+        recorded = read_dimension(conn)
+        if recorded is None:
+            conn.execute(
+                "INSERT INTO carrier_meta (key, value) VALUES (?, ?)", (_DIMENSION_KEY, str(found))
+            )
+        elif recorded != found:
+            raise EmbeddingDimensionError(recorded=recorded, found=found)
+        cursor = conn.execute(_INSERT_MEMORY, params)
+        conn.execute(
+            _INSERT_EMBEDDING,
+            (
+                cursor.lastrowid,
+                params[0],
+                params[1],
+                params[3],
+                params[5],
+                found,
+                vectors.encode(embedding),
+            ),
+        )
+    return True, found
+
+
+def delete_memory(conn: Any, memory_id: str) -> int | None:
+    """Delete a memory and its embedding; its ``seq``, or ``None`` if absent."""
+    with transaction(conn):
+        row = conn.execute("SELECT seq FROM memories WHERE id = ?", (memory_id,)).fetchone()
+        if row is None:
+            return None
+        conn.execute("DELETE FROM embeddings WHERE memory_seq = ?", (row[0],))
+        conn.execute("DELETE FROM memories WHERE seq = ?", (row[0],))
+    return int(row[0])
+
+
+@cache
+def _select_sql(room: bool, entity: bool, type_: bool, before: bool) -> str:
+    where = ["m.agent_id = ?"]
+    where += ["m.room_id = ?"] if room else []
+    where += ["m.entity_id = ?"] if entity else []
+    where += ["m.type = ?"] if type_ else []
+    where += ["m.created_at < ?"] if before else []
+    return (
+        f"SELECT {MEMORY_COLUMNS} {_FROM} WHERE {' AND '.join(where)} "
+        f"ORDER BY m.created_at DESC, m.seq DESC LIMIT ?"
+    )
+
+
+def select_memories(
+    conn: Any,
+    agent_id: str,
+    room_id: str | None,
+    entity_id: str | None,
+    type_: str | None,
+    limit: int,
+    before: float | None,
+) -> list[Memory]:
+    """The newest ``limit`` matching memories, oldest first (an index range scan)."""
+    sql = _select_sql(
+        room_id is not None, entity_id is not None, type_ is not None, before is not None
+    )
+    params = [agent_id, room_id, entity_id, type_, before]
+    values = [v for v in params if v is not None] + [limit]
+    rows = conn.execute(sql, values).fetchall()
+    rows.reverse()
+    return [memory_from_row(row) for row in rows]
+
+
+def memories_by_seq(conn: Any, seqs: Sequence[int]) -> dict[int, Memory]:
+    """Memories by ``seq``; deleted ones are missing from the answer."""
+    if not seqs:
+        return {}
+    marks = ", ".join("?" * len(seqs))
+    rows = conn.execute(f"SELECT {MEMORY_COLUMNS} {_FROM} WHERE m.seq IN ({marks})", list(seqs))
+    return {int(row[0]): memory_from_row(row) for row in rows}
+
+
+def _check_query(conn: Any, embedding: Sequence[float]) -> int | None:
+    recorded = read_dimension(conn)
+    if recorded is not None and len(embedding) != recorded:
+        raise EmbeddingDimensionError(recorded=recorded, found=len(embedding))
+    return recorded
+
+
+def search_numpy(
+    conn: Any,
+    holder: dict[str, vectors.VectorIndex],
+    query: Sequence[float],
+    filters: dict[str, Any],
+) -> tuple[int | None, list[ScoredMemory]]:
+    """Exact top-k in RAM, after catching up with rows written since the last search."""
+    recorded = _check_query(conn, query)
+    if recorded is None:
+        return None, []
+    index = holder.get("index")
+    if index is None or index.dimension != recorded:
+        index = holder["index"] = vectors.VectorIndex(recorded)
+    cursor = conn.execute(
+        "SELECT memory_seq, agent_id, room_id, type, vector FROM embeddings "
+        "WHERE memory_seq > ? ORDER BY memory_seq",
+        (index.last_seq,),
+    )
+    while batch := cursor.fetchmany(10_000):
+        index.add_rows(batch)
+    unit = vectors.unit(np.asarray(query, dtype=np.float32))
+    while True:
+        hits = index.search(unit, **filters)
+        found = memories_by_seq(conn, [seq for seq, _ in hits])
+        gone = [seq for seq, _ in hits if seq not in found]
+        if not gone:  # none deleted by another process meanwhile
+            return recorded, [ScoredMemory(memory=found[s], similarity=sim) for s, sim in hits]
+        for seq in gone:
+            index.remove(seq)
+
+
+def search_sqlite_vec(
+    conn: Any, query: Sequence[float], filters: dict[str, Any]
+) -> tuple[int | None, list[ScoredMemory]]:
+    """Exact top-k inside SQLite with sqlite-vec's ``vec_distance_cosine``."""
+    recorded = _check_query(conn, query)
+    if recorded is None or filters["limit"] <= 0:
+        return recorded, []
+    where = ["agent_id = ?"]
+    values: list[Any] = [vectors.encode(query), filters["agent_id"]]
+    for column in ("room_id", "type"):
+        if filters[column] is not None:
+            where.append(f"{column} = ?")
+            values.append(filters[column])
+    values += [filters["threshold"], filters["limit"]]
+    rows = conn.execute(
+        "SELECT memory_seq, similarity FROM (SELECT memory_seq, "
+        "1.0 - vec_distance_cosine(vector, ?) AS similarity FROM embeddings "
+        f"WHERE {' AND '.join(where)}) WHERE similarity >= ? "
+        "ORDER BY similarity DESC, memory_seq LIMIT ?",
+        values,
+    ).fetchall()
+    found = memories_by_seq(conn, [row[0] for row in rows])
+    return recorded, [
+        ScoredMemory(memory=found[seq], similarity=float(sim)) for seq, sim in rows if seq in found
+    ]

@@ -1,0 +1,69 @@
+"""Carrier plugin: durable memory store on SQLite. Entry point ``sql``.
+
+Registers the ``sqlite`` store scheme (``CARRIER_DATABASE_URL=sqlite:///...``).
+Only hook implementations and settings live here: SQLModel, SQLAlchemy,
+aiosqlite and numpy load when a store is built, so discovery stays cheap.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+import carrier
+
+if TYPE_CHECKING:
+    from carrier.protocols import MemoryStore, StoreFactory
+    from carrier.registry import Registry
+    from carrier.settings import SettingsRegistry
+
+
+class SqlSettings(BaseSettings):
+    """Settings of the SQL store (``CARRIER_SQL_*``); URL options win over them."""
+
+    model_config = SettingsConfigDict(env_prefix="CARRIER_SQL_", extra="ignore")
+
+    #: ``numpy``: exact search in RAM (fastest); ``sqlite-vec``: exact, inside SQLite.
+    vector_search: Literal["auto", "numpy", "sqlite-vec"] = "auto"
+    #: Seconds SQLite waits for another process's write lock.
+    busy_timeout_s: float = 5.0
+    #: Seconds a call keeps retrying while the file stays locked.
+    write_retry_s: float = 30.0
+
+
+@carrier.hookimpl
+def carrier_add_settings(settings: SettingsRegistry) -> None:
+    settings.add("sql", SqlSettings)
+
+
+@carrier.hookimpl
+def carrier_register_stores(stores: Registry[StoreFactory]) -> None:
+    for scheme in ("sqlite", "sqlite+aiosqlite"):
+        stores.add(
+            scheme,
+            build_store,
+            settings="sql",
+            description="Durable SQLite store with exact vector search (carrier-plugin-sql).",
+        )
+
+
+def build_store(settings: SqlSettings | None = None, *, url: str) -> MemoryStore:
+    """Build an unopened ``SqlStore`` for ``url``.
+
+    Args:
+        settings: The ``sql`` namespace's settings; read from the environment if ``None``.
+        url: ``sqlite:///relative.db``, ``sqlite:////absolute.db`` or ``sqlite://:memory:``.
+
+    Returns:
+        The store; open it with ``async with``.
+    """
+    from carrier_plugin_sql.store import SqlStore  # drivers load here only
+
+    settings = settings if settings is not None else SqlSettings()
+    return SqlStore(
+        url,
+        vector_search=settings.vector_search,
+        busy_timeout_s=settings.busy_timeout_s,
+        write_retry_s=settings.write_retry_s,
+    )

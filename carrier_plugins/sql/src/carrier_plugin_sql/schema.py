@@ -1,0 +1,308 @@
+"""The database schema: SQLModel tables, indexes, triggers and migrations.
+
+Column types are portable (strings, floats, integers, booleans, binary, JSON
+documents), so the same tables serve PostgreSQL. On SQLite, JSON documents are
+``TEXT`` (a column declared ``JSON`` would get numeric affinity and turn ``"42"``
+into ``42``), sequence columns are ``INTEGER PRIMARY KEY AUTOINCREMENT`` (a rowid
+that is never reused), and small triggers keep the queue of unanswered messages.
+
+The schema version lives in ``carrier_meta``; :func:`migrate` brings an older file
+up to :data:`SCHEMA_VERSION` when the store opens and refuses a newer one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Index, Integer, LargeBinary, Text
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.orm import registry
+from sqlalchemy.schema import CreateIndex, CreateTable
+from sqlmodel import Field, SQLModel
+
+from carrier.errors import StoreError
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "AgentRow",
+    "CacheRow",
+    "EmbeddingRow",
+    "EntityRow",
+    "GoalRow",
+    "LogRow",
+    "MemoryRow",
+    "MetaRow",
+    "ParticipantRow",
+    "PendingRow",
+    "RoomRow",
+    "TaskRow",
+    "migrate",
+]
+
+#: The version this code writes. Bump it and add a step to ``_MIGRATIONS``.
+SCHEMA_VERSION = 1
+
+
+class _Row(SQLModel, registry=registry()):
+    """Base of this plugin's tables: their own registry and ``MetaData``, so the
+    names cannot clash with another package's SQLModel tables."""
+
+
+def _json() -> Any:
+    """A JSON document column type: ``TEXT`` on SQLite, ``JSON`` elsewhere."""
+    return JSON().with_variant(Text(), "sqlite")
+
+
+def _seq() -> Any:
+    """A 64-bit sequence type; on SQLite the ``INTEGER`` that aliases the rowid."""
+    return BigInteger().with_variant(Integer(), "sqlite")
+
+
+class MetaRow(_Row, table=True):
+    """Key/value facts about the database: schema version, embedding dimension."""
+
+    __tablename__ = "carrier_meta"
+    key: str = Field(primary_key=True)
+    value: str
+
+
+class AgentRow(_Row, table=True):
+    """An agent (a character)."""
+
+    __tablename__ = "agents"
+    id: str = Field(primary_key=True)
+    name: str
+    data: str = Field(sa_type=_json())
+
+
+class EntityRow(_Row, table=True):
+    """A user, another agent, or the agent itself."""
+
+    __tablename__ = "entities"
+    id: str = Field(primary_key=True)
+    agent_id: str = Field(index=True)
+    data: str = Field(sa_type=_json())
+
+
+class RoomRow(_Row, table=True):
+    """A conversation."""
+
+    __tablename__ = "rooms"
+    id: str = Field(primary_key=True)
+    agent_id: str = Field(index=True)
+    data: str = Field(sa_type=_json())
+
+
+class ParticipantRow(_Row, table=True):
+    """An entity's membership of a room, with its follow/mute state and role."""
+
+    __tablename__ = "participants"
+    room_id: str = Field(primary_key=True)
+    entity_id: str = Field(primary_key=True, index=True)
+    state: str = "none"
+    role: str = "member"
+
+
+class MemoryRow(_Row, table=True):
+    """A message, fact, document, fragment, description, ...
+
+    ``seq`` orders memories created in the same instant and is never reused;
+    ``id`` is the memory's public id.
+    """
+
+    __tablename__ = "memories"
+    __table_args__ = (
+        # "Recent messages of a room": an index range scan, constant in history size.
+        Index("ix_memories_room", "agent_id", "room_id", "created_at", "seq"),
+        Index("ix_memories_entity", "agent_id", "entity_id", "created_at", "seq"),
+        Index("ix_memories_type", "agent_id", "type", "created_at", "seq"),
+        Index("ix_memories_agent", "agent_id", "created_at", "seq"),
+        {"sqlite_autoincrement": True},
+    )
+    seq: int | None = Field(default=None, sa_type=_seq(), primary_key=True)
+    id: str = Field(unique=True)
+    agent_id: str
+    entity_id: str
+    room_id: str
+    world_id: str | None = None
+    type: str
+    content: str = Field(sa_type=_json())
+    created_at: float
+    is_unique: bool = False
+    internal: bool = False
+    meta: str = Field(sa_type=_json())
+
+
+class EmbeddingRow(_Row, table=True):
+    """A memory's embedding: little-endian float32 bytes, with its filters copied."""
+
+    __tablename__ = "embeddings"
+    __table_args__ = (Index("ix_embeddings_filter", "agent_id", "room_id", "type"),)
+    memory_seq: int = Field(
+        sa_type=_seq(), primary_key=True, sa_column_kwargs={"autoincrement": False}
+    )
+    memory_id: str = Field(unique=True)
+    agent_id: str
+    room_id: str
+    type: str
+    dimension: int
+    vector: bytes = Field(sa_type=LargeBinary())
+
+
+class PendingRow(_Row, table=True):
+    """A message with no stored response yet (kept by triggers on ``memories``)."""
+
+    __tablename__ = "pending_messages"
+    __table_args__ = (Index("ix_pending_agent", "agent_id", "created_at", "memory_seq"),)
+    memory_id: str = Field(primary_key=True)
+    agent_id: str
+    created_at: float
+    memory_seq: int = Field(sa_type=_seq())
+
+
+class GoalRow(_Row, table=True):
+    """A goal and its objectives."""
+
+    __tablename__ = "goals"
+    __table_args__ = (Index("ix_goals_agent", "agent_id", "room_id", "created_at"),)
+    id: str = Field(primary_key=True)
+    agent_id: str
+    room_id: str | None = None
+    status: str
+    created_at: float
+    data: str = Field(sa_type=_json())
+
+
+class TaskRow(_Row, table=True):
+    """A scheduled task."""
+
+    __tablename__ = "tasks"
+    __table_args__ = (Index("ix_tasks_agent", "agent_id", "due_at"),)
+    id: str = Field(primary_key=True)
+    agent_id: str
+    due_at: float | None = None
+    created_at: float
+    data: str = Field(sa_type=_json())
+
+
+class CacheRow(_Row, table=True):
+    """A JSON value under a key, with an optional expiry time."""
+
+    __tablename__ = "cache"
+    key: str = Field(primary_key=True)
+    value: str = Field(sa_type=_json())
+    expires_at: float | None = None
+
+
+class LogRow(_Row, table=True):
+    """An append-only log entry."""
+
+    __tablename__ = "logs"
+    __table_args__ = (
+        Index("ix_logs_agent", "agent_id", "seq"),
+        Index("ix_logs_room", "agent_id", "room_id", "seq"),
+        {"sqlite_autoincrement": True},
+    )
+    seq: int | None = Field(default=None, sa_type=_seq(), primary_key=True)
+    agent_id: str
+    room_id: str | None = None
+    type: str
+    body: str = Field(sa_type=_json())
+    created_at: float
+
+
+TABLES = [
+    row.__table__  # type: ignore[attr-defined]
+    for row in (
+        MetaRow,
+        AgentRow,
+        EntityRow,
+        RoomRow,
+        ParticipantRow,
+        MemoryRow,
+        EmbeddingRow,
+        PendingRow,
+        GoalRow,
+        TaskRow,
+        CacheRow,
+        LogRow,
+    )
+]
+
+# A message is pending until a memory with id "{message id}-{agent id}" exists.
+_SQLITE_TRIGGERS = (
+    """CREATE TRIGGER memories_pending_add AFTER INSERT ON memories
+    WHEN NEW.type = 'message' AND NEW.entity_id <> NEW.agent_id AND NEW.internal = 0
+    BEGIN
+        INSERT OR IGNORE INTO pending_messages (memory_id, agent_id, created_at, memory_seq)
+        SELECT NEW.id, NEW.agent_id, NEW.created_at, NEW.seq
+        WHERE NOT EXISTS (SELECT 1 FROM memories WHERE id = NEW.id || '-' || NEW.agent_id);
+    END""",
+    """CREATE TRIGGER memories_pending_answer AFTER INSERT ON memories
+    WHEN length(NEW.id) > length(NEW.agent_id) + 1
+        AND substr(NEW.id, -length(NEW.agent_id) - 1) = '-' || NEW.agent_id
+    BEGIN
+        DELETE FROM pending_messages
+        WHERE memory_id = substr(NEW.id, 1, length(NEW.id) - length(NEW.agent_id) - 1);
+    END""",
+    """CREATE TRIGGER memories_pending_delete AFTER DELETE ON memories
+    BEGIN
+        DELETE FROM pending_messages WHERE memory_id = OLD.id;
+        INSERT OR IGNORE INTO pending_messages (memory_id, agent_id, created_at, memory_seq)
+        SELECT m.id, m.agent_id, m.created_at, m.seq FROM memories AS m
+        WHERE length(OLD.id) > length(OLD.agent_id) + 1
+            AND substr(OLD.id, -length(OLD.agent_id) - 1) = '-' || OLD.agent_id
+            AND m.id = substr(OLD.id, 1, length(OLD.id) - length(OLD.agent_id) - 1)
+            AND m.agent_id = OLD.agent_id AND m.type = 'message'
+            AND m.entity_id <> m.agent_id AND m.internal = 0;
+    END""",
+)
+
+
+def sqlite_ddl() -> list[str]:
+    """``CREATE`` statements for the current schema, in SQLite's dialect."""
+    dialect = sqlite.dialect()
+    statements = [str(CreateTable(table).compile(dialect=dialect)).strip() for table in TABLES]
+    for table in TABLES:
+        statements.extend(
+            str(CreateIndex(index).compile(dialect=dialect)).strip()
+            for index in sorted(table.indexes, key=lambda i: i.name or "")
+        )
+    statements.extend(_SQLITE_TRIGGERS)
+    return statements
+
+
+def _create_v1(execute: Callable[[str], Any]) -> None:
+    for statement in sqlite_ddl():
+        execute(statement)
+
+
+#: ``version -> step`` that brings a database at ``version - 1`` to ``version``.
+_MIGRATIONS: dict[int, Callable[[Callable[[str], Any]], None]] = {1: _create_v1}
+
+
+def migrate(execute: Callable[[str], Any], found: int, *, where: str) -> int:
+    """Run the steps from ``found`` up to :data:`SCHEMA_VERSION`.
+
+    Args:
+        execute: Runs one SQL statement (inside the caller's transaction).
+        found: The database's version; 0 for an empty database.
+        where: The database, for error messages.
+
+    Returns:
+        The version the database is at now.
+
+    Raises:
+        StoreError: The database is newer than this code.
+    """
+    if found > SCHEMA_VERSION:
+        raise StoreError(
+            f"The database {where} has schema version {found}, newer than the version "
+            f"{SCHEMA_VERSION} this carrier-plugin-sql understands; it was written by a newer "
+            f"release. Upgrade with: pip install -U carrier-plugin-sql (or point "
+            f"CARRIER_DATABASE_URL at another file)."
+        )
+    for version in range(found + 1, SCHEMA_VERSION + 1):
+        _MIGRATIONS[version](execute)
+    return SCHEMA_VERSION
