@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from carrier_plugin_sql.store import SqlStore
 
 from carrier.testing.conformance import MemoryStoreConformance
-from carrier_plugin_sql.store import SqlStore
 
 
 class TestSqliteFile(MemoryStoreConformance):

@@ -1,0 +1,158 @@
+"""Bad input gives a precise ``StoreError`` or ``ConfigurationError``, never a driver error."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import sqlean
+from carrier_plugin_sql.plugin import SqlSettings, build_store
+from carrier_plugin_sql.store import SqlStore
+
+from carrier.errors import ConfigurationError, StoreError
+from carrier.types import Memory
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("postgres://localhost/db", "its scheme is 'postgres', not 'sqlite'"),
+        ("mysql:///x.db", "its scheme is 'mysql'"),
+        ("sqlite:/x.db", "has no '://'"),
+        ("sqlite:x.db", "has no '://'"),
+        ("carrier.db", "has no '://'"),
+        ("sqlite://host/x.db", "names a host ('host')"),
+        ("sqlite:///somewhere/", "names a folder"),
+        ("sqlite:///x.db?bogus=1", "unknown option(s) 'bogus'"),
+        ("sqlite:///x.db?vector_search=faiss", "vector_search must be one of"),
+        ("sqlite:///x.db?busy_timeout_s=soon", "busy_timeout_s must be a number"),
+    ],
+)
+def test_malformed_urls(url: str, message: str) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        build_store(SqlSettings(), url=url)
+    assert message in str(caught.value)
+    assert "sqlite://" in str(caught.value) or "must be" in str(caught.value)
+
+
+async def test_corrupt_file(tmp_path: Path) -> None:
+    path = tmp_path / "garbage.db"
+    path.write_bytes(os.urandom(8192))
+    with pytest.raises(StoreError, match="is not a SQLite database or is corrupt") as caught:
+        async with SqlStore(f"sqlite:///{path}"):
+            pass
+    assert str(path) in str(caught.value)
+    assert type(caught.value) is StoreError
+
+
+async def test_damaged_pages(tmp_path: Path) -> None:
+    path = tmp_path / "damaged.db"
+    async with SqlStore(f"sqlite:///{path}") as store:
+        for n in range(300):
+            await store.create_memory(
+                Memory(agent_id="a", entity_id="u", room_id="r", content={"text": "x" * 500 * n})
+            )
+    data = bytearray(path.read_bytes())
+    page = 4096
+    for start in range(3 * page, len(data) - page, 7 * page):
+        data[start : start + page] = os.urandom(page)
+    path.write_bytes(bytes(data))
+    with pytest.raises(StoreError, match="corrupt"):  # noqa: PT012 - open or query may fail
+        async with SqlStore(f"sqlite:///{path}") as store:
+            await store.get_memories(agent_id="a", room_id="r", limit=1000)
+            await store.count_memories(agent_id="a")
+
+
+async def test_newer_schema_version(tmp_path: Path) -> None:
+    path = tmp_path / "future.db"
+    async with SqlStore(f"sqlite:///{path}"):
+        pass
+    conn = sqlean.connect(path)
+    with conn:
+        conn.execute("UPDATE carrier_meta SET value = '99' WHERE key = 'schema_version'")
+    conn.close()
+    with pytest.raises(StoreError, match="schema version 99, newer than the version 1") as caught:
+        async with SqlStore(f"sqlite:///{path}"):
+            pass
+    assert "pip install -U carrier-plugin-sql" in str(caught.value)
+
+
+async def test_foreign_database_is_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "other.db"
+    conn = sqlean.connect(path)
+    conn.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY)")
+    conn.close()
+    with pytest.raises(StoreError, match="not Carrier's"):
+        async with SqlStore(f"sqlite:///{path}"):
+            pass
+
+
+async def test_missing_folders_are_created(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "b" / "c" / "carrier.db"
+    async with SqlStore(f"sqlite:///{path}") as store:
+        await store.set_cache("k", 1)
+    assert path.is_file()
+
+
+async def test_parent_is_a_file(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(StoreError, match="Cannot create the folder"):
+        async with SqlStore(f"sqlite:///{tmp_path}/file/carrier.db"):
+            pass
+
+
+async def test_path_is_a_folder(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="is a folder"):
+        async with SqlStore(f"sqlite:///{tmp_path}"):
+            pass
+
+
+async def test_not_open() -> None:
+    store = SqlStore("sqlite://:memory:")
+    with pytest.raises(StoreError, match="is not open"):
+        await store.get_memory("x")
+
+
+_READ_ONLY_CHILD = """
+import asyncio, sys
+from carrier.errors import StoreError
+from carrier_plugin_sql.store import SqlStore
+
+async def main(url):
+    try:
+        async with SqlStore(url):
+            print("OPENED")
+    except StoreError as exc:
+        print("StoreError:", exc)
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+@pytest.mark.parametrize("name", ["carrier.db", "sub/carrier.db"])
+def test_read_only_directory(tmp_path: Path, name: str) -> None:
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    command = [sys.executable, "-c", _READ_ONLY_CHILD, f"sqlite:///{folder}/{name}"]
+    if os.geteuid() == 0:  # root ignores permissions unless it drops the capability
+        capsh = shutil.which("capsh")
+        if capsh is None:
+            pytest.skip("running as root without capsh to drop CAP_DAC_OVERRIDE")
+        drop = "--drop=cap_dac_override,cap_dac_read_search"
+        command = [capsh, drop, "--", "-c", shlex.join(command)]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    finally:
+        folder.chmod(0o755)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    out = result.stdout
+    assert out.startswith("StoreError:"), out
+    assert str(folder) in out
+    assert "Cannot write the database" in out or "Cannot create the folder" in out
