@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from carrier.protocols import Action
     from carrier.runtime import AgentRuntime
 
-__all__ = ["ActionTable", "ROLE_RANK"]
+__all__ = ["ROLE_RANK", "ActionTable"]
 
 logger = logging.getLogger("carrier.actions")
 
@@ -42,8 +42,9 @@ class ActionTable:
     def __bool__(self) -> bool:
         return bool(self.by_name)
 
-    async def offered(self, runtime: AgentRuntime, message: Memory, state: State,
-                      role: Role) -> list[Action]:
+    async def offered(
+        self, runtime: AgentRuntime, message: Memory, state: State, role: Role
+    ) -> list[Action]:
         """Actions whose role requirement and ``validate`` pass for this message."""
         offered = []
         for action in self.by_name.values():
@@ -56,8 +57,9 @@ class ActionTable:
                 logger.exception("validate() of action %r failed; not offered", action.name)
         return offered
 
-    async def run(self, runtime: AgentRuntime, call: ActionCall, message: Memory, state: State,
-                  role: Role) -> ActionResult:
+    async def run(
+        self, runtime: AgentRuntime, call: ActionCall, message: Memory, state: State, role: Role
+    ) -> ActionResult:
         """Run one call; every failure becomes an unsuccessful ``ActionResult``."""
         action = self.find(call.name)
         offered = {spec.name for spec in state.actions}
@@ -100,20 +102,38 @@ class ActionTable:
         if result is None:
             result = ActionResult(name=action.name)
         duration = (time.perf_counter() - started) * 1000
-        await runtime.emit(EventType.ACTION_COMPLETED, message, duration, action=action.name,
-                           success=result.success)
+        await runtime.emit(
+            EventType.ACTION_COMPLETED,
+            message,
+            duration,
+            action=action.name,
+            success=result.success,
+        )
         return result
 
     @staticmethod
-    async def _failed(runtime: AgentRuntime, message: Memory, name: str, error: str, *,
-                      retry: bool = False, refused: bool = False) -> ActionResult:
+    async def _failed(
+        runtime: AgentRuntime,
+        message: Memory,
+        name: str,
+        error: str,
+        *,
+        retry: bool = False,
+        refused: bool = False,
+    ) -> ActionResult:
         logger.warning("%s", error)
-        await runtime.emit(EventType.ACTION_FAILED, message, action=name, error=error,
-                           refused=refused)
-        await runtime.store.log(agent_id=runtime.agent_id, room_id=message.room_id,
-                                type="action_failed", body={"action": name, "error": error})
-        return ActionResult(name=name, success=False, error=error, continue_chain=retry,
-                            data={"refused": refused})
+        await runtime.emit(
+            EventType.ACTION_FAILED, message, action=name, error=error, refused=refused
+        )
+        await runtime.store.log(
+            agent_id=runtime.agent_id,
+            room_id=message.room_id,
+            type="action_failed",
+            body={"action": name, "error": error},
+        )
+        return ActionResult(
+            name=name, success=False, error=error, continue_chain=retry, data={"refused": refused}
+        )
 
 
 def _role_allows(action: Action, role: Role) -> bool:

@@ -78,12 +78,16 @@ async def plan_objectives(runtime: AgentRuntime, goal: Goal) -> list[Objective]:
     )
     try:
         response = await runtime.generate(request)
-        raw = response.structured if response.structured is not None else json.loads(
-            response.text[response.text.find("{"): response.text.rfind("}") + 1])
+        raw = (
+            response.structured
+            if response.structured is not None
+            else json.loads(response.text[response.text.find("{") : response.text.rfind("}") + 1])
+        )
         plan = _Plan.model_validate(raw)
     except (ModelError, ConfigurationError, ValidationError, ValueError) as exc:
-        logger.warning("Could not plan goal %r (%s); using it as its only objective.",
-                       goal.name, exc)
+        logger.warning(
+            "Could not plan goal %r (%s); using it as its only objective.", goal.name, exc
+        )
         return [Objective(description=goal.name)]
     return [Objective(description=text) for text in plan.objectives if text.strip()]
 
@@ -109,21 +113,36 @@ async def run_autonomous(
             break
         pending = [o.description for o in current.objectives if not o.completed]
         text = STEP_PROMPT.format(
-            step=step, budget=max_steps, goal=current.name,
-            objectives="\n".join(f"- [{'x' if o.completed else ' '}] {o.description}"
-                                 for o in current.objectives),
+            step=step,
+            budget=max_steps,
+            goal=current.name,
+            objectives="\n".join(
+                f"- [{'x' if o.completed else ' '}] {o.description}" for o in current.objectives
+            ),
             next=pending[0] if pending else current.name,
         )
-        reply = await runtime.handle(IncomingMessage(
-            text=text, user_id=runtime.agent_id, user_name=runtime.character.name,
-            room_id=current.room_id or room_id, room_type=RoomType.SELF, source="autonomy",
-            role=Role.OWNER, metadata={"internal": True, "goal_id": current.id, "step": step},
-        ))
+        reply = await runtime.handle(
+            IncomingMessage(
+                text=text,
+                user_id=runtime.agent_id,
+                user_name=runtime.character.name,
+                room_id=current.room_id or room_id,
+                room_type=RoomType.SELF,
+                source="autonomy",
+                role=Role.OWNER,
+                metadata={"internal": True, "goal_id": current.id, "step": step},
+            )
+        )
         run.steps.append(reply)
         latest = await runtime.store.get_goal(goal.id) or current
-        await runtime.emit(EventType.GOAL_STEP, reply.message, goal_id=goal.id, step=step,
-                           done=sum(o.completed for o in latest.objectives),
-                           total=len(latest.objectives))
+        await runtime.emit(
+            EventType.GOAL_STEP,
+            reply.message,
+            goal_id=goal.id,
+            step=step,
+            done=sum(o.completed for o in latest.objectives),
+            total=len(latest.objectives),
+        )
         if on_step is not None:
             await on_step(step, reply, latest)
     final = await runtime.store.get_goal(goal.id) or goal

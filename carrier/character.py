@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from carrier.errors import CharacterError, FIRST_PARTY_PLUGINS
+from carrier.errors import FIRST_PARTY_PLUGINS, CharacterError
 from carrier.settings import format_validation_error
 from carrier.types import CarrierModel, Content, new_id
 
@@ -53,9 +53,7 @@ class Style(CarrierModel):
     chat: list[str] = Field(default_factory=list)
     post: list[str] = Field(default_factory=list)
 
-    _as_list = field_validator("all", "chat", "post", mode="before")(
-        lambda cls, v: _listify(v)
-    )
+    _as_list = field_validator("all", "chat", "post", mode="before")(lambda cls, v: _listify(v))
 
 
 class ExampleTurn(CarrierModel):
@@ -91,7 +89,7 @@ class KnowledgeItem(CarrierModel):
             return {"text": value}
         if isinstance(value, dict) and isinstance(value.get("directory"), dict):
             inner = value["directory"]
-            return {"directory": inner.get("path"), "shared": inner.get("shared", False)}
+            return {**value, "directory": inner.get("path"), "shared": inner.get("shared", False)}
         return value
 
     @model_validator(mode="after")
@@ -125,8 +123,9 @@ class Character(CarrierModel):
     style: Style = Field(default_factory=Style)
     templates: dict[str, str] = Field(default_factory=dict)
 
-    _as_list = field_validator("bio", "lore", "topics", "adjectives", "post_examples",
-                               mode="before")(lambda cls, v: _listify(v))
+    _as_list = field_validator(
+        "bio", "lore", "topics", "adjectives", "post_examples", mode="before"
+    )(lambda cls, v: _listify(v))
 
     @field_validator("name")
     @classmethod
@@ -177,9 +176,8 @@ class Character(CarrierModel):
 def parse_character(data: Any, *, source: str = "<character>") -> Character:
     """Validate already-parsed character data; ``CharacterError`` when invalid."""
     if not isinstance(data, dict):
-        raise CharacterError(
-            source, [("(top level)", f"expected an object with a 'name', found {type(data).__name__}")]
-        )
+        reason = f"expected an object with a 'name', found {type(data).__name__}"
+        raise CharacterError(source, [("(top level)", reason)])
     try:
         return Character.model_validate(data)
     except ValidationError as exc:
@@ -222,10 +220,15 @@ _ALIASES = {"local-ai": "local", "ollama": "openai", "openrouter": "openai"}
 def plugin_name(declared: str) -> str:
     """``@elizaos/plugin-openai``, ``carrier-plugin-openai`` and ``openai`` → ``openai``."""
     name = declared.strip().lower()
-    for prefix in ("@elizaos/plugin-", "@elizaos-plugins/plugin-", "carrier-plugin-",
-                   "carrier_plugin_", "plugin-"):
+    for prefix in (
+        "@elizaos/plugin-",
+        "@elizaos-plugins/plugin-",
+        "carrier-plugin-",
+        "carrier_plugin_",
+        "plugin-",
+    ):
         if name.startswith(prefix):
-            name = name[len(prefix):]
+            name = name[len(prefix) :]
             break
     return _ALIASES.get(name, name)
 
@@ -241,7 +244,8 @@ def check_plugins(character: Character, installed: Iterable[str], *, source: str
         reason = f"no plugin named {declared!r} is installed"
         install = FIRST_PARTY_PLUGINS.get(name)
         reason += (
-            f"; install it with: pip install {install}" if install
+            f"; install it with: pip install {install}"
+            if install
             else f"; install a distribution that provides the {name!r} entry point, "
             f"or remove it from the list"
         )

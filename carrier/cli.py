@@ -13,7 +13,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from carrier import __version__
 from carrier.errors import CarrierError
@@ -29,15 +29,19 @@ _BUILTIN = {"chat", "run", "plugins", "character"}
 
 def _parser(host: PluginHost) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="carrier", description="Run and inspect Carrier agents.",
+        prog="carrier",
+        description="Run and inspect Carrier agents.",
     )
     parser.add_argument("--version", action="version", version=f"carrier {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="Log to stderr.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     chat = commands.add_parser("chat", help="Chat with an agent (reads stdin when not a TTY).")
-    chat.add_argument("--character", "-c", help="Character file (default: CARRIER_CHARACTER "
-                      "or the builtin 'Nova').")
+    chat.add_argument(
+        "--character",
+        "-c",
+        help="Character file (default: CARRIER_CHARACTER or the builtin 'Nova').",
+    )
     chat.add_argument("--user", default="user", help="Your user id (default: user).")
     chat.add_argument("--room", help="Room id (default: one room per user and agent).")
     chat.add_argument("--no-stream", action="store_true", help="Print whole answers.")
@@ -64,8 +68,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``carrier`` command; returns the exit status."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     verbose = "-v" in args_list or "--verbose" in args_list
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="carrier: %(levelname)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="carrier: %(levelname)s: %(message)s",
+    )
     try:
         from carrier.host import PluginHost
 
@@ -74,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"carrier: {exc}", file=sys.stderr)
         return 2
     command = next((a for a in args_list if not a.startswith("-")), None)
-    if command in host.commands and command not in _BUILTIN:
+    if command is not None and command in host.commands and command not in _BUILTIN:
         return _run_plugin_command(host, command, args_list)
     parser = _parser(host)
     args = parser.parse_args(args_list)
@@ -97,21 +103,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run_plugin_command(host: PluginHost, name: str, argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog=f"carrier {name}",
-                                     description=host.commands.entry(name).description)
+    parser = argparse.ArgumentParser(
+        prog=f"carrier {name}", description=host.commands.entry(name).description
+    )
     try:
         command = host.commands.create(name)
         command.configure(parser)
         rest = list(argv)
         rest.remove(name)
         args = parser.parse_args(rest)
-        result = command.run(args, host)
-        if inspect.isawaitable(result):
-            async def wait() -> Any:
-                return await result
+        outcome = command.run(args, host)
+        if inspect.isawaitable(outcome):
+            awaitable = outcome
 
-            result = asyncio.run(wait())
-        return int(result or 0)
+            async def wait() -> int:
+                return await awaitable
+
+            return int(asyncio.run(wait()) or 0)
+        return int(outcome or 0)
     except CarrierError as exc:
         print(f"carrier {name}: {exc}", file=sys.stderr)
         return 1
@@ -155,9 +164,16 @@ async def _chat(host: PluginHost, args: argparse.Namespace) -> int:
                 print(delta, end="", flush=True)
 
             reply = await runtime.handle(
-                IncomingMessage(text=text, user_id=args.user, user_name=args.user,
-                                room_id=room, source="cli", role=Role.OWNER),
-                on_text=on_text if streaming else None)
+                IncomingMessage(
+                    text=text,
+                    user_id=args.user,
+                    user_name=args.user,
+                    room_id=room,
+                    source="cli",
+                    role=Role.OWNER,
+                ),
+                on_text=on_text if streaming else None,
+            )
             if printed:
                 print()
             if reply.error:
@@ -176,6 +192,7 @@ async def _run_goal(host: PluginHost, args: argparse.Namespace) -> int:
     from carrier.types import Goal, Reply
 
     async with _runtime(host, args.character) as runtime:
+
         async def on_step(step: int, reply: Reply, goal: Goal) -> None:
             done = sum(o.completed for o in goal.objectives)
             actions = ", ".join(r.name for r in reply.action_results) or "no action"
@@ -198,8 +215,16 @@ def _plugins(host: PluginHost) -> int:
             print(f"    LOAD ERROR: {info.error}")
         elif info.hooks:
             print(f"    hooks: {', '.join(info.hooks)}")
-    for kind in ("models", "stores", "actions", "providers", "evaluators", "executors",
-                 "clients", "commands"):
+    for kind in (
+        "models",
+        "stores",
+        "actions",
+        "providers",
+        "evaluators",
+        "executors",
+        "clients",
+        "commands",
+    ):
         names = getattr(host, kind).names()
         if names:
             print(f"{kind}: {', '.join(names)}")

@@ -21,14 +21,14 @@ import pluggy
 
 if TYPE_CHECKING:
     from carrier.protocols import (
-        ActionFactory,
+        Action,
         Client,
         Command,
         Evaluator,
         Executor,
-        ModelFactory,
+        MemoryStore,
+        Model,
         Provider,
-        StoreFactory,
     )
     from carrier.registry import Registry
     from carrier.runtime import AgentRuntime
@@ -54,7 +54,7 @@ def carrier_add_settings(settings: SettingsRegistry) -> None:
 
 
 @hookspec
-def carrier_register_models(models: Registry[ModelFactory]) -> None:
+def carrier_register_models(models: Registry[Model]) -> None:
     """Offer model backends with ``models.add(name, factory, settings=namespace)``.
 
     The factory receives the validated settings object of ``namespace`` (if given),
@@ -68,7 +68,7 @@ def carrier_register_models(models: Registry[ModelFactory]) -> None:
 
 
 @hookspec
-def carrier_register_actions(actions: Registry[ActionFactory]) -> None:
+def carrier_register_actions(actions: Registry[Action]) -> None:
     """Offer actions with ``actions.add(NAME, ActionSubclass)``.
 
     :param actions: The host's action registry; a factory takes no argument and
@@ -96,7 +96,7 @@ def carrier_register_evaluators(evaluators: Registry[Evaluator]) -> None:
 
 
 @hookspec
-def carrier_register_stores(stores: Registry[StoreFactory]) -> None:
+def carrier_register_stores(stores: Registry[MemoryStore]) -> None:
     """Offer memory stores keyed by URL scheme: ``stores.add("sqlite", factory)``.
 
     The factory is called as ``factory(url)`` (plus the settings object first when

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -24,14 +24,14 @@ from carrier.settings import CarrierSettings, SettingsRegistry, load_settings
 
 if TYPE_CHECKING:
     from carrier.protocols import (
-        ActionFactory,
+        Action,
         Client,
         Command,
         Evaluator,
         Executor,
-        ModelFactory,
+        MemoryStore,
+        Model,
         Provider,
-        StoreFactory,
     )
     from carrier.types import Event
 
@@ -203,12 +203,13 @@ class PluginHost:
             if self._trace:
                 logger.info("hook carrier_register_%s -> %s", kind, impl.plugin_name)
             try:
-                impl.function(**{arg: registry for arg in impl.argnames})
+                impl.function(**dict.fromkeys(impl.argnames, registry))
             except PluginError:
                 raise
             except Exception as exc:
-                error = PluginLoadError(impl.plugin_name, registry._distributions.get(
-                    impl.plugin_name), exc)
+                error = PluginLoadError(
+                    impl.plugin_name, registry._distributions.get(impl.plugin_name), exc
+                )
                 self.load_errors.append(error)
                 if impl.plugin_name in self.plugins:
                     self.plugins[impl.plugin_name].error = str(error)
@@ -217,35 +218,35 @@ class PluginHost:
         return registry
 
     @property
-    def models(self) -> Registry[ModelFactory]:
+    def models(self) -> Registry[Model]:
         return self._registry("models")
 
     @property
-    def actions(self) -> Registry[ActionFactory]:
+    def actions(self) -> Registry[Action]:
         return self._registry("actions")
 
     @property
-    def providers(self) -> Registry[Callable[[], Provider]]:
+    def providers(self) -> Registry[Provider]:
         return self._registry("providers")
 
     @property
-    def evaluators(self) -> Registry[Callable[[], Evaluator]]:
+    def evaluators(self) -> Registry[Evaluator]:
         return self._registry("evaluators")
 
     @property
-    def stores(self) -> Registry[StoreFactory]:
+    def stores(self) -> Registry[MemoryStore]:
         return self._registry("stores")
 
     @property
-    def executors(self) -> Registry[Callable[[], Executor]]:
+    def executors(self) -> Registry[Executor]:
         return self._registry("executors")
 
     @property
-    def clients(self) -> Registry[Callable[[], Client]]:
+    def clients(self) -> Registry[Client]:
         return self._registry("clients")
 
     @property
-    def commands(self) -> Registry[Callable[[], Command]]:
+    def commands(self) -> Registry[Command]:
         return self._registry("commands")
 
     # ---- decisions and events --------------------------------------------------------
@@ -300,12 +301,12 @@ class PluginHost:
     # ---- tracing --------------------------------------------------------------------
 
     @staticmethod
-    def _trace_before(hook_name: str, impls: Sequence[Any], kwargs: dict[str, Any]) -> None:
+    def _trace_before(hook_name: str, impls: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
         names = ", ".join(impl.plugin_name for impl in impls)
         logger.info("hook %s(%s) -> [%s]", hook_name, ", ".join(kwargs), names)
 
     @staticmethod
     def _trace_after(
-        outcome: Any, hook_name: str, impls: Sequence[Any], kwargs: dict[str, Any]
+        outcome: Any, hook_name: str, impls: Sequence[Any], kwargs: Mapping[str, Any]
     ) -> None:
         logger.info("hook %s returned %r", hook_name, cast(Any, outcome).get_result())

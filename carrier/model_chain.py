@@ -63,7 +63,7 @@ class _WaitHonouringRetryAfter:
 
     def __init__(self, policy: RetryPolicy) -> None:
         self._backoff = wait_exponential_jitter(
-            initial=policy.initial_s, max=policy.max_wait_s, jitter=policy.jitter_s
+            multiplier=policy.initial_s, max=policy.max_wait_s, jitter=policy.jitter_s
         )
         self._cap = policy.budget_s
 
@@ -85,6 +85,7 @@ class ModelChain:
             raise ValueError("A model chain needs at least one model.")
         self.links = list(links)
         self.policy = policy or RetryPolicy()
+        self._wait = _WaitHonouringRetryAfter(self.policy)
 
     @property
     def primary(self) -> Model:
@@ -100,6 +101,19 @@ class ModelChain:
         call: Callable[[], Awaitable[Any]],
         on_event: ChainObserver | None,
     ) -> Any:
+        # Fast path: no retry machinery until a call has failed transiently.
+        try:
+            return await call()
+        except TransientModelError as exc:
+            first_error: TransientModelError | None = exc
+
+        async def again() -> Any:
+            nonlocal first_error
+            if first_error is not None:  # tenacity's attempt 1 is the call that failed
+                error, first_error = first_error, None
+                raise error
+            return await call()
+
         async def before_sleep(state: RetryCallState) -> None:
             if on_event is not None and state.outcome is not None:
                 await on_event(
@@ -114,12 +128,12 @@ class ModelChain:
 
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.policy.attempts) | stop_after_delay(self.policy.budget_s),
-            wait=_WaitHonouringRetryAfter(self.policy),
+            wait=self._wait,
             retry=retry_if_exception_type(TransientModelError),
             before_sleep=before_sleep,
             reraise=True,
         )
-        return await retrying(call)
+        return await retrying(again)
 
     async def generate(
         self,

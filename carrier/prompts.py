@@ -53,7 +53,9 @@ def render(template: str, values: dict[str, Any]) -> str:
 # ---- JSON action protocol ------------------------------------------------------------
 
 
-def action_response_schema(actions: Sequence[ActionSpec], *, max_actions: int = 3) -> dict[str, Any]:
+def action_response_schema(
+    actions: Sequence[ActionSpec], *, max_actions: int = 3
+) -> dict[str, Any]:
     """JSON schema for ``{"text": str, "actions": [{"name": enum, "arguments": {...}}]}``.
 
     Each branch fixes an offered action's name and its argument schema, so a
@@ -178,15 +180,17 @@ def compose_context(
     current message is always kept.
     """
     sections = [persona if persona is not None else character_system_prompt(character)]
-    for name, output in sorted(state.providers.items()):
+    for _name, output in sorted(state.providers.items()):
         if output.text:
             sections.append(output.text)
     if state.facts:
-        sections.append("Things you know:\n" + "\n".join(
-            f"- {s.memory.content.text}" for s in state.facts))
+        sections.append(
+            "Things you know:\n" + "\n".join(f"- {s.memory.content.text}" for s in state.facts)
+        )
     if state.knowledge:
-        sections.append("Knowledge:\n" + "\n".join(
-            f"- {s.memory.content.text}" for s in state.knowledge))
+        sections.append(
+            "Knowledge:\n" + "\n".join(f"- {s.memory.content.text}" for s in state.knowledge)
+        )
     open_goals = [g for g in state.goals if not g.finished]
     if open_goals:
         lines = []
@@ -197,19 +201,24 @@ def compose_context(
             )
         sections.append("\n".join(lines))
     if state.action_results:
-        sections.append("Results of the actions you took:\n" + "\n".join(
-            f"- {r.name}: {'ok' if r.success else 'failed'}: {r.text or r.error or ''}"
-            for r in state.action_results))
+        sections.append(
+            "Results of the actions you took:\n"
+            + "\n".join(
+                f"- {r.name}: {'ok' if r.success else 'failed'}: {r.text or r.error or ''}"
+                for r in state.action_results
+            )
+        )
     system = "\n\n".join(sections)
 
     group = state.room.type.value in ("group", "thread", "feed")
     names = {a.id: (a.names[0] if a.names else "user") for a in state.actors}
 
+    # History turns are built from stored, already validated memories: skip re-validation.
     def turn(memory_entity: str, text: str) -> ChatMessage:
         if memory_entity == state.agent_id:
-            return ChatMessage(role="assistant", content=text)
+            return ChatMessage.model_construct(role="assistant", content=text, name=None)
         content = f"{names.get(memory_entity, 'user')}: {text}" if group else text
-        return ChatMessage(role="user", content=content)
+        return ChatMessage.model_construct(role="user", content=content, name=None)
 
     # The message being answered is always the user's turn, even an autonomous step
     # that the agent wrote to itself.

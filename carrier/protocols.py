@@ -101,7 +101,7 @@ class Model(ABC):
         """Tokens in ``text``; the default estimates four characters per token."""
         return len(text) // 4 + 1
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, default does nothing
         """Release connections, threads and weights."""
 
 
@@ -419,7 +419,7 @@ class Executor(ABC):
         message elsewhere may ignore it.
         """
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, default does nothing
         """Wait for or hand over work in flight, then release resources."""
 
 

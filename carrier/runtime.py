@@ -21,7 +21,12 @@ from carrier.acting import ActionTable
 from carrier.character import Character, check_plugins, load_character, plugin_name
 from carrier.errors import CarrierError, ConfigurationError, ModelError, StoreError
 from carrier.model_chain import ModelChain, RetryPolicy, parse_model_spec
-from carrier.prompts import SHOULD_RESPOND_TEMPLATE, character_system_prompt, compose_context, render
+from carrier.prompts import (
+    SHOULD_RESPOND_TEMPLATE,
+    character_system_prompt,
+    compose_context,
+    render,
+)
 from carrier.settings import data_dir, overrides_from_character
 from carrier.types import (
     ActionResult,
@@ -116,7 +121,9 @@ class AgentRuntime:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
@@ -140,14 +147,21 @@ class AgentRuntime:
             key=lambda p: p.position,
         )
         self._evaluators = [e.factory() for e in self.host.evaluators if self._enabled(e.plugin)]
-        executor_name = self.settings.executor or self.host.choose(
-            "carrier_choose_executor", runtime=self, available=self.host.executors.names()
-        ) or "inprocess"
+        executor_name = (
+            self.settings.executor
+            or self.host.choose(
+                "carrier_choose_executor", runtime=self, available=self.host.executors.names()
+            )
+            or "inprocess"
+        )
         self._executor = self.host.executors.create(executor_name)
-        await self.store.upsert_agent(self.agent_id, self.character.name,
-                                      {"username": self.character.username})
+        await self.store.upsert_agent(
+            self.agent_id, self.character.name, {"username": self.character.username}
+        )
         names = [n for n in (self.character.name, self.character.username) if n]
-        await self.store.upsert_entity(Entity(id=self.agent_id, agent_id=self.agent_id, names=names))
+        await self.store.upsert_entity(
+            Entity(id=self.agent_id, agent_id=self.agent_id, names=names)
+        )
         self._started = True
 
     async def stop(self) -> None:
@@ -196,7 +210,7 @@ class AgentRuntime:
         override = self._model_overrides.get(model_class.value, ...)
         if override is None:
             return None
-        if override is not ...  and not isinstance(override, str):
+        if override is not ... and not isinstance(override, str):
             return ModelChain([override], policy=self._retry_policy())
         spec = override if isinstance(override, str) else self._model_spec(model_class)
         if spec is None or spec.strip().lower() == "none":
@@ -214,8 +228,12 @@ class AgentRuntime:
         return ModelChain(links, policy=self._retry_policy())
 
     def _model_spec(self, model_class: ModelClass) -> str | None:
-        chosen = self.host.choose("carrier_choose_model", runtime=self, model_class=model_class,
-                                  available=self.host.models.names())
+        chosen = self.host.choose(
+            "carrier_choose_model",
+            runtime=self,
+            model_class=model_class,
+            available=self.host.models.names(),
+        )
         if chosen:
             return str(chosen)
         configured = {
@@ -231,8 +249,9 @@ class AgentRuntime:
         return "local" if "local" in self.host.models else "echo"
 
     def _retry_policy(self) -> RetryPolicy:
-        return RetryPolicy(attempts=self.settings.model_retry_attempts,
-                           budget_s=self.settings.model_retry_budget_s)
+        return RetryPolicy(
+            attempts=self.settings.model_retry_attempts, budget_s=self.settings.model_retry_budget_s
+        )
 
     def model(self, model_class: ModelClass | str = ModelClass.LARGE) -> ModelChain:
         """The chain serving ``model_class``; ``ConfigurationError`` if none."""
@@ -256,17 +275,22 @@ class AgentRuntime:
 
     # ---- events ---------------------------------------------------------------------
 
-    async def emit(self, type: EventType, message: Memory | None = None,
-                   duration_ms: float = 0.0, **data: Any) -> None:
+    async def emit(
+        self, type: EventType, message: Memory | None = None, duration_ms: float = 0.0, **data: Any
+    ) -> None:
         """Emit an event to the host's observers (free when there are none)."""
         if not self.host.has_observers:
             return
-        await self.host.emit(Event(
-            type=type, agent_id=self.agent_id,
-            room_id=message.room_id if message else None,
-            message_id=message.id if message else None,
-            duration_ms=duration_ms, data=data,
-        ))
+        await self.host.emit(
+            Event(
+                type=type,
+                agent_id=self.agent_id,
+                room_id=message.room_id if message else None,
+                message_id=message.id if message else None,
+                duration_ms=duration_ms,
+                data=data,
+            )
+        )
 
     async def _chain_event(self, kind: str, data: dict[str, Any]) -> None:
         event = EventType.MODEL_RETRY if kind == "retry" else EventType.MODEL_FALLBACK
@@ -274,8 +298,9 @@ class AgentRuntime:
 
     # ---- entry points ----------------------------------------------------------------
 
-    async def handle(self, incoming: IncomingMessage, *, on_text: TextCallback | None = None
-                     ) -> Reply:
+    async def handle(
+        self, incoming: IncomingMessage, *, on_text: TextCallback | None = None
+    ) -> Reply:
         """Handle a message through the executor (the way clients should call)."""
         return await self.executor.submit(self, incoming, on_text=on_text)
 
@@ -283,8 +308,9 @@ class AgentRuntime:
         """The room an incoming message belongs to."""
         return incoming.room_id or f"default-room-{self.agent_id}"
 
-    async def handle_message(self, incoming: IncomingMessage, *,
-                             on_text: TextCallback | None = None) -> Reply:
+    async def handle_message(
+        self, incoming: IncomingMessage, *, on_text: TextCallback | None = None
+    ) -> Reply:
         """Run every stage for one message (executors call this, one per room at a time).
 
         Raises only if the message could not be stored; after that, every failure
@@ -298,8 +324,12 @@ class AgentRuntime:
             previous = await self._stored_responses(message)
             if previous:
                 ignored = bool(previous[0].metadata.get("ignored"))
-                return Reply(message=message, responses=[] if ignored else previous,
-                             duplicate=True, ignored=ignored)
+                return Reply(
+                    message=message,
+                    responses=[] if ignored else previous,
+                    duplicate=True,
+                    ignored=ignored,
+                )
         try:
             reply = await self.respond(message, room, role=incoming.role, on_text=on_text)
         except (ModelError, StoreError, ConfigurationError) as exc:
@@ -311,8 +341,13 @@ class AgentRuntime:
             error = f"Internal error while answering: {type(exc).__name__}: {exc}"
             await self.emit(EventType.RUN_FAILED, message, error=error)
             return Reply(message=message, error=error)
-        await self.emit(EventType.RUN_ENDED, message, (time.perf_counter() - started) * 1000,
-                        responses=len(reply.responses), ignored=reply.ignored)
+        await self.emit(
+            EventType.RUN_ENDED,
+            message,
+            (time.perf_counter() - started) * 1000,
+            responses=len(reply.responses),
+            ignored=reply.ignored,
+        )
         return reply
 
     async def _stored_responses(self, message: Memory) -> list[Memory]:
@@ -334,15 +369,24 @@ class AgentRuntime:
     def _incoming_from(self, memory: Memory) -> IncomingMessage:
         meta = memory.metadata
         return IncomingMessage(
-            text=memory.content.text, user_id=memory.entity_id, user_name=meta.get("user_name"),
-            room_id=memory.room_id, source=memory.content.source or "direct",
-            message_id=memory.id, attachments=memory.content.attachments,
-            room_type=meta.get("room_type", "direct"), role=meta.get("role", Role.MEMBER),
+            text=memory.content.text,
+            user_id=memory.entity_id,
+            user_name=meta.get("user_name"),
+            room_id=memory.room_id,
+            source=memory.content.source or "direct",
+            message_id=memory.id,
+            attachments=memory.content.attachments,
+            room_type=meta.get("room_type", "direct"),
+            role=meta.get("role", Role.MEMBER),
         )
 
-    async def run_autonomous(self, goal: str | Goal, *, max_steps: int = 10,
-                             on_step: Callable[[int, Reply, Goal], Awaitable[None]] | None = None,
-                             ) -> AutonomousRun:
+    async def run_autonomous(
+        self,
+        goal: str | Goal,
+        *,
+        max_steps: int = 10,
+        on_step: Callable[[int, Reply, Goal], Awaitable[None]] | None = None,
+    ) -> AutonomousRun:
         """Work toward ``goal`` without user messages until it is done or the budget is spent."""
         from carrier.autonomy import run_autonomous
 
@@ -352,7 +396,10 @@ class AgentRuntime:
 
     def receive(self, incoming: IncomingMessage) -> Memory:
         """Stage 2: a client's message becomes a ``Memory``."""
-        metadata: dict[str, Any] = {"room_type": incoming.room_type.value, "role": incoming.role.value}
+        metadata: dict[str, Any] = {
+            "room_type": incoming.room_type.value,
+            "role": incoming.role.value,
+        }
         if incoming.user_name:
             metadata["user_name"] = incoming.user_name
         metadata.update(incoming.metadata)
@@ -360,11 +407,16 @@ class AgentRuntime:
         if incoming.message_id:
             fields["id"] = incoming.message_id
         return Memory(
-            agent_id=self.agent_id, entity_id=incoming.user_id, room_id=self.room_id_for(incoming),
-            world_id=incoming.world_id, type=MemoryType.MESSAGE,
-            content=Content(text=incoming.text, source=incoming.source,
-                            attachments=incoming.attachments),
-            metadata=metadata, **fields,
+            agent_id=self.agent_id,
+            entity_id=incoming.user_id,
+            room_id=self.room_id_for(incoming),
+            world_id=incoming.world_id,
+            type=MemoryType.MESSAGE,
+            content=Content(
+                text=incoming.text, source=incoming.source, attachments=incoming.attachments
+            ),
+            metadata=metadata,
+            **fields,
         )
 
     async def connect(self, message: Memory, incoming: IncomingMessage) -> Room:
@@ -376,19 +428,29 @@ class AgentRuntime:
             store = self.store
             room = await store.get_room(message.room_id)
             if room is None:
-                room = Room(id=message.room_id, agent_id=self.agent_id, source=incoming.source,
-                            type=incoming.room_type, world_id=incoming.world_id,
-                            name=incoming.room_id)
+                room = Room(
+                    id=message.room_id,
+                    agent_id=self.agent_id,
+                    source=incoming.source,
+                    type=incoming.room_type,
+                    world_id=incoming.world_id,
+                    name=incoming.room_id,
+                )
                 await store.upsert_room(room)
             names = [incoming.user_name] if incoming.user_name else []
-            await store.upsert_entity(Entity(id=message.entity_id, agent_id=self.agent_id,
-                                             names=names or [message.entity_id]))
+            await store.upsert_entity(
+                Entity(
+                    id=message.entity_id, agent_id=self.agent_id, names=names or [message.entity_id]
+                )
+            )
             if await store.get_participant(room.id, message.entity_id) is None:
-                await store.upsert_participant(Participant(
-                    room_id=room.id, entity_id=message.entity_id, role=incoming.role))
+                await store.upsert_participant(
+                    Participant(room_id=room.id, entity_id=message.entity_id, role=incoming.role)
+                )
             if await store.get_participant(room.id, self.agent_id) is None:
-                await store.upsert_participant(Participant(room_id=room.id,
-                                                           entity_id=self.agent_id))
+                await store.upsert_participant(
+                    Participant(room_id=room.id, entity_id=self.agent_id)
+                )
             if len(self._connected) > _CACHE_LIMIT:
                 self._connected.clear()
                 self._rooms.clear()
@@ -407,20 +469,28 @@ class AgentRuntime:
         embedder = self._chains.get(ModelClass.EMBEDDING)
         if embedder is not None and message.content.text and message.embedding is None:
             try:
-                message.embedding = (await embedder.embed([message.content.text],
-                                                          on_event=self._chain_event))[0]
+                message.embedding = (
+                    await embedder.embed([message.content.text], on_event=self._chain_event)
+                )[0]
             except (ModelError, NotImplementedError) as exc:
                 logger.warning("Message %s stored without an embedding: %s", message.id, exc)
         fresh = await self.store.create_memory(message)
         if not fresh:
             stored = await self.store.get_memory(message.id)
             message = stored or message
-        await self.emit(EventType.MESSAGE_STORED, message, (time.perf_counter() - started) * 1000,
-                        new=fresh)
+        await self.emit(
+            EventType.MESSAGE_STORED, message, (time.perf_counter() - started) * 1000, new=fresh
+        )
         return message, fresh
 
-    async def respond(self, message: Memory, room: Room, *, role: Role = Role.MEMBER,
-                      on_text: TextCallback | None = None) -> Reply:
+    async def respond(
+        self,
+        message: Memory,
+        room: Room,
+        *,
+        role: Role = Role.MEMBER,
+        on_text: TextCallback | None = None,
+    ) -> Reply:
         """Stages 5-10 for a stored message."""
         if not await self.should_respond(message, room):
             ignored = await self.remember(message, [Content(actions=["IGNORE"])], ignored=True)
@@ -432,67 +502,110 @@ class AgentRuntime:
         responses_preview = [self._response_memory(message, c, i) for i, c in enumerate(contents)]
         evaluations = await self.evaluate(message, state, responses_preview)
         responses = await self.remember(message, contents)
-        return Reply(message=message, responses=responses, action_results=results,
-                     evaluator_results=evaluations, ignored=not contents)
+        return Reply(
+            message=message,
+            responses=responses,
+            action_results=results,
+            evaluator_results=evaluations,
+            ignored=not contents,
+        )
 
     async def should_respond(self, message: Memory, room: Room) -> bool:
         """Ask ``carrier_choose_should_respond``; ``ASK_MODEL`` asks the small model."""
         started = time.perf_counter()
         participant = await self.store.get_participant(room.id, self.agent_id)
-        decision = self.host.choose("carrier_choose_should_respond", runtime=self,
-                                    message=message, room=room, participant=participant)
+        decision = self.host.choose(
+            "carrier_choose_should_respond",
+            runtime=self,
+            message=message,
+            room=room,
+            participant=participant,
+        )
         if decision == RespondDecision.ASK_MODEL:
             decision = await self._ask_should_respond(message)
-        answer = decision != RespondDecision.IGNORE
-        await self.emit(EventType.SHOULD_RESPOND, message, (time.perf_counter() - started) * 1000,
-                        decision=str(decision), respond=answer)
+        answer: bool = decision != RespondDecision.IGNORE
+        await self.emit(
+            EventType.SHOULD_RESPOND,
+            message,
+            (time.perf_counter() - started) * 1000,
+            decision=str(decision),
+            respond=answer,
+        )
         return answer
 
     async def _ask_should_respond(self, message: Memory) -> RespondDecision:
-        recent = await self.store.get_memories(agent_id=self.agent_id, room_id=message.room_id,
-                                               limit=10)
-        history = "\n".join(f"{m.metadata.get('user_name') or m.entity_id}: {m.content.text}"
-                            for m in recent if m.content.text)
-        prompt = render(self.character.templates.get("shouldRespondTemplate",
-                                                     SHOULD_RESPOND_TEMPLATE),
-                        {"agent_name": self.character.name, "history": history})
-        request = ModelRequest(model_class=ModelClass.SMALL, system=prompt, max_tokens=8,
-                               messages=[ChatMessage(role="user", content=message.content.text)])
+        recent = await self.store.get_memories(
+            agent_id=self.agent_id, room_id=message.room_id, limit=10
+        )
+        history = "\n".join(
+            f"{m.metadata.get('user_name') or m.entity_id}: {m.content.text}"
+            for m in recent
+            if m.content.text
+        )
+        prompt = render(
+            self.character.templates.get("shouldRespondTemplate", SHOULD_RESPOND_TEMPLATE),
+            {"agent_name": self.character.name, "history": history},
+        )
+        request = ModelRequest(
+            model_class=ModelClass.SMALL,
+            system=prompt,
+            max_tokens=8,
+            messages=[ChatMessage(role="user", content=message.content.text)],
+        )
         try:
-            answer = (await self.model(ModelClass.SMALL).generate(
-                request, on_event=self._chain_event)).text.upper()
+            answer = (
+                await self.model(ModelClass.SMALL).generate(request, on_event=self._chain_event)
+            ).text.upper()
         except (ModelError, ConfigurationError) as exc:
             logger.warning("should-respond check failed, ignoring the message: %s", exc)
             return RespondDecision.IGNORE
         return RespondDecision.RESPOND if "RESPOND" in answer else RespondDecision.IGNORE
 
-    async def compose_state(self, message: Memory, room: Room, *, role: Role = Role.MEMBER
-                            ) -> State:
+    async def compose_state(
+        self, message: Memory, room: Room, *, role: Role = Role.MEMBER
+    ) -> State:
         """Stage 5: history, actors, goals, facts, knowledge and providers."""
         started = time.perf_counter()
         store, settings = self.store, self.settings
-        recent = await store.get_memories(agent_id=self.agent_id, room_id=room.id,
-                                          limit=settings.history_limit)
+        recent = await store.get_memories(
+            agent_id=self.agent_id, room_id=room.id, limit=settings.history_limit
+        )
         actors = self._actors.get(room.id)
         if actors is None:
             ids = [p.entity_id for p in await store.get_participants(room.id)]
             actors = self._actors[room.id] = await store.get_entities(ids)
-        goals = [g for g in await store.get_goals(agent_id=self.agent_id,
-                                                   status=GoalStatus.IN_PROGRESS)
-                 if g.room_id in (None, room.id)]
-        state = State(agent_id=self.agent_id, agent_name=self.character.name, room=room,
-                      message=message, recent_messages=recent, actors=actors, goals=goals,
-                      sender=next((a for a in actors if a.id == message.entity_id), None))
+        goals = [
+            g
+            for g in await store.get_goals(agent_id=self.agent_id, status=GoalStatus.IN_PROGRESS)
+            if g.room_id in (None, room.id)
+        ]
+        state = State(
+            agent_id=self.agent_id,
+            agent_name=self.character.name,
+            room=room,
+            message=message,
+            recent_messages=recent,
+            actors=actors,
+            goals=goals,
+            sender=next((a for a in actors if a.id == message.entity_id), None),
+        )
         if message.embedding is not None:
             if settings.facts_limit:
                 state.facts = await store.search_memories(
-                    agent_id=self.agent_id, embedding=message.embedding, type=MemoryType.FACT,
-                    limit=settings.facts_limit, threshold=settings.search_threshold)
+                    agent_id=self.agent_id,
+                    embedding=message.embedding,
+                    type=MemoryType.FACT,
+                    limit=settings.facts_limit,
+                    threshold=settings.search_threshold,
+                )
             if settings.knowledge_limit:
                 state.knowledge = await store.search_memories(
-                    agent_id=self.agent_id, embedding=message.embedding,
-                    type=MemoryType.FRAGMENT, limit=settings.knowledge_limit,
-                    threshold=settings.search_threshold)
+                    agent_id=self.agent_id,
+                    embedding=message.embedding,
+                    type=MemoryType.FRAGMENT,
+                    limit=settings.knowledge_limit,
+                    threshold=settings.search_threshold,
+                )
         if self._actions:
             offered = await self._actions.offered(self, message, state, role)
             state.actions = [a.spec() for a in offered]
@@ -507,14 +620,23 @@ class AgentRuntime:
         async def run(provider: Provider) -> None:
             try:
                 state.providers[provider.name] = await asyncio.wait_for(
-                    provider.get(self, message, state), timeout=provider.timeout_s)
+                    provider.get(self, message, state), timeout=provider.timeout_s
+                )
             except TimeoutError:
-                await self.emit(EventType.PROVIDER_FAILED, message, provider=provider.name,
-                                error=f"timed out after {provider.timeout_s} s")
+                await self.emit(
+                    EventType.PROVIDER_FAILED,
+                    message,
+                    provider=provider.name,
+                    error=f"timed out after {provider.timeout_s} s",
+                )
             except Exception as exc:
                 logger.exception("Provider %r failed", provider.name)
-                await self.emit(EventType.PROVIDER_FAILED, message, provider=provider.name,
-                                error=f"{type(exc).__name__}: {exc}")
+                await self.emit(
+                    EventType.PROVIDER_FAILED,
+                    message,
+                    provider=provider.name,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
 
         await asyncio.gather(*(run(p) for p in providers))
 
@@ -524,49 +646,74 @@ class AgentRuntime:
         budget = self.settings.max_prompt_tokens
         if model.context_window:
             budget = min(budget, model.context_window)
-        request = compose_context(state, self.character, persona=self._persona,
-                                  max_prompt_tokens=budget, count_tokens=model.count_tokens)
+        request = compose_context(
+            state,
+            self.character,
+            persona=self._persona,
+            max_prompt_tokens=budget,
+            count_tokens=model.count_tokens,
+        )
         return request
 
-    async def generate(self, request: ModelRequest, message: Memory | None = None, *,
-                       on_text: TextCallback | None = None) -> ModelResponse:
+    async def generate(
+        self,
+        request: ModelRequest,
+        message: Memory | None = None,
+        *,
+        on_text: TextCallback | None = None,
+    ) -> ModelResponse:
         """Stage 7: the model answers (retries and fallbacks inside the chain)."""
         started = time.perf_counter()
         chain = self.model(request.model_class)
         response = await chain.generate(request, on_event=self._chain_event, on_text=on_text)
-        await self.emit(EventType.MODEL_USED, message, (time.perf_counter() - started) * 1000,
-                        model=response.model or chain.primary.name,
-                        input_tokens=response.usage.input_tokens,
-                        output_tokens=response.usage.output_tokens)
+        await self.emit(
+            EventType.MODEL_USED,
+            message,
+            (time.perf_counter() - started) * 1000,
+            model=response.model or chain.primary.name,
+            input_tokens=response.usage.input_tokens,
+            output_tokens=response.usage.output_tokens,
+        )
         return response
 
-    async def act(self, message: Memory, state: State, response: ModelResponse, *,
-                  role: Role = Role.MEMBER) -> tuple[list[Content], list[ActionResult]]:
+    async def act(
+        self, message: Memory, state: State, response: ModelResponse, *, role: Role = Role.MEMBER
+    ) -> tuple[list[Content], list[ActionResult]]:
         """Stage 8: run the chosen actions; a bounded number of further steps when an
         action asks to continue. Returns the contents to send and every result."""
         contents: list[Content] = []
         results: list[ActionResult] = []
         for step in range(self.settings.max_action_steps):
-            step_results = [await self._actions.run(self, call, message, state, role)
-                            for call in response.action_calls]
+            step_results = [
+                await self._actions.run(self, call, message, state, role)
+                for call in response.action_calls
+            ]
             results.extend(step_results)
             if response.text and not any(r.suppress_reply for r in step_results):
-                contents.append(Content(
-                    text=response.text, thought=response.thought,
-                    actions=[c.name for c in response.action_calls],
-                    source=message.content.source, in_reply_to=message.id))
+                contents.append(
+                    Content(
+                        text=response.text,
+                        thought=response.thought,
+                        actions=[c.name for c in response.action_calls],
+                        source=message.content.source,
+                        in_reply_to=message.id,
+                    )
+                )
             for result in step_results:
                 contents.extend(result.messages)
-            if not any(r.continue_chain for r in step_results) or \
-                    step + 1 == self.settings.max_action_steps:
+            if (
+                not any(r.continue_chain for r in step_results)
+                or step + 1 == self.settings.max_action_steps
+            ):
                 break
             state.action_results = list(results)
             state.step = step + 1
             response = await self.generate(self.compose_context(state), message)
         return contents, results
 
-    async def evaluate(self, message: Memory, state: State, responses: list[Memory]
-                       ) -> list[EvaluatorResult]:
+    async def evaluate(
+        self, message: Memory, state: State, responses: list[Memory]
+    ) -> list[EvaluatorResult]:
         """Stage 9: evaluators run concurrently, each under its timeout."""
         if not self._evaluators:
             return []
@@ -576,34 +723,48 @@ class AgentRuntime:
             started = time.perf_counter()
             try:
                 if not (evaluator.always_run or responses) or not await evaluator.validate(
-                        self, message, state):
+                    self, message, state
+                ):
                     return None
                 result = await asyncio.wait_for(
-                    evaluator.handler(self, message, state, responses),
-                    timeout=evaluator.timeout_s) or EvaluatorResult(name=evaluator.name)
+                    evaluator.handler(self, message, state, responses), timeout=evaluator.timeout_s
+                ) or EvaluatorResult(name=evaluator.name)
             except Exception as exc:
                 error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 logger.warning("Evaluator %r failed: %s", evaluator.name, error)
-                await self.emit(EventType.EVALUATOR_FAILED, message, evaluator=evaluator.name,
-                                error=error)
+                await self.emit(
+                    EventType.EVALUATOR_FAILED, message, evaluator=evaluator.name, error=error
+                )
                 return EvaluatorResult(name=evaluator.name, success=False, error=error)
-            await self.emit(EventType.EVALUATOR_COMPLETED, message,
-                            (time.perf_counter() - started) * 1000, evaluator=evaluator.name)
+            await self.emit(
+                EventType.EVALUATOR_COMPLETED,
+                message,
+                (time.perf_counter() - started) * 1000,
+                evaluator=evaluator.name,
+            )
             return result
 
         outcomes = await asyncio.gather(*(run(e) for e in self._evaluators))
         return [o for o in outcomes if o is not None]
 
-    def _response_memory(self, message: Memory, content: Content, index: int, *,
-                         ignored: bool = False) -> Memory:
+    def _response_memory(
+        self, message: Memory, content: Content, index: int, *, ignored: bool = False
+    ) -> Memory:
         suffix = "" if index == 0 else f"-{index}"
         metadata: dict[str, Any] = {"ignored": True} if ignored else {}
-        return Memory(id=f"{message.id}-{self.agent_id}{suffix}", agent_id=self.agent_id,
-                      entity_id=self.agent_id, room_id=message.room_id,
-                      world_id=message.world_id, content=content, metadata=metadata)
+        return Memory(
+            id=f"{message.id}-{self.agent_id}{suffix}",
+            agent_id=self.agent_id,
+            entity_id=self.agent_id,
+            room_id=message.room_id,
+            world_id=message.world_id,
+            content=content,
+            metadata=metadata,
+        )
 
-    async def remember(self, message: Memory, contents: list[Content], *, ignored: bool = False
-                       ) -> list[Memory]:
+    async def remember(
+        self, message: Memory, contents: list[Content], *, ignored: bool = False
+    ) -> list[Memory]:
         """Stage 10: store the responses; the first has id ``"{message_id}-{agent_id}"``,
         which marks the message answered, so a replay never answers twice."""
         started = time.perf_counter()
@@ -615,6 +776,10 @@ class AgentRuntime:
             if await self.store.create_memory(memory):
                 stored.append(memory)
         if not ignored:
-            await self.emit(EventType.MESSAGE_SENT, message, (time.perf_counter() - started) * 1000,
-                            responses=len(stored))
+            await self.emit(
+                EventType.MESSAGE_SENT,
+                message,
+                (time.perf_counter() - started) * 1000,
+                responses=len(stored),
+            )
         return [] if ignored else stored

@@ -25,9 +25,9 @@ __all__ = [
     "ChatMessage",
     "Content",
     "Entity",
+    "EvaluatorResult",
     "Event",
     "EventType",
-    "EvaluatorResult",
     "Goal",
     "GoalStatus",
     "IncomingMessage",
@@ -280,9 +280,7 @@ class ActionSpec(CarrierModel):
 
     name: str
     description: str = ""
-    parameters: dict[str, Any] = Field(
-        default_factory=lambda: {"type": "object", "properties": {}}
-    )
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
 
 
 class ActionCall(CarrierModel):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
@@ -33,19 +33,24 @@ class WeatherAction(Action):
     similes = ("WEATHER", "FORECAST")
     parameters = WeatherArgs
 
-    async def handler(self, runtime: AgentRuntime, message: Memory, state: State,
-                      arguments: BaseModel | None) -> ActionResult:
+    async def handler(
+        self, runtime: AgentRuntime, message: Memory, state: State, arguments: BaseModel | None
+    ) -> ActionResult:
         assert isinstance(arguments, WeatherArgs)
-        return ActionResult(name=self.name, text=f"sunny in {arguments.city}",
-                            data={"city": arguments.city, "days": arguments.days})
+        return ActionResult(
+            name=self.name,
+            text=f"sunny in {arguments.city}",
+            data={"city": arguments.city, "days": arguments.days},
+        )
 
 
 class ShoutAction(Action):
     name = "SHOUT"
     description = "Send an extra message in capitals."
 
-    async def handler(self, runtime: AgentRuntime, message: Memory, state: State,
-                      arguments: BaseModel | None) -> ActionResult:
+    async def handler(
+        self, runtime: AgentRuntime, message: Memory, state: State, arguments: BaseModel | None
+    ) -> ActionResult:
         return ActionResult(name=self.name, messages=[Content(text=message.content.text.upper())])
 
 
@@ -53,8 +58,9 @@ class ContinueAction(Action):
     name = "CONTINUE"
     description = "Think one more step."
 
-    async def handler(self, runtime: AgentRuntime, message: Memory, state: State,
-                      arguments: BaseModel | None) -> ActionResult:
+    async def handler(
+        self, runtime: AgentRuntime, message: Memory, state: State, arguments: BaseModel | None
+    ) -> ActionResult:
         return ActionResult(name=self.name, continue_chain=True)
 
 
@@ -62,8 +68,9 @@ class IgnoreAction(Action):
     name = "IGNORE"
     description = "Say nothing."
 
-    async def handler(self, runtime: AgentRuntime, message: Memory, state: State,
-                      arguments: BaseModel | None) -> ActionResult:
+    async def handler(
+        self, runtime: AgentRuntime, message: Memory, state: State, arguments: BaseModel | None
+    ) -> ActionResult:
         return ActionResult(name=self.name, suppress_reply=True)
 
 
@@ -71,8 +78,9 @@ class BrokenAction(Action):
     name = "BROKEN"
     description = "Always fails."
 
-    async def handler(self, runtime: AgentRuntime, message: Memory, state: State,
-                      arguments: BaseModel | None) -> ActionResult:
+    async def handler(
+        self, runtime: AgentRuntime, message: Memory, state: State, arguments: BaseModel | None
+    ) -> ActionResult:
         raise RuntimeError("disk on fire")
 
 
@@ -81,8 +89,9 @@ class AdminAction(Action):
     description = "Only for admins."
     required_role = Role.ADMIN
 
-    async def handler(self, runtime: AgentRuntime, message: Memory, state: State,
-                      arguments: BaseModel | None) -> ActionResult:
+    async def handler(
+        self, runtime: AgentRuntime, message: Memory, state: State, arguments: BaseModel | None
+    ) -> ActionResult:
         return ActionResult(name=self.name, text="shutting down")
 
 
@@ -95,8 +104,9 @@ class CompleteObjective(Action):
     description = "Mark an objective of the current goal complete."
     parameters = CompleteObjectiveArgs
 
-    async def handler(self, runtime: AgentRuntime, message: Memory, state: State,
-                      arguments: BaseModel | None) -> ActionResult:
+    async def handler(
+        self, runtime: AgentRuntime, message: Memory, state: State, arguments: BaseModel | None
+    ) -> ActionResult:
         assert isinstance(arguments, CompleteObjectiveArgs)
         goal = await runtime.store.get_goal(message.metadata["goal_id"])
         assert goal is not None
@@ -126,10 +136,11 @@ class SlowProvider(Provider):
 
 class CountingEvaluator(Evaluator):
     name = "counter"
-    seen: list[str] = []
+    seen: ClassVar[list[str]] = []
 
-    async def handler(self, runtime: AgentRuntime, message: Memory, state: State,
-                      responses: list[Memory]) -> EvaluatorResult:
+    async def handler(
+        self, runtime: AgentRuntime, message: Memory, state: State, responses: list[Memory]
+    ) -> EvaluatorResult:
         self.seen.append(message.content.text)
         return EvaluatorResult(name=self.name, data={"responses": len(responses)})
 
@@ -138,8 +149,9 @@ class FailingEvaluator(Evaluator):
     name = "failing"
     always_run = True
 
-    async def handler(self, runtime: AgentRuntime, message: Memory, state: State,
-                      responses: list[Memory]) -> EvaluatorResult:
+    async def handler(
+        self, runtime: AgentRuntime, message: Memory, state: State, responses: list[Memory]
+    ) -> EvaluatorResult:
         raise ValueError("evaluator bug")
 
 
@@ -153,8 +165,15 @@ class TestPlugin:
 
     @carrier.hookimpl
     def carrier_register_actions(self, actions: Any) -> None:
-        for action in (WeatherAction, ShoutAction, ContinueAction, IgnoreAction, BrokenAction,
-                       AdminAction, CompleteObjective):
+        for action in (
+            WeatherAction,
+            ShoutAction,
+            ContinueAction,
+            IgnoreAction,
+            BrokenAction,
+            AdminAction,
+            CompleteObjective,
+        ):
             actions.add(action.name, action)
 
     @carrier.hookimpl

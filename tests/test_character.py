@@ -72,32 +72,77 @@ def test_default_character_loads_and_ids_are_stable() -> None:
 
 BAD_CHARACTERS = [
     ("missing_name.json", json.dumps({"bio": ["x"]}), "name: Field required"),
-    ("blank_name.json", json.dumps({"name": "   "}), "name: Value error, the name must not be blank"),
+    (
+        "blank_name.json",
+        json.dumps({"name": "   "}),
+        "name: Value error, the name must not be blank",
+    ),
     ("name_number.json", json.dumps({"name": 42}), "name: Input should be a valid string"),
     ("bio_number.json", json.dumps({"name": "A", "bio": 5}), "bio: Input should be a valid list"),
-    ("bio_item.json", json.dumps({"name": "A", "bio": ["ok", 3]}), "bio[1]: Input should be a valid string"),
-    ("lore_dict.json", json.dumps({"name": "A", "lore": {"a": 1}}), "lore: Input should be a valid list"),
-    ("examples_flat.json", json.dumps({"name": "A", "messageExamples": [{"user": "u"}]}),
-     "messageExamples[0]: Input should be a valid list"),
-    ("example_no_content.json", json.dumps({"name": "A", "messageExamples": [[{"user": "u"}]]}),
-     "messageExamples[0][0].content: Field required"),
-    ("example_no_name.json", json.dumps({"name": "A", "messageExamples": [[{"content": {"text": "x"}}]]}),
-     "messageExamples[0][0].name: Field required"),
-    ("style_number.json", json.dumps({"name": "A", "style": {"all": 3}}), "style.all: Input should be a valid list"),
-    ("topics_string_list.json", json.dumps({"name": "A", "topics": [["x"]]}), "topics[0]: Input should be a valid string"),
-    ("knowledge_bad.json", json.dumps({"name": "A", "knowledge": [{"path": "a", "directory": {"path": "b"}}]}),
-     "knowledge[0]: Value error, give exactly one of"),
-    ("settings_list.json", json.dumps({"name": "A", "settings": []}), "settings: Input should be a valid dictionary"),
-    ("templates_number.json", json.dumps({"name": "A", "templates": {"x": 1}}), "templates.x: Input should be a valid string"),
-    ("top_level_list.json", json.dumps([{"name": "A"}]), "(top level): expected an object with a 'name', found list"),
+    (
+        "bio_item.json",
+        json.dumps({"name": "A", "bio": ["ok", 3]}),
+        "bio[1]: Input should be a valid string",
+    ),
+    (
+        "lore_dict.json",
+        json.dumps({"name": "A", "lore": {"a": 1}}),
+        "lore: Input should be a valid list",
+    ),
+    (
+        "examples_flat.json",
+        json.dumps({"name": "A", "messageExamples": [{"user": "u"}]}),
+        "messageExamples[0]: Input should be a valid list",
+    ),
+    (
+        "example_no_content.json",
+        json.dumps({"name": "A", "messageExamples": [[{"user": "u"}]]}),
+        "messageExamples[0][0].content: Field required",
+    ),
+    (
+        "example_no_name.json",
+        json.dumps({"name": "A", "messageExamples": [[{"content": {"text": "x"}}]]}),
+        "messageExamples[0][0].name: Field required",
+    ),
+    (
+        "style_number.json",
+        json.dumps({"name": "A", "style": {"all": 3}}),
+        "style.all: Input should be a valid list",
+    ),
+    (
+        "topics_string_list.json",
+        json.dumps({"name": "A", "topics": [["x"]]}),
+        "topics[0]: Input should be a valid string",
+    ),
+    (
+        "knowledge_bad.json",
+        json.dumps({"name": "A", "knowledge": [{"path": "a", "directory": {"path": "b"}}]}),
+        "knowledge[0]: Value error, give exactly one of",
+    ),
+    (
+        "settings_list.json",
+        json.dumps({"name": "A", "settings": []}),
+        "settings: Input should be a valid dictionary",
+    ),
+    (
+        "templates_number.json",
+        json.dumps({"name": "A", "templates": {"x": 1}}),
+        "templates.x: Input should be a valid string",
+    ),
+    (
+        "top_level_list.json",
+        json.dumps([{"name": "A"}]),
+        "(top level): expected an object with a 'name', found list",
+    ),
     ("broken.json", '{"name": "A",, }', "line 1, column 14: invalid JSON"),
     ("broken.yaml", "name: A\nbio: [unclosed\n", "invalid YAML"),
     ("empty.yaml", "", "(top level): expected an object with a 'name', found NoneType"),
 ]
 
 
-@pytest.mark.parametrize(("filename", "text", "expected"), BAD_CHARACTERS,
-                         ids=[c[0] for c in BAD_CHARACTERS])
+@pytest.mark.parametrize(
+    ("filename", "text", "expected"), BAD_CHARACTERS, ids=[c[0] for c in BAD_CHARACTERS]
+)
 def test_malformed_character_gives_file_field_reason(
     tmp_path: Path, filename: str, text: str, expected: str
 ) -> None:
@@ -121,7 +166,9 @@ def test_unknown_plugin_names_the_entry_and_the_install_command() -> None:
     with pytest.raises(CharacterError) as caught:
         check_plugins(character, ["bootstrap"], source="trump_v1.json")
     message = str(caught.value)
-    assert ("trump_v1.json: plugins[1]: no plugin named '@elizaos/plugin-anthropic' is "
-            "installed; install it with: pip install carrier-plugin-anthropic") in message
+    assert (
+        "trump_v1.json: plugins[1]: no plugin named '@elizaos/plugin-anthropic' is "
+        "installed; install it with: pip install carrier-plugin-anthropic"
+    ) in message
     assert "plugins[2]: no plugin named 'carrier-plugin-weather'" in message
     assert "plugins[0]" not in message

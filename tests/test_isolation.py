@@ -6,8 +6,19 @@ import json
 import subprocess
 import sys
 
-FORBIDDEN = ["openai", "anthropic", "sqlmodel", "sqlalchemy", "aiosqlite", "fastapi",
-             "uvicorn", "xllamacpp", "onnxruntime", "numpy", "httpx"]
+FORBIDDEN = [
+    "openai",
+    "anthropic",
+    "sqlmodel",
+    "sqlalchemy",
+    "aiosqlite",
+    "fastapi",
+    "uvicorn",
+    "xllamacpp",
+    "onnxruntime",
+    "numpy",
+    "httpx",
+]
 
 
 def test_kernel_imports_without_sdks() -> None:
@@ -18,13 +29,18 @@ def test_kernel_imports_without_sdks() -> None:
         "PluginHost(autoload=False).models.names()\n"
         f"print(json.dumps([m for m in {FORBIDDEN!r} if m in sys.modules]))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     assert json.loads(result.stdout) == []
 
 
 def test_import_carrier_is_cheap() -> None:
-    code = "import sys, carrier; print(json.dumps(sorted(m for m in ('pydantic', 'pydantic_settings', 'tenacity', 'yaml') if m in sys.modules)))"
-    result = subprocess.run([sys.executable, "-c", "import json;" + code], capture_output=True,
-                            text=True, check=True)
+    heavy = ("pydantic", "pydantic_settings", "tenacity", "yaml")
+    code = (
+        f"import json, sys, carrier; print(json.dumps([m for m in {heavy!r} if m in sys.modules]))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     assert json.loads(result.stdout) == []

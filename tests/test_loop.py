@@ -17,9 +17,12 @@ from tests.plugins_for_tests import CountingEvaluator, TestPlugin
 @pytest.fixture
 async def agent(host: PluginHost, character: Character, fake_model: FakeModel):
     host.register(TestPlugin(slow=True), name="test-plugin")
-    runtime = AgentRuntime(character, host=host, store=InMemoryStore(),
-                           models={"large": fake_model, "small": fake_model,
-                                   "embedding": None})
+    runtime = AgentRuntime(
+        character,
+        host=host,
+        store=InMemoryStore(),
+        models={"large": fake_model, "small": fake_model, "embedding": None},
+    )
     async with runtime:
         yield runtime
 
@@ -38,16 +41,26 @@ async def test_every_stage_runs_and_events_arrive_in_order(
     assert reply.texts == ["It is sunny."]
     assert reply.action_results[0].data == {"city": "Oslo", "days": 1}
     types = events.types(reply.message.id)
-    expected = [EventType.CONNECTED, EventType.MESSAGE_RECEIVED, EventType.MESSAGE_STORED,
-                EventType.SHOULD_RESPOND, EventType.STATE_COMPOSED, EventType.MODEL_USED,
-                EventType.ACTION_STARTED, EventType.ACTION_COMPLETED,
-                EventType.EVALUATOR_COMPLETED, EventType.MESSAGE_SENT, EventType.RUN_ENDED]
+    expected = [
+        EventType.CONNECTED,
+        EventType.MESSAGE_RECEIVED,
+        EventType.MESSAGE_STORED,
+        EventType.SHOULD_RESPOND,
+        EventType.STATE_COMPOSED,
+        EventType.MODEL_USED,
+        EventType.ACTION_STARTED,
+        EventType.ACTION_COMPLETED,
+        EventType.EVALUATOR_COMPLETED,
+        EventType.MESSAGE_SENT,
+        EventType.RUN_ENDED,
+    ]
     assert [t for t in types if t in expected] == expected
     assert all(e.duration_ms >= 0 for e in events.events)
     assert events.of(EventType.RUN_ENDED)[0].duration_ms > 0
     # the response is stored under the idempotent id
     stored = await agent.store.get_memory(f"{reply.message.id}-{agent.agent_id}")
-    assert stored is not None and stored.content.text == "It is sunny."
+    assert stored is not None
+    assert stored.content.text == "It is sunny."
     assert stored.content.in_reply_to == reply.message.id
 
 
@@ -57,7 +70,8 @@ async def test_prompt_has_persona_history_provider_and_offered_actions(
     await agent.handle(msg("first message"))
     await agent.handle(msg("second message"))
     request = fake_model.requests[-1]
-    assert request.system is not None and "You are Testy." in request.system
+    assert request.system is not None
+    assert "You are Testy." in request.system
     assert "The time is noon." in request.system  # provider section
     assert [m.content for m in request.messages] == ["first message", "ok", "second message"]
     assert [m.role for m in request.messages] == ["user", "assistant", "user"]
@@ -152,9 +166,11 @@ async def test_ignore_action_suppresses_the_reply(
 ) -> None:
     fake_model.queue("I would say something", actions=["IGNORE"])
     reply = await agent.handle(msg("blah"))
-    assert reply.ignored and reply.responses == []
+    assert reply.ignored
+    assert reply.responses == []
     marker = await agent.store.get_memory(f"{reply.message.id}-{agent.agent_id}")
-    assert marker is not None and marker.metadata == {"ignored": True}
+    assert marker is not None
+    assert marker.metadata == {"ignored": True}
     assert await agent.store.unanswered_messages(agent_id=agent.agent_id) == []
 
 
@@ -174,9 +190,11 @@ async def test_group_room_ignores_chatter_and_answers_a_mention(
     agent: AgentRuntime, fake_model: FakeModel
 ) -> None:
     chatter = await agent.handle(msg("lunch anyone?", room_id="g", room_type=RoomType.GROUP))
-    assert chatter.ignored and fake_model.requests == []
-    mention = await agent.handle(msg("testy, what time is it?", room_id="g",
-                                     room_type=RoomType.GROUP))
+    assert chatter.ignored
+    assert fake_model.requests == []
+    mention = await agent.handle(
+        msg("testy, what time is it?", room_id="g", room_type=RoomType.GROUP)
+    )
     assert mention.texts == ["ok"]
     # in a group the history names the speakers
     assert fake_model.requests[-1].messages[-2].content == "Alice: lunch anyone?"
@@ -211,7 +229,8 @@ async def test_rejection_fails_fast_and_the_message_is_kept_for_recovery(
 ) -> None:
     fake_model.queue(error=ModelRejectedError("401 invalid key"))
     reply = await agent.handle(msg("hello", message_id="m-1"))
-    assert reply.error is not None and "401 invalid key" in reply.error
+    assert reply.error is not None
+    assert "401 invalid key" in reply.error
     assert events.of(EventType.MODEL_RETRY) == []
     assert await agent.store.get_memory("m-1") is not None
     unanswered = await agent.store.unanswered_messages(agent_id=agent.agent_id)
@@ -228,8 +247,12 @@ async def test_fallback_chain_answers_when_the_primary_is_dead(
     dead.queue(error=ModelRejectedError("primary is down"))
     backup = FakeModel(name="backup", default_text="from backup")
     host.register(_TwoModels(dead, backup), name="two-models")
-    runtime = AgentRuntime(character, host=host, store=InMemoryStore(),
-                           models={"large": "dead -> backup", "embedding": None})
+    runtime = AgentRuntime(
+        character,
+        host=host,
+        store=InMemoryStore(),
+        models={"large": "dead -> backup", "embedding": None},
+    )
     async with runtime:
         reply = await runtime.handle(msg("hi"))
     assert reply.texts == ["from backup"]
@@ -241,13 +264,15 @@ async def test_incoming_message_is_stored_with_an_embedding(
     host: PluginHost, character: Character
 ) -> None:
     model = FakeModel(embedding_dimension=32)
-    runtime = AgentRuntime(character, host=host, store=InMemoryStore(),
-                           models={"large": model, "embedding": model})
+    runtime = AgentRuntime(
+        character, host=host, store=InMemoryStore(), models={"large": model, "embedding": model}
+    )
     async with runtime:
         await runtime.store.create_memory(_fact(runtime, "Alice owns a red bicycle", model))
         await runtime.store.create_memory(_fact(runtime, "The sky is blue today", model))
         reply = await runtime.handle(msg("what colour is the bicycle Alice owns?"))
-    assert reply.message.embedding is not None and len(reply.message.embedding) == 32
+    assert reply.message.embedding is not None
+    assert len(reply.message.embedding) == 32
     assert "Alice owns a red bicycle" in (model.requests[-1].system or "")
     assert "The sky is blue" not in (model.requests[-1].system or "")
 
@@ -256,9 +281,14 @@ def _fact(runtime: AgentRuntime, text: str, model: FakeModel):
     from carrier.builtin.echo_model import hashed_embedding
     from carrier.types import Content, Memory
 
-    return Memory(agent_id=runtime.agent_id, entity_id="alice", room_id="r1",
-                  type=MemoryType.FACT, content=Content(text=text),
-                  embedding=hashed_embedding(text, 32))
+    return Memory(
+        agent_id=runtime.agent_id,
+        entity_id="alice",
+        room_id="r1",
+        type=MemoryType.FACT,
+        content=Content(text=text),
+        embedding=hashed_embedding(text, 32),
+    )
 
 
 class _TwoModels:

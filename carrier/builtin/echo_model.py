@@ -33,10 +33,12 @@ def hashed_embedding(text: str, dimension: int) -> list[float]:
 class EchoModel(Model):
     """Deterministic: ``"<prefix><last user message>"``; hashed-word embeddings."""
 
-    def __init__(self, *, model: str | None = None, prefix: str = "You said: ",
-                 dimension: int = 128) -> None:
+    def __init__(
+        self, *, model: str | None = None, prefix: str = "You said: ", dimension: int = 128
+    ) -> None:
         self.name = f"echo:{model}" if model else "echo"
         self.prefix = prefix
+        self.dimension = dimension
         self.embedding_dimension = dimension
         self.context_window = 1_000_000
 
@@ -50,4 +52,4 @@ class EchoModel(Model):
         return ModelResponse(text=text, usage=usage, model=self.name, finish_reason="stop")
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        return [hashed_embedding(t, self.embedding_dimension) for t in texts]
+        return [hashed_embedding(t, self.dimension) for t in texts]

@@ -37,7 +37,7 @@ def cosine(a: Sequence[float], b: Sequence[float]) -> float:
 class _Timeline:
     """Memories kept sorted by ``created_at``; appends in order are O(1)."""
 
-    __slots__ = ("keys", "items")
+    __slots__ = ("items", "keys")
 
     def __init__(self) -> None:
         self.keys: list[float] = []

@@ -4,7 +4,6 @@ executor and the default should-respond policy. Every hook is ``trylast``."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import pluggy
@@ -12,7 +11,7 @@ import pluggy
 from carrier.types import ParticipantState, RespondDecision, RoomType
 
 if TYPE_CHECKING:
-    from carrier.protocols import Executor, ModelFactory, StoreFactory
+    from carrier.protocols import Executor, MemoryStore, Model
     from carrier.registry import Registry
     from carrier.runtime import AgentRuntime
     from carrier.types import Memory, Participant, Room
@@ -23,21 +22,21 @@ _ALWAYS_RESPOND = {RoomType.DIRECT, RoomType.API, RoomType.SELF, RoomType.VOICE}
 
 
 @hookimpl(trylast=True)
-def carrier_register_models(models: Registry[ModelFactory]) -> None:
+def carrier_register_models(models: Registry[Model]) -> None:
     from carrier.builtin.echo_model import EchoModel
 
     models.add("echo", EchoModel, description="Deterministic echo model (builtin, no network).")
 
 
 @hookimpl(trylast=True)
-def carrier_register_stores(stores: Registry[StoreFactory]) -> None:
+def carrier_register_stores(stores: Registry[MemoryStore]) -> None:
     from carrier.builtin.memory_store import InMemoryStore
 
     stores.add("memory", InMemoryStore, description="In-memory store (builtin, not durable).")
 
 
 @hookimpl(trylast=True)
-def carrier_register_executors(executors: Registry[Callable[[], Executor]]) -> None:
+def carrier_register_executors(executors: Registry[Executor]) -> None:
     from carrier.executor import InProcessExecutor
 
     executors.add("inprocess", InProcessExecutor, description="Run messages in this process.")

@@ -29,7 +29,7 @@ from carrier.testing.fakes import EventRecorder, FakeModel, FunctionModel
 __all__ = ["EventRecorder", "FakeModel", "FunctionModel", "RemoteRequestBlocked"]
 
 
-class RemoteRequestBlocked(RuntimeError):
+class RemoteRequestBlocked(RuntimeError):  # noqa: N818 - reads as what happened
     """A test tried to reach a non-loopback address (a real remote model or API)."""
 
 
@@ -101,11 +101,16 @@ def events(host: PluginHost) -> EventRecorder:
 
 
 @pytest.fixture
-async def runtime(host: PluginHost, character: Character, fake_model: FakeModel
-                  ) -> AsyncIterator[AgentRuntime]:
+async def runtime(
+    host: PluginHost, character: Character, fake_model: FakeModel
+) -> AsyncIterator[AgentRuntime]:
     """A started runtime: ``host``, ``character``, ``fake_model`` for the small and
     large classes, no embeddings, the in-memory store."""
-    agent = AgentRuntime(character, host=host, store=InMemoryStore(),
-                         models={"large": fake_model, "small": fake_model, "embedding": None})
+    agent = AgentRuntime(
+        character,
+        host=host,
+        store=InMemoryStore(),
+        models={"large": fake_model, "small": fake_model, "embedding": None},
+    )
     async with agent:
         yield agent

@@ -64,9 +64,15 @@ class FakeModel(_Embeds):
 
     __test__ = False
 
-    def __init__(self, *, name: str = "fake", default_text: str = "ok",
-                 embedding_dimension: int | None = None, latency_s: float = 0.0,
-                 context_window: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        name: str = "fake",
+        default_text: str = "ok",
+        embedding_dimension: int | None = None,
+        latency_s: float = 0.0,
+        context_window: int | None = None,
+    ) -> None:
         self.name = name
         self.default_text = default_text
         self.embedding_dimension = embedding_dimension
@@ -75,17 +81,31 @@ class FakeModel(_Embeds):
         self.requests: list[ModelRequest] = []
         self._queue: deque[ModelResponse | BaseException] = deque()
 
-    def queue(self, text: str = "", *, actions: Iterable[ActionLike] = (),
-              thought: str | None = None, error: BaseException | None = None,
-              response: ModelResponse | None = None, times: int = 1) -> Self:
+    def queue(
+        self,
+        text: str = "",
+        *,
+        actions: Iterable[ActionLike] = (),
+        thought: str | None = None,
+        error: BaseException | None = None,
+        response: ModelResponse | None = None,
+        times: int = 1,
+    ) -> Self:
         """Script the next reply (or error); chainable."""
         for _ in range(times):
             if error is not None:
                 self._queue.append(error)
             else:
-                self._queue.append(response or ModelResponse(
-                    text=text, thought=thought, action_calls=[_call(a) for a in actions],
-                    model=self.name, usage=Usage(output_tokens=len(text) // 4 + 1)))
+                self._queue.append(
+                    response
+                    or ModelResponse(
+                        text=text,
+                        thought=thought,
+                        action_calls=[_call(a) for a in actions],
+                        model=self.name,
+                        usage=Usage(output_tokens=len(text) // 4 + 1),
+                    )
+                )
         return self
 
     @property
@@ -111,9 +131,13 @@ class FunctionModel(_Embeds):
 
     __test__ = False
 
-    def __init__(self, function: Callable[[ModelRequest], ModelResponse | str |
-                                          Awaitable[ModelResponse | str]],
-                 *, name: str = "function", embedding_dimension: int | None = None) -> None:
+    def __init__(
+        self,
+        function: Callable[[ModelRequest], ModelResponse | str | Awaitable[ModelResponse | str]],
+        *,
+        name: str = "function",
+        embedding_dimension: int | None = None,
+    ) -> None:
         self.function = function
         self.name = name
         self.embedding_dimension = embedding_dimension

@@ -1,0 +1,92 @@
+"""The ``carrier`` command, run as a user runs it (a subprocess, stdin piped)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+CARRIER = str(Path(sys.executable).with_name("carrier"))
+CHARACTERS = Path(__file__).parent / "characters"
+
+
+def run(*args: str, stdin: str = "", **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("CARRIER_")}
+    # the kernel alone: builtin echo model and in-memory store
+    environment["CARRIER_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    environment.update(env)
+    return subprocess.run(
+        [CARRIER, *args], input=stdin, capture_output=True, text=True, env=environment, timeout=60
+    )
+
+
+def test_version() -> None:
+    result = run("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == "carrier 0.1.0"
+
+
+def test_piped_chat_answers_each_line_and_exits_0() -> None:
+    result = run("chat", stdin="hello there\n\nhow are you?\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["You said: hello there", "You said: how are you?"]
+
+
+def test_chat_with_a_character_file() -> None:
+    result = run("chat", "--character", str(CHARACTERS / "grace.yaml"), stdin="hi\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "You said: hi"
+
+
+def test_bad_character_file_is_a_clear_error_without_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"name": "X", "bio": 7}))
+    result = run("chat", "--character", str(bad), stdin="hi\n")
+    assert result.returncode == 1
+    assert f"carrier: {bad}: bio: Input should be a valid list" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unknown_store_scheme_is_a_clear_error() -> None:
+    result = run("chat", stdin="hi\n", CARRIER_DATABASE_URL="sqlite:///tmp/x.db")
+    assert result.returncode == 1
+    assert "No store named 'sqlite'. Install it with: pip install carrier-plugin-sql" in (
+        result.stderr
+    )
+    assert "Traceback" not in result.stderr
+
+
+def test_invalid_setting_is_a_clear_error() -> None:
+    result = run("chat", stdin="hi\n", CARRIER_HISTORY_LIMIT="lots")
+    assert result.returncode == 2
+    assert "CARRIER_HISTORY_LIMIT: Input should be a valid integer" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_character_validate() -> None:
+    good = run("character", "validate", str(CHARACTERS / "eliza_v0.json"))
+    assert good.returncode == 0
+    assert json.loads(good.stdout)["name"] == "Eliza"
+    bad = run("character", "validate", str(CHARACTERS / "trump_v1.json"))
+    assert bad.returncode == 1
+    assert (
+        "plugins[0]: no plugin named '@elizaos/plugin-bootstrap' is installed; install it "
+        "with: pip install carrier-plugin-bootstrap"
+    ) in bad.stderr
+
+
+def test_plugins_lists_the_builtin() -> None:
+    result = run("plugins")
+    assert result.returncode == 0
+    assert "carrier.builtin  (in-process)" in result.stdout
+    assert "models: echo" in result.stdout
+
+
+def test_run_goal_prints_each_step_and_fails_when_the_budget_is_spent() -> None:
+    result = run("run", "--goal", "count to three", "--steps", "2")
+    assert result.returncode == 3
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("step 1: no action; 0/1 objectives done")
+    assert lines[-1] == "goal in_progress: count to three"
