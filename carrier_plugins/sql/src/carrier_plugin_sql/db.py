@@ -9,6 +9,7 @@ cannot; the standard ``sqlite3`` module is the fallback.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib
 import time
@@ -81,6 +82,9 @@ class Database:
         self.load_vec = load_vec
         self.driver = _driver()
         self._conn: aiosqlite.Connection | None = None
+        self._calls = 0
+        self._checkpoint: asyncio.Task[None] | None = None
+        self._checkpoint_conn: Any = None
 
     def _connect(self) -> Any:
         target = ":memory:" if self.path is None else str(self.path)
@@ -102,6 +106,8 @@ class Database:
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA temp_store = MEMORY")
             conn.execute("PRAGMA cache_size = -32000")
+            # Checkpoints (which fsync) run in a background thread, not in commits.
+            conn.execute("PRAGMA wal_autocheckpoint = 0")
             if self.load_vec:
                 self._load_vec(conn)
         except BaseException:
@@ -128,15 +134,13 @@ class Database:
         """Connect, retrying while another process holds the file locked."""
         if self.path is not None:
             self._prepare_folder(self.path)
-        conn = aiosqlite.Connection(lambda: self._with_retry(self._connect), 64)
+        # Connect and configure in a worker thread first, so a failure never
+        # leaves an aiosqlite thread behind; then hand the ready connection over.
         try:
-            self._conn = await conn
+            raw = await asyncio.to_thread(self._with_retry, self._connect)
         except (self.driver.Error, OSError) as exc:
-            await conn.close()
             raise self._translate(exc, "opening it") from exc
-        except BaseException:
-            await conn.close()
-            raise
+        self._conn = await aiosqlite.Connection(lambda: raw, 64)
 
     def _prepare_folder(self, path: Path) -> None:
         folder = path.parent
@@ -154,7 +158,14 @@ class Database:
             )
 
     async def close(self) -> None:
-        """Close the connection (idempotent)."""
+        """Finish a running checkpoint, then close the connection (idempotent)."""
+        if self._checkpoint is not None:
+            with contextlib.suppress(Exception):
+                await self._checkpoint
+            self._checkpoint = None
+        if self._checkpoint_conn is not None:
+            await asyncio.to_thread(self._checkpoint_conn.close)
+            self._checkpoint_conn = None
         conn, self._conn = self._conn, None
         if conn is not None:
             with contextlib.suppress(Exception):
@@ -226,5 +237,10 @@ class Database:
         )
 
 
+#: Store calls between two background WAL checkpoints.
+_CHECKPOINT_EVERY = 500
+
+
 def _optimize(conn: Any) -> None:
     conn.execute("PRAGMA optimize")
+    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
