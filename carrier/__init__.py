@@ -38,6 +38,7 @@ hookimpl = pluggy.HookimplMarker("carrier")
 if TYPE_CHECKING:
     from carrier.character import Character, load_character
     from carrier.host import PluginHost, PluginInfo
+    from carrier.plugin_settings import SettingsRegistry
     from carrier.protocols import (
         Action,
         ActionFactory,
@@ -53,7 +54,7 @@ if TYPE_CHECKING:
     )
     from carrier.registry import Registry
     from carrier.runtime import AgentRuntime
-    from carrier.settings import CarrierSettings, SettingsRegistry
+    from carrier.settings import CarrierSettings
     from carrier.types import (
         ActionCall,
         ActionResult,
@@ -97,7 +98,7 @@ _LAZY = {
     "Registry": "carrier.registry",
     "AgentRuntime": "carrier.runtime",
     "CarrierSettings": "carrier.settings",
-    "SettingsRegistry": "carrier.settings",
+    "SettingsRegistry": "carrier.plugin_settings",
     **dict.fromkeys(
         [
             "Action",

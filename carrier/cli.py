@@ -7,9 +7,7 @@ to list their commands, but a command's factory runs only when it is invoked.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import inspect
-import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -86,8 +84,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(args_list)
     try:
         if args.command == "chat":
+            import asyncio
+
             return asyncio.run(_chat(host, args))
         if args.command == "run":
+            import asyncio
+
             return asyncio.run(_run_goal(host, args))
         if args.command == "plugins":
             return _plugins(host)
@@ -119,6 +121,8 @@ def _run_plugin_command(host: PluginHost, name: str, argv: list[str]) -> int:
             async def wait() -> int:
                 return await awaitable
 
+            import asyncio
+
             return int(asyncio.run(wait()) or 0)
         return int(outcome or 0)
     except CarrierError as exc:
@@ -135,6 +139,8 @@ def _runtime(host: PluginHost, character: str | None) -> AgentRuntime:
 
 
 async def _chat(host: PluginHost, args: argparse.Namespace) -> int:
+    import asyncio
+
     from carrier.types import IncomingMessage, Role
 
     interactive = sys.stdin.isatty()
@@ -232,6 +238,8 @@ def _plugins(host: PluginHost) -> int:
 
 
 def _validate_character(host: PluginHost, file: str) -> int:
+    import json
+
     from carrier.character import check_plugins, load_character
 
     character = load_character(file)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -19,8 +20,8 @@ import pluggy
 
 from carrier import hookspecs
 from carrier.errors import PluginContractError, PluginError, PluginLoadError, UnknownNameError
+from carrier.plugin_settings import SettingsRegistry
 from carrier.registry import BUILTIN_PLUGIN, Registry
-from carrier.settings import CarrierSettings, SettingsRegistry, load_settings
 
 if TYPE_CHECKING:
     from carrier.protocols import (
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
         Model,
         Provider,
     )
+    from carrier.settings import CarrierSettings
     from carrier.types import Event
 
 __all__ = ["ENTRY_POINT_GROUP", "PluginHost", "PluginInfo", "hookimpl"]
@@ -71,13 +73,50 @@ def _split(value: str | None) -> list[str]:
     return [part.strip() for part in (value or "").split(",") if part.strip()]
 
 
+def _flag(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """What decides which plugins load. Read from ``CarrierSettings`` when one is
+    given, else straight from the environment, so listing plugins (``carrier --help``)
+    never pays for validating every setting."""
+
+    plugins: list[str]
+    disable_plugins: list[str]
+    disable_plugin_autoload: bool
+    trace_plugins: bool
+
+    @classmethod
+    def from_settings(cls, settings: CarrierSettings) -> LoadOptions:
+        return cls(
+            _split(settings.plugins),
+            _split(settings.disable_plugins),
+            settings.disable_plugin_autoload,
+            settings.trace_plugins,
+        )
+
+    @classmethod
+    def from_environment(cls) -> LoadOptions:
+        env = os.environ
+        return cls(
+            _split(env.get("CARRIER_PLUGINS")),
+            _split(env.get("CARRIER_DISABLE_PLUGINS")),
+            _flag(env.get("CARRIER_DISABLE_PLUGIN_AUTOLOAD")),
+            _flag(env.get("CARRIER_TRACE_PLUGINS")),
+        )
+
+
 class PluginHost:
     """Loads plugins and exposes what they register.
 
     Args:
         autoload: Load the ``carrier`` entry-point group. Default: true unless
             ``CARRIER_DISABLE_PLUGIN_AUTOLOAD`` is set.
-        settings: Kernel settings; read from the environment when omitted.
+        settings: Kernel settings; read from the environment and ``.env`` on first
+            use when omitted (the plugin-loading variables are then read from the
+            environment directly).
         builtins: Register the kernel's stdlib-only defaults (trylast).
     """
 
@@ -88,7 +127,13 @@ class PluginHost:
         settings: CarrierSettings | None = None,
         builtins: bool = True,
     ) -> None:
-        self.carrier_settings = settings if settings is not None else load_settings()
+        self._carrier_settings = settings
+        options = (
+            LoadOptions.from_settings(settings)
+            if settings is not None
+            else LoadOptions.from_environment()
+        )
+        self.load_options = options
         self.settings = SettingsRegistry()
         self.pm = pluggy.PluginManager("carrier")
         self.pm.add_hookspecs(hookspecs)
@@ -99,7 +144,7 @@ class PluginHost:
         self.load_errors: list[PluginLoadError] = []
         self._registries: dict[str, Registry[Any]] = {}
         self._observers: list[Callable[..., Any]] | None = None
-        self._trace = self.carrier_settings.trace_plugins
+        self._trace = options.trace_plugins
         if self._trace:
             self.pm.add_hookcall_monitoring(self._trace_before, self._trace_after)
         if builtins:
@@ -107,9 +152,18 @@ class PluginHost:
 
             self.register(builtin_plugin, name=BUILTIN_PLUGIN)
         if autoload is None:
-            autoload = not self.carrier_settings.disable_plugin_autoload
+            autoload = not options.disable_plugin_autoload
         if autoload:
             self.load_entry_points()
+
+    @property
+    def carrier_settings(self) -> CarrierSettings:
+        """Kernel settings (validated on first use; ``ConfigurationError`` if invalid)."""
+        if self._carrier_settings is None:
+            from carrier.settings import load_settings
+
+            self._carrier_settings = load_settings()
+        return self._carrier_settings
 
     # ---- loading ----------------------------------------------------------------
 
@@ -119,8 +173,8 @@ class PluginHost:
         Honours ``CARRIER_PLUGINS`` (allowlist) and ``CARRIER_DISABLE_PLUGINS``.
         A plugin whose import fails is recorded in :attr:`load_errors` and skipped.
         """
-        allow = _split(self.carrier_settings.plugins)
-        block = set(_split(self.carrier_settings.disable_plugins))
+        allow = self.load_options.plugins
+        block = set(self.load_options.disable_plugins)
         found = {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)}
         for name in allow:
             if name not in found:

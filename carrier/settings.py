@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from carrier.errors import ConfigurationError, PluginContractError, UnknownNameError
+from carrier.errors import ConfigurationError
+from carrier.plugin_settings import SettingsRegistry, overrides_from_character
 
-__all__ = ["CarrierSettings", "SettingsRegistry", "data_dir", "format_validation_error"]
+__all__ = [
+    "CarrierSettings",
+    "SettingsRegistry",
+    "data_dir",
+    "format_validation_error",
+    "load_settings",
+    "overrides_from_character",
+]
 
 
 def data_dir() -> Path:
@@ -84,75 +91,12 @@ def load_settings(**overrides: Any) -> CarrierSettings:
     try:
         return CarrierSettings(**overrides)
     except ValidationError as exc:
-        raise ConfigurationError(_settings_message("CARRIER", exc)) from None
+        raise ConfigurationError(settings_error_message("CARRIER", exc)) from None
 
 
-def _settings_message(prefix: str, exc: ValidationError) -> str:
+def settings_error_message(prefix: str, exc: ValidationError) -> str:
+    """A readable ``ConfigurationError`` message naming each bad variable."""
     lines = [f"Invalid settings in {prefix}_* environment variables or .env:"]
     for field, reason in format_validation_error(exc):
         lines.append(f"  {prefix}_{field.upper()}: {reason}")
     return "\n".join(lines)
-
-
-class SettingsRegistry:
-    """Plugins' settings classes by namespace, filled by ``carrier_add_settings``.
-
-    ``get(namespace)`` validates the class once (environment, ``.env``, then
-    per-agent overrides) and caches it. Errors become ``ConfigurationError`` naming
-    the variable; secret values never appear in them.
-    """
-
-    def __init__(self) -> None:
-        self._classes: dict[str, type[BaseModel]] = {}
-        self._values: dict[str, BaseModel] = {}
-
-    def add(self, namespace: str, settings_class: type[BaseModel]) -> None:
-        """Declare ``namespace``'s settings class (a pydantic-settings ``BaseSettings``)."""
-        existing = self._classes.get(namespace)
-        if existing is not None and existing is not settings_class:
-            raise PluginContractError(
-                f"Two plugins declare settings namespace {namespace!r}: "
-                f"{existing.__qualname__} and {settings_class.__qualname__}."
-            )
-        self._classes[namespace] = settings_class
-
-    def namespaces(self) -> list[str]:
-        return sorted(self._classes)
-
-    def get(self, namespace: str, overrides: Mapping[str, Any] | None = None) -> Any:
-        """The validated settings object of ``namespace``."""
-        if namespace not in self._classes:
-            raise UnknownNameError("settings namespace", namespace, self._classes)
-        if overrides:
-            return self._validate(namespace, dict(overrides))
-        if namespace not in self._values:
-            self._values[namespace] = self._validate(namespace, {})
-        return self._values[namespace]
-
-    def _validate(self, namespace: str, values: dict[str, Any]) -> BaseModel:
-        settings_class = self._classes[namespace]
-        try:
-            return settings_class(**values)
-        except ValidationError as exc:
-            prefix = f"CARRIER_{namespace.upper()}"
-            config = getattr(settings_class, "model_config", {})
-            prefix = str(config.get("env_prefix", prefix + "_")).rstrip("_")
-            raise ConfigurationError(_settings_message(prefix, exc)) from None
-
-
-def overrides_from_character(namespace: str, settings: Mapping[str, Any]) -> dict[str, Any]:
-    """Per-agent overrides for ``namespace`` from a character's ``settings``/``secrets``.
-
-    ``CARRIER_OPENAI_API_KEY`` and ``OPENAI_API_KEY`` both map to ``api_key`` of
-    namespace ``openai``.
-    """
-    found: dict[str, Any] = {}
-    prefixes = (f"CARRIER_{namespace.upper()}_", f"{namespace.upper()}_")
-    for key, value in settings.items():
-        for prefix in prefixes:
-            if key.upper().startswith(prefix):
-                found[key[len(prefix) :].lower()] = (
-                    value.get_secret_value() if isinstance(value, SecretStr) else value
-                )
-                break
-    return found

