@@ -1,0 +1,56 @@
+"""Each stage is callable on its own, with JSON-serializable input and output,
+so an executor can checkpoint between stages."""
+
+from __future__ import annotations
+
+from carrier.runtime import AgentRuntime
+from carrier.testing import FakeModel
+from carrier.types import IncomingMessage, Memory, ModelRequest, ModelResponse, Reply, State
+
+
+async def test_stages_run_one_by_one_through_json(
+    runtime: AgentRuntime, fake_model: FakeModel
+) -> None:
+    incoming = IncomingMessage(text="hi there", user_id="u1", room_id="r1", message_id="m1")
+    incoming = IncomingMessage.model_validate_json(incoming.model_dump_json())
+
+    message = runtime.receive(incoming)
+    message = Memory.model_validate_json(message.model_dump_json())
+    room = await runtime.connect(message, incoming)
+    message, fresh = await runtime.store_message(message)
+    assert fresh
+
+    state = await runtime.compose_state(message, room)
+    state = State.model_validate_json(state.model_dump_json())
+    request = runtime.compose_context(state)
+    request = ModelRequest.model_validate_json(request.model_dump_json(by_alias=True))
+    assert request.messages[-1].content == "hi there"
+
+    fake_model.queue("hello u1")
+    response = await runtime.generate(request, message)
+    response = ModelResponse.model_validate_json(response.model_dump_json())
+    contents, results = await runtime.act(message, state, response)
+    responses = await runtime.remember(message, contents)
+    reply = Reply(message=message, responses=responses, action_results=results)
+    reply = Reply.model_validate_json(reply.model_dump_json())
+    assert reply.texts == ["hello u1"]
+
+    # the same message through the whole loop now is a duplicate, answered from the store
+    again = await runtime.handle(incoming)
+    assert again.duplicate
+    assert again.texts == ["hello u1"]
+
+
+def test_camel_case_aliases_round_trip() -> None:
+    memory = Memory.model_validate(
+        {
+            "agentId": "a",
+            "entityId": "e",
+            "roomId": "r",
+            "content": {"text": "x", "inReplyTo": "m0"},
+        }
+    )
+    assert memory.content.in_reply_to == "m0"
+    dumped = memory.model_dump(by_alias=True)
+    assert dumped["roomId"] == "r"
+    assert dumped["content"]["inReplyTo"] == "m0"
