@@ -30,8 +30,10 @@ if TYPE_CHECKING:
 
 __all__ = ["LocalModel"]
 
-#: Fewest tokens an action or structured answer may use, so its JSON can close.
-_MIN_JSON_TOKENS = 192
+#: Fewest tokens an action or structured answer may use, so its JSON can close: every
+#: string in the grammar is bounded (``actions.TEXT_MAX_CHARS``, ``ARGUMENT_MAX_CHARS``)
+#: and a token is at least one character, so a degenerate answer still ends in time.
+_MIN_JSON_TOKENS = 640
 #: Texts embedded per worker-thread call, so cancellation is noticed between calls.
 _EMBED_CHUNK = 512
 
@@ -57,7 +59,7 @@ class LocalModel(Model):
 
     # ---- Prompt --------------------------------------------------------------------
 
-    def _prompt(self, request: ModelRequest) -> tuple[Prompt, str]:
+    def prepare(self, request: ModelRequest) -> tuple[Prompt, str]:
         """The engine prompt for ``request`` and its mode: text, actions or structured."""
         settings = self.settings
         system = request.system or ""
@@ -91,7 +93,7 @@ class LocalModel(Model):
     async def _ready(self, request: ModelRequest) -> tuple[Prompt, str]:
         if not self.chat.loaded:
             await asyncio.to_thread(self.chat.load)
-        return self._prompt(request)
+        return self.prepare(request)
 
     def _response(
         self, request: ModelRequest, mode: str, text: str, finish: str | None, usage: Usage
