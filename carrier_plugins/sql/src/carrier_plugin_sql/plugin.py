@@ -14,7 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 import carrier
 
 if TYPE_CHECKING:
-    from carrier.protocols import MemoryStore, StoreFactory
+    from carrier.protocols import MemoryStore
     from carrier.registry import Registry
     from carrier.settings import SettingsRegistry
 
@@ -38,7 +38,7 @@ def carrier_add_settings(settings: SettingsRegistry) -> None:
 
 
 @carrier.hookimpl
-def carrier_register_stores(stores: Registry[StoreFactory]) -> None:
+def carrier_register_stores(stores: Registry[MemoryStore]) -> None:
     for scheme in ("sqlite", "sqlite+aiosqlite"):
         stores.add(
             scheme,

@@ -212,23 +212,8 @@ class LogRow(_Row, table=True):
     created_at: float
 
 
-TABLES = [
-    row.__table__  # type: ignore[attr-defined]
-    for row in (
-        MetaRow,
-        AgentRow,
-        EntityRow,
-        RoomRow,
-        ParticipantRow,
-        MemoryRow,
-        EmbeddingRow,
-        PendingRow,
-        GoalRow,
-        TaskRow,
-        CacheRow,
-        LogRow,
-    )
-]
+#: Every table of the schema, in dependency order.
+TABLES = list(_Row.metadata.sorted_tables)
 
 # A message is pending until a memory with id "{message id}-{agent id}" exists.
 _SQLITE_TRIGGERS = (
