@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 import sqlean
-from carrier_plugin_sql.plugin import SqlSettings, build_store
+from carrier_plugin_sql.plugin import build_store
+from carrier_plugin_sql.settings import SqlSettings
 from carrier_plugin_sql.store import SqlStore
 
 from carrier.errors import ConfigurationError, StoreError

@@ -34,7 +34,7 @@ def test_importing_plugin_loads_no_driver() -> None:
     code = (
         "import sys, carrier_plugin_sql.plugin\n"
         "heavy = sorted(m for m in ('sqlmodel', 'sqlalchemy', 'aiosqlite', 'sqlean', "
-        "'sqlite_vec', 'numpy') if m in sys.modules)\n"
+        "'sqlite_vec', 'numpy', 'pydantic_settings') if m in sys.modules)\n"
         "print(','.join(heavy))\n"
     )
     result = subprocess.run(

@@ -1,40 +1,27 @@
 """Carrier plugin: durable memory store on SQLite. Entry point ``sql``.
 
 Registers the ``sqlite`` store scheme (``CARRIER_DATABASE_URL=sqlite:///...``).
-Only hook implementations and settings live here: SQLModel, SQLAlchemy,
-aiosqlite and numpy load when a store is built, so discovery stays cheap.
+Only hook implementations live here: the settings class is declared as an import
+string, and SQLModel, SQLAlchemy, aiosqlite and numpy load when a store is
+built, so discovery stays cheap.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
-
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from typing import TYPE_CHECKING
 
 import carrier
 
 if TYPE_CHECKING:
+    from carrier.plugin_settings import SettingsRegistry
     from carrier.protocols import MemoryStore
     from carrier.registry import Registry
-    from carrier.settings import SettingsRegistry
-
-
-class SqlSettings(BaseSettings):
-    """Settings of the SQL store (``CARRIER_SQL_*``); URL options win over them."""
-
-    model_config = SettingsConfigDict(env_prefix="CARRIER_SQL_", extra="ignore")
-
-    #: ``numpy``: exact search in RAM (fastest); ``sqlite-vec``: exact, inside SQLite.
-    vector_search: Literal["auto", "numpy", "sqlite-vec"] = "auto"
-    #: Seconds SQLite waits for another process's write lock.
-    busy_timeout_s: float = 5.0
-    #: Seconds a call keeps retrying while the file stays locked.
-    write_retry_s: float = 30.0
+    from carrier_plugin_sql.settings import SqlSettings
 
 
 @carrier.hookimpl
 def carrier_add_settings(settings: SettingsRegistry) -> None:
-    settings.add("sql", SqlSettings)
+    settings.add("sql", "carrier_plugin_sql.settings:SqlSettings")
 
 
 @carrier.hookimpl
@@ -58,7 +45,8 @@ def build_store(settings: SqlSettings | None = None, *, url: str) -> MemoryStore
     Returns:
         The store; open it with ``async with``.
     """
-    from carrier_plugin_sql.store import SqlStore  # drivers load here only
+    from carrier_plugin_sql.settings import SqlSettings  # drivers load here only
+    from carrier_plugin_sql.store import SqlStore
 
     settings = settings if settings is not None else SqlSettings()
     return SqlStore(
