@@ -9,7 +9,6 @@ budget is spent.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
@@ -78,12 +77,7 @@ async def plan_objectives(runtime: AgentRuntime, goal: Goal) -> list[Objective]:
     )
     try:
         response = await runtime.generate(request)
-        raw = (
-            response.structured
-            if response.structured is not None
-            else json.loads(response.text[response.text.find("{") : response.text.rfind("}") + 1])
-        )
-        plan = _Plan.model_validate(raw)
+        plan = _Plan.model_validate(response.structured)  # the kernel parsed it
     except (ModelError, ConfigurationError, ValidationError, ValueError) as exc:
         logger.warning(
             "Could not plan goal %r (%s); using it as its only objective.", goal.name, exc

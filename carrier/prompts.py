@@ -26,6 +26,7 @@ __all__ = [
     "SHOULD_RESPOND_TEMPLATE",
     "action_response_schema",
     "compose_context",
+    "json_object",
     "parse_action_response",
     "render",
 ]
@@ -103,7 +104,9 @@ class _JsonAnswer(BaseModel):
         return value
 
 
-def _json_object(text: str) -> Any:
+def json_object(text: str) -> Any:
+    """The JSON value in ``text``: bare, fenced in ```json, or the outermost ``{...}``.
+    Raises ``ValueError`` (``json.JSONDecodeError``) when there is none."""
     stripped = text.strip()
     fenced = re.match(r"^```(?:json)?\s*(.*?)\s*```$", stripped, re.DOTALL)
     if fenced:
@@ -125,7 +128,7 @@ def parse_action_response(text: str, *, model: str = "") -> ModelResponse:
     reports them without crashing.
     """
     try:
-        raw = _json_object(text)
+        raw = json_object(text)
         if isinstance(raw, dict) and "action" in raw and "actions" not in raw:
             raw["actions"] = raw.pop("action") or []
         answer = _JsonAnswer.model_validate(raw)
@@ -180,7 +183,7 @@ def compose_context(
     current message is always kept.
     """
     sections = [persona if persona is not None else character_system_prompt(character)]
-    for _name, output in sorted(state.providers.items()):
+    for output in state.providers.values():
         if output.text:
             sections.append(output.text)
     if state.facts:

@@ -332,6 +332,13 @@ class Action(ABC):
     parameters: ClassVar[type[BaseModel] | None] = None
     required_role: ClassVar[Role | None] = None
 
+    async def setup(self, runtime: AgentRuntime) -> None:  # noqa: B027 - optional hook
+        """Prepare for ``runtime`` when it starts (ingest data, warm caches).
+
+        Runs once per runtime, before the first message; a failure is logged and
+        leaves the object in service.
+        """
+
     async def validate(self, runtime: AgentRuntime, message: Memory, state: State) -> bool:
         """Whether the action may be offered and run for this message."""
         return True
@@ -371,6 +378,15 @@ class Provider(ABC):
     dynamic: ClassVar[bool] = False
     #: Order of the section in the prompt; lower first.
     position: ClassVar[int] = 0
+    #: Token budget of the provider's text; the kernel trims longer output.
+    max_tokens: ClassVar[int | None] = None
+
+    async def setup(self, runtime: AgentRuntime) -> None:  # noqa: B027 - optional hook
+        """Prepare for ``runtime`` when it starts (ingest data, warm caches).
+
+        Runs once per runtime, before the first message; a failure is logged and
+        leaves the object in service.
+        """
 
     @abstractmethod
     async def get(self, runtime: AgentRuntime, message: Memory, state: State) -> ProviderOutput:
@@ -385,6 +401,13 @@ class Evaluator(ABC):
     #: Run even when the agent did not reply.
     always_run: ClassVar[bool] = False
     timeout_s: ClassVar[float] = 30.0
+
+    async def setup(self, runtime: AgentRuntime) -> None:  # noqa: B027 - optional hook
+        """Prepare for ``runtime`` when it starts (ingest data, warm caches).
+
+        Runs once per runtime, before the first message; a failure is logged and
+        leaves the object in service.
+        """
 
     async def validate(self, runtime: AgentRuntime, message: Memory, state: State) -> bool:
         """Whether to run for this exchange."""

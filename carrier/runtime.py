@@ -25,6 +25,7 @@ from carrier.prompts import (
     SHOULD_RESPOND_TEMPLATE,
     character_system_prompt,
     compose_context,
+    json_object,
     render,
 )
 from carrier.settings import data_dir, overrides_from_character
@@ -43,6 +44,8 @@ from carrier.types import (
     ModelRequest,
     ModelResponse,
     Participant,
+    ParticipantState,
+    ProviderOutput,
     Reply,
     RespondDecision,
     Role,
@@ -53,7 +56,7 @@ from carrier.types import (
 if TYPE_CHECKING:
     from carrier.autonomy import AutonomousRun
     from carrier.host import PluginHost
-    from carrier.protocols import Evaluator, Executor, MemoryStore, Model, Provider
+    from carrier.protocols import Action, Evaluator, Executor, MemoryStore, Model, Provider
     from carrier.types import EvaluatorResult, Goal
 
 __all__ = ["DEFAULT_CHARACTER", "AgentRuntime"]
@@ -155,6 +158,18 @@ class AgentRuntime:
             or "inprocess"
         )
         self._executor = self.host.executors.create(executor_name)
+        components: list[Action | Provider | Evaluator] = [
+            *self._actions.by_name.values(),
+            *self._providers,
+            *self._evaluators,
+        ]
+        for component in components:
+            try:
+                await component.setup(self)
+            except Exception:
+                logger.exception(
+                    "setup() of %r failed; it stays in service", type(component).__name__
+                )
         await self.store.upsert_agent(
             self.agent_id, self.character.name, {"username": self.character.username}
         )
@@ -272,6 +287,38 @@ class AgentRuntime:
     @property
     def actions(self) -> ActionTable:
         return self._actions
+
+    # ---- services for actions, providers and evaluators ---------------------------
+
+    async def embed(self, texts: list[str]) -> list[list[float]] | None:
+        """Embed ``texts`` with the embedding model, or ``None`` if none is configured."""
+        chain = self._chains.get(ModelClass.EMBEDDING)
+        if chain is None or not texts:
+            return None
+        return await chain.embed(texts, on_event=self._chain_event)
+
+    async def send_message(
+        self, room_id: str, content: Content, *, in_reply_to: str | None = None
+    ) -> Memory:
+        """Store a message from the agent in ``room_id`` (any room it knows) and emit
+        ``message_sent``; clients deliver it."""
+        memory = Memory(
+            agent_id=self.agent_id,
+            entity_id=self.agent_id,
+            room_id=room_id,
+            content=content.model_copy(update={"in_reply_to": in_reply_to}),
+            metadata={"sent": True},
+        )
+        await self.store.create_memory(memory)
+        await self.emit(EventType.MESSAGE_SENT, memory, responses=1, room_id=room_id)
+        return memory
+
+    async def set_participant_state(
+        self, room_id: str, entity_id: str, state: ParticipantState
+    ) -> None:
+        """Follow, mute or reset a participant's state (the agent's own, usually)."""
+        await self.store.set_participant_state(room_id, entity_id, state)
+        self._actors.pop(room_id, None)
 
     # ---- events ---------------------------------------------------------------------
 
@@ -616,12 +663,16 @@ class AgentRuntime:
 
     async def _run_providers(self, message: Memory, state: State) -> None:
         providers = [p for p in self._providers if not p.dynamic]
+        outputs: dict[str, ProviderOutput] = {}
 
         async def run(provider: Provider) -> None:
             try:
-                state.providers[provider.name] = await asyncio.wait_for(
+                output = await asyncio.wait_for(
                     provider.get(self, message, state), timeout=provider.timeout_s
                 )
+                if provider.max_tokens is not None and output.text:
+                    output.text = self._trim_to_tokens(output.text, provider.max_tokens)
+                outputs[provider.name] = output
             except TimeoutError:
                 await self.emit(
                     EventType.PROVIDER_FAILED,
@@ -639,6 +690,30 @@ class AgentRuntime:
                 )
 
         await asyncio.gather(*(run(p) for p in providers))
+        # sections in provider order (position), whatever order they finished in
+        for provider in providers:
+            if provider.name in outputs:
+                state.providers[provider.name] = outputs[provider.name]
+
+    def _trim_to_tokens(self, text: str, budget: int) -> str:
+        """Cut ``text`` to at most ``budget`` tokens of the large model, at a line or word."""
+        chain = self._chains.get(ModelClass.LARGE)
+        count = chain.primary.count_tokens if chain is not None else (lambda t: len(t) // 4 + 1)
+        if count(text) <= budget:
+            return text
+        low, high = 0, len(text)
+        while low < high:  # longest prefix within budget
+            middle = (low + high + 1) // 2
+            if count(text[:middle]) <= budget:
+                low = middle
+            else:
+                high = middle - 1
+        cut = text[:low]
+        for separator in ("\n", " "):
+            if separator in cut[len(cut) // 2 :]:
+                cut = cut[: cut.rindex(separator)]
+                break
+        return cut.rstrip() + " …"
 
     def compose_context(self, state: State) -> ModelRequest:
         """Stage 6: render the state into a request within the token budget."""
@@ -665,7 +740,12 @@ class AgentRuntime:
         """Stage 7: the model answers (retries and fallbacks inside the chain)."""
         started = time.perf_counter()
         chain = self.model(request.model_class)
-        response = await chain.generate(request, on_event=self._chain_event, on_text=on_text)
+        response = await chain.generate(
+            request,
+            on_event=self._chain_event,
+            on_text=on_text,
+            validate=_require_structured if request.response_schema is not None else None,
+        )
         await self.emit(
             EventType.MODEL_USED,
             message,
@@ -783,3 +863,14 @@ class AgentRuntime:
                 responses=len(stored),
             )
         return [] if ignored else stored
+
+
+def _require_structured(response: ModelResponse) -> str | None:
+    """A structured-output request needs an object: take the backend's, else parse the
+    text as JSON; otherwise the response is unusable and the next model is tried."""
+    if response.structured is None:
+        try:
+            response.structured = json_object(response.text)
+        except ValueError:
+            return "the response holds no JSON object for the requested schema"
+    return None
