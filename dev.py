@@ -47,6 +47,12 @@ def dependency_group(pyproject: Path, group: str) -> list[str]:
     return found
 
 
+def without_deps(pyproject: Path) -> list[str]:
+    """Packages a plugin needs installed with --no-deps (``[tool.carrier]``)."""
+    tool = tomllib.loads(pyproject.read_text()).get("tool", {}).get("carrier", {})
+    return list(tool.get("install-without-deps", []))
+
+
 def run(*command: str | Path, **env: str) -> None:
     print("+", " ".join(str(c) for c in command), flush=True)
     result = subprocess.run([str(c) for c in command], cwd=ROOT, env={**os.environ, **env})
@@ -67,16 +73,11 @@ def install(*, dev: bool) -> None:
         packages += dependency_group(ROOT / "pyproject.toml", "dev")
         for plugin in plugin_dirs():
             packages += dependency_group(plugin / "pyproject.toml", "test")
-    run(
-        BIN / "uv",
-        "pip",
-        "install",
-        "--quiet",
-        "--python",
-        BIN / "python",
-        *packages,
-        UV_PYTHON_DOWNLOADS="never",
-    )
+    uv = [BIN / "uv", "pip", "install", "--quiet", "--python", BIN / "python"]
+    run(*uv, *packages, UV_PYTHON_DOWNLOADS="never")
+    bare = [p for plugin in plugin_dirs() for p in without_deps(plugin / "pyproject.toml")]
+    if bare:
+        run(*uv, "--no-deps", *bare, UV_PYTHON_DOWNLOADS="never")
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import nox
 
-from dev import LINT_COMMANDS, dependency_group
+from dev import LINT_COMMANDS, dependency_group, without_deps
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.sessions = ["kernel", "plugin", "together", "lint"]
@@ -24,6 +24,12 @@ nox.options.sessions = ["kernel", "plugin", "together", "lint"]
 ROOT = Path(__file__).parent
 PLUGINS = sorted(p.parent.name for p in ROOT.glob("carrier_plugins/*/pyproject.toml"))
 KERNEL_TEST = dependency_group(ROOT / "pyproject.toml", "test")
+
+
+def _install_without_deps(session: nox.Session, plugins: list[Path]) -> None:
+    bare = [p for plugin in plugins for p in without_deps(plugin / "pyproject.toml")]
+    if bare:
+        session.install("--no-deps", *bare)
 
 
 @nox.session
@@ -38,9 +44,9 @@ def kernel(session: nox.Session) -> None:
 def plugin(session: nox.Session, dist: str) -> None:
     """One plugin and the local kernel, nothing else."""
     path = ROOT / "carrier_plugins" / dist
-    session.install(
-        ".", str(path), *KERNEL_TEST, *dependency_group(path / "pyproject.toml", "test")
-    )
+    tests = dependency_group(path / "pyproject.toml", "test")
+    session.install(".", str(path), *KERNEL_TEST, *tests)
+    _install_without_deps(session, [path])
     session.run("pytest", str(path / "tests"), *session.posargs)
 
 
@@ -54,6 +60,7 @@ def together(session: nox.Session) -> None:
         for g in dependency_group(ROOT / "carrier_plugins" / d / "pyproject.toml", "test")
     ]
     session.install(".", *paths, *KERNEL_TEST, *tests)
+    _install_without_deps(session, [Path(p) for p in paths])
     session.run("pytest", *session.posargs)
 
 
@@ -70,5 +77,6 @@ def bench(session: nox.Session) -> None:
     """Every benchmark, each printing its JSON line."""
     paths = [str(ROOT / "carrier_plugins" / d) for d in PLUGINS]
     session.install(".", *paths, *KERNEL_TEST)
+    _install_without_deps(session, [Path(p) for p in paths])
     for script in sorted((ROOT / "benchmarks").glob("*.py")):
         session.run("python", str(script), "--json")

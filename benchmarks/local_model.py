@@ -22,7 +22,8 @@ import time
 from typing import Any
 
 from carrier_plugin_local.model import LocalModel
-from carrier_plugin_local.plugin import LocalSettings, build_model
+from carrier_plugin_local.plugin import build_model
+from carrier_plugin_local.settings import LocalSettings
 
 from carrier.types import ChatMessage, ModelRequest
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
@@ -115,6 +116,9 @@ class AgentRuntime:
         self._rooms: dict[str, Room] = {}
         self._actors: dict[str, list[Entity]] = {}
         self._persona = character_system_prompt(self.character)
+        # "Nova: hello" -> "hello": small models copy the example conversations' format.
+        names = "|".join(re.escape(n) for n in (self.character.name, self.character.username) if n)
+        self._speaker_label = re.compile(rf"^\s*(?:{names})\s*:\s*", re.IGNORECASE)
         self._started = False
 
     # ---- lifecycle -------------------------------------------------------------------
@@ -769,10 +773,11 @@ class AgentRuntime:
                 for call in response.action_calls
             ]
             results.extend(step_results)
-            if response.text and not any(r.suppress_reply for r in step_results):
+            text = self._speaker_label.sub("", response.text, count=1).strip()
+            if text and not any(r.suppress_reply for r in step_results):
                 contents.append(
                     Content(
-                        text=response.text,
+                        text=text,
                         thought=response.thought,
                         actions=[c.name for c in response.action_calls],
                         source=message.content.source,

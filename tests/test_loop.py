@@ -301,3 +301,11 @@ class _TwoModels:
     def carrier_register_models(self, models):  # type: ignore[no-untyped-def]
         for model in self.models:
             models.add(model.name, lambda model=model, **_: model)
+
+
+async def test_a_leading_speaker_label_is_stripped(
+    agent: AgentRuntime, fake_model: FakeModel
+) -> None:
+    fake_model.queue("Testy: Hello, I am Testy.")
+    reply = await agent.handle(msg("who are you?"))
+    assert reply.texts == ["Hello, I am Testy."]

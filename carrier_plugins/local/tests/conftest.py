@@ -6,7 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 from carrier_plugin_local.model import LocalModel
-from carrier_plugin_local.plugin import LocalSettings, build_model
+from carrier_plugin_local.plugin import build_model
+from carrier_plugin_local.settings import LocalSettings
 
 NOVA = (
     "You are Nova, a friendly and curious AI companion who runs on the user's own computer.\n\n"

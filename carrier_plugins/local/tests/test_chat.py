@@ -8,7 +8,8 @@ import json
 import pytest
 from carrier_plugin_local.actions import parse_action_answer, validate
 from carrier_plugin_local.model import LocalModel
-from carrier_plugin_local.plugin import LocalSettings, build_model
+from carrier_plugin_local.plugin import build_model
+from carrier_plugin_local.settings import LocalSettings
 
 import carrier
 from carrier.prompts import NO_ACTION

@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 
 from carrier_plugin_local.model import LocalModel
-from carrier_plugin_local.plugin import LocalSettings, build_model
+from carrier_plugin_local.plugin import build_model
+from carrier_plugin_local.settings import LocalSettings
 
 PAIRS = [
     ("A cat sits on the mat.", "A kitten rests on the rug.", "The stock market fell sharply."),

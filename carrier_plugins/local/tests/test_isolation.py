@@ -21,7 +21,8 @@ def test_plugin_module_imports_no_engine() -> None:
 def test_building_the_model_loads_nothing_heavy() -> None:
     code = (
         "import json, sys;"
-        "from carrier_plugin_local.plugin import LocalSettings, build_model;"
+        "from carrier_plugin_local.plugin import build_model;"
+        "from carrier_plugin_local.settings import LocalSettings;"
         "build_model(LocalSettings());"
         "print(json.dumps([m for m in ['xllamacpp', 'onnxruntime'] if m in sys.modules]))"
     )

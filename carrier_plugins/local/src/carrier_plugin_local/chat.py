@@ -24,7 +24,7 @@ from carrier_plugin_local.gguf import load_tokenizer, read_metadata
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
-    from carrier_plugin_local.plugin import LocalSettings
+    from carrier_plugin_local.settings import LocalSettings
 
 __all__ = ["DEFAULT_MODEL_FILE", "ChatEngine", "Prompt", "default_model_path"]
 

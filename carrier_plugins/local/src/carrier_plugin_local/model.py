@@ -26,7 +26,7 @@ from carrier_plugin_local.chat import ChatEngine, Prompt
 from carrier_plugin_local.embeddings import DIMENSION, Embedder
 
 if TYPE_CHECKING:
-    from carrier_plugin_local.plugin import LocalSettings
+    from carrier_plugin_local.settings import LocalSettings
 
 __all__ = ["LocalModel"]
 

