@@ -1,0 +1,295 @@
+"""Pure mapping between Carrier's types and the OpenAI Chat Completions wire format.
+
+No I/O here: every function takes Carrier or SDK objects and returns the other kind,
+so the mapping is tested without a server (``tests/test_convert.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from time import time
+from typing import TYPE_CHECKING, Any
+
+from carrier.errors import ModelRejectedError
+from carrier.types import ActionCall, ActionSpec, ModelRequest, ModelResponse, Usage
+
+if TYPE_CHECKING:
+    from openai.types import CompletionUsage
+    from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
+__all__ = [
+    "StreamAccumulator",
+    "from_completion",
+    "parse_retry_after",
+    "redact",
+    "to_messages",
+    "to_params",
+    "to_response_format",
+    "to_tools",
+]
+
+_NAME = re.compile(r"[^A-Za-z0-9_-]")
+#: OpenAI echoes a masked key in 401 bodies ("sk-abc***xyz"); never pass it on.
+_KEYLIKE = re.compile(r"\b(?:sk|rk|pk)-[A-Za-z0-9_*\-.]{6,}")
+
+
+def _wire_name(name: str, *, default: str) -> str:
+    cleaned = _NAME.sub("_", name)[:64]
+    return cleaned or default
+
+
+def to_messages(request: ModelRequest) -> list[dict[str, Any]]:
+    """The system prompt, then the chat, as Chat Completions messages.
+
+    ``tool`` messages carry no ``tool_call_id`` in Carrier, so they are sent as user
+    messages naming the action whose result they hold.
+    """
+    messages: list[dict[str, Any]] = []
+    if request.system:
+        messages.append({"role": "system", "content": request.system})
+    for message in request.messages:
+        if message.role == "tool":
+            label = f"Result of action {message.name}" if message.name else "Action result"
+            messages.append({"role": "user", "content": f"{label}:\n{message.content}"})
+            continue
+        role = message.role if message.role in ("system", "user", "assistant") else "user"
+        item: dict[str, Any] = {"role": role, "content": message.content}
+        if message.name and role != "system":
+            item["name"] = _wire_name(message.name, default="user")
+        messages.append(item)
+    return messages
+
+
+def to_tools(actions: list[ActionSpec]) -> list[dict[str, Any]]:
+    """Each offered action as a ``function`` tool whose parameters are its JSON schema."""
+    tools = []
+    for action in actions:
+        parameters = dict(action.parameters) or {"type": "object", "properties": {}}
+        parameters.setdefault("type", "object")
+        function: dict[str, Any] = {"name": action.name, "parameters": parameters}
+        if action.description:
+            function["description"] = action.description
+        tools.append({"type": "function", "function": function})
+    return tools
+
+
+def to_response_format(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``json_schema`` response format (not strict: pydantic schemas are not strict-ready)."""
+    name = _wire_name(str(schema.get("title") or "response"), default="response")
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": name, "schema": dict(schema), "strict": False},
+    }
+
+
+def to_params(
+    request: ModelRequest,
+    *,
+    model: str,
+    default_max_tokens: int,
+    max_tokens_key: str = "max_tokens",
+) -> dict[str, Any]:
+    """Keyword arguments of ``chat.completions.create`` for ``request``.
+
+    Args:
+        request: The Carrier request.
+        model: The model id to ask for.
+        default_max_tokens: Answer limit when the request sets none.
+        max_tokens_key: ``max_completion_tokens`` for OpenAI itself, ``max_tokens`` for
+            compatible servers (some know only the older name).
+    """
+    params: dict[str, Any] = {
+        "model": model,
+        "messages": to_messages(request),
+        max_tokens_key: request.max_tokens or default_max_tokens,
+    }
+    if request.temperature is not None:
+        params["temperature"] = request.temperature
+    if request.stop:
+        params["stop"] = list(request.stop)
+    if request.seed is not None:
+        params["seed"] = request.seed
+    if request.actions:
+        params["tools"] = to_tools(request.actions)
+        params["tool_choice"] = "auto"
+    if request.response_schema is not None:
+        params["response_format"] = to_response_format(request.response_schema)
+    return params
+
+
+def _arguments(name: str, raw: str | None) -> dict[str, Any]:
+    if not raw or not raw.strip():
+        return {}
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ModelRejectedError(
+            f"The model called action {name!r} with arguments that are not JSON "
+            f"({exc.msg} at position {exc.pos}); the response cannot be used."
+        ) from exc
+    if not isinstance(value, dict):
+        raise ModelRejectedError(
+            f"The model called action {name!r} with {type(value).__name__} arguments; "
+            f"a JSON object was expected."
+        )
+    return value
+
+
+def _structured(text: str) -> Any:
+    """The JSON object in ``text``, or ``None`` (the kernel then falls back)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _usage(usage: CompletionUsage | None) -> Usage:
+    if usage is None:
+        return Usage()
+    return Usage(input_tokens=usage.prompt_tokens or 0, output_tokens=usage.completion_tokens or 0)
+
+
+def _check_finish(finish_reason: str | None, model: str) -> None:
+    if finish_reason == "content_filter":
+        raise ModelRejectedError(
+            f"{model} withheld its answer (finish_reason 'content_filter'); "
+            f"rephrase the request or use another model."
+        )
+
+
+def from_completion(
+    completion: ChatCompletion, *, name: str, request: ModelRequest
+) -> ModelResponse:
+    """A ``ModelResponse`` from a chat completion: text, action calls, usage."""
+    if not completion.choices:
+        raise ModelRejectedError(f"{name} answered with no choices; the response is unusable.")
+    choice = completion.choices[0]
+    _check_finish(choice.finish_reason, name)
+    message = choice.message
+    if message.refusal:
+        raise ModelRejectedError(f"{name} refused the request: {message.refusal}")
+    calls = [
+        ActionCall(
+            name=call.function.name,
+            arguments=_arguments(call.function.name, call.function.arguments),
+            id=call.id,
+        )
+        for call in message.tool_calls or []
+        if call.type == "function"
+    ]
+    text = message.content or ""
+    return ModelResponse(
+        text=text,
+        action_calls=calls,
+        usage=_usage(completion.usage),
+        model=completion.model or name,
+        finish_reason=choice.finish_reason,
+        structured=_structured(text) if request.response_schema is not None else None,
+    )
+
+
+@dataclass
+class _ToolCallParts:
+    id: str | None = None
+    name: str = ""
+    arguments: list[str] = field(default_factory=list)
+
+
+@dataclass
+class StreamAccumulator:
+    """Folds streamed chunks into the final ``ModelResponse``.
+
+    ``add(chunk)`` returns the chunk's text delta ("" if none); tool-call fragments are
+    joined by index; the usage comes with the last chunk (``include_usage``).
+    """
+
+    name: str
+    request: ModelRequest
+    text: list[str] = field(default_factory=list)
+    tool_calls: dict[int, _ToolCallParts] = field(default_factory=dict)
+    usage: Usage = field(default_factory=Usage)
+    model: str = ""
+    finish_reason: str | None = None
+
+    def add(self, chunk: ChatCompletionChunk) -> str:
+        """Take one chunk; return its text delta."""
+        if chunk.model and not self.model:
+            self.model = chunk.model
+        if chunk.usage is not None:
+            self.usage = _usage(chunk.usage)
+        delta_text = ""
+        for choice in chunk.choices[:1] if chunk.choices else ():
+            if choice.finish_reason:
+                self.finish_reason = choice.finish_reason
+            delta = choice.delta
+            if delta.refusal:
+                raise ModelRejectedError(f"{self.name} refused the request: {delta.refusal}")
+            if delta.content:
+                delta_text = delta.content
+                self.text.append(delta_text)
+            for part in delta.tool_calls or ():
+                parts = self.tool_calls.setdefault(part.index, _ToolCallParts())
+                if part.id:
+                    parts.id = part.id
+                if part.function is not None:
+                    if part.function.name:
+                        parts.name += part.function.name
+                    if part.function.arguments:
+                        parts.arguments.append(part.function.arguments)
+        return delta_text
+
+    def response(self) -> ModelResponse:
+        """The whole answer, once the stream has ended."""
+        _check_finish(self.finish_reason, self.name)
+        text = "".join(self.text)
+        calls = [
+            ActionCall(name=p.name, arguments=_arguments(p.name, "".join(p.arguments)), id=p.id)
+            for _, p in sorted(self.tool_calls.items())
+        ]
+        return ModelResponse(
+            text=text,
+            action_calls=calls,
+            usage=self.usage,
+            model=self.model or self.name,
+            finish_reason=self.finish_reason,
+            structured=_structured(text) if self.request.response_schema is not None else None,
+        )
+
+
+def parse_retry_after(
+    headers: Mapping[str, str] | None, *, now: float | None = None
+) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` or ``retry-after`` (seconds or HTTP date)."""
+    if not headers:
+        return None
+    lowered = {k.lower(): v for k, v in headers.items()}
+    raw_ms = lowered.get("retry-after-ms")
+    if raw_ms:
+        try:
+            return max(float(raw_ms) / 1000.0, 0.0)
+        except ValueError:
+            pass
+    raw = lowered.get("retry-after")
+    if not raw:
+        return None
+    try:
+        return max(float(raw), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(raw).timestamp()
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(when - (time() if now is None else now), 0.0)
+
+
+def redact(text: str, secret: str | None) -> str:
+    """``text`` with the key, and anything that looks like a key, masked."""
+    if secret:
+        text = text.replace(secret, "***")
+    return _KEYLIKE.sub("***", text)

@@ -1,0 +1,178 @@
+"""Pure Carrier ↔ OpenAI mapping: no server, no client."""
+
+from __future__ import annotations
+
+import pytest
+from carrier import ModelRejectedError
+from carrier.types import ActionSpec, ChatMessage, ModelRequest
+from carrier_plugin_openai._convert import (
+    StreamAccumulator,
+    from_completion,
+    parse_retry_after,
+    redact,
+    to_messages,
+    to_params,
+    to_response_format,
+    to_tools,
+)
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from openai_fakes import chunk, completion, tool_call
+from pydantic import BaseModel, Field
+
+
+class Weather(BaseModel):
+    """Arguments of GET_WEATHER."""
+
+    city: str = Field(description="City name")
+    days: int = 1
+
+
+REQUEST = ModelRequest(
+    system="You are Testy.",
+    messages=[
+        ChatMessage(role="user", content="Weather in Oslo?", name="Ada Lovelace"),
+        ChatMessage(role="assistant", content="Checking."),
+        ChatMessage(role="tool", content="Sunny.", name="GET_WEATHER"),
+    ],
+    actions=[
+        ActionSpec(
+            name="GET_WEATHER", description="Weather", parameters=Weather.model_json_schema()
+        )
+    ],
+    temperature=0.2,
+    max_tokens=50,
+    stop=["\n\n"],
+    seed=7,
+)
+
+
+def test_messages_put_the_system_prompt_first_and_sanitize_names() -> None:
+    messages = to_messages(REQUEST)
+    assert messages[0] == {"role": "system", "content": "You are Testy."}
+    assert messages[1] == {"role": "user", "content": "Weather in Oslo?", "name": "Ada_Lovelace"}
+    assert messages[2] == {"role": "assistant", "content": "Checking."}
+    assert messages[3] == {"role": "user", "content": "Result of action GET_WEATHER:\nSunny."}
+
+
+def test_action_parameters_become_function_tools() -> None:
+    (tool,) = to_tools(REQUEST.actions)
+    assert tool["type"] == "function"
+    assert tool["function"]["name"] == "GET_WEATHER"
+    assert tool["function"]["parameters"]["properties"]["city"]["type"] == "string"
+    assert tool["function"]["parameters"]["required"] == ["city"]
+    assert to_tools([ActionSpec(name="NONE", parameters={})])[0]["function"]["parameters"] == {
+        "type": "object",
+        "properties": {},
+    }
+
+
+def test_params_carry_every_option() -> None:
+    params = to_params(REQUEST, model="m", default_max_tokens=9, max_tokens_key="max_tokens")
+    assert params["model"] == "m"
+    assert params["max_tokens"] == 50
+    assert params["temperature"] == 0.2
+    assert params["stop"] == ["\n\n"]
+    assert params["seed"] == 7
+    assert params["tool_choice"] == "auto"
+    assert "response_format" not in params
+    bare = to_params(
+        ModelRequest(), model="m", default_max_tokens=9, max_tokens_key="max_completion_tokens"
+    )
+    assert bare["max_completion_tokens"] == 9
+    assert not {"tools", "temperature", "stop", "seed"} & set(bare)
+
+
+def test_response_schema_becomes_a_json_schema_format() -> None:
+    fmt = to_response_format(Weather.model_json_schema())
+    assert fmt["type"] == "json_schema"
+    assert fmt["json_schema"]["name"] == "Weather"
+    assert fmt["json_schema"]["schema"]["required"] == ["city"]
+
+
+def test_completion_maps_text_usage_and_tool_calls() -> None:
+    body = completion(
+        None,
+        tool_calls=[tool_call("GET_WEATHER", '{"city": "Oslo"}')],
+        finish_reason="tool_calls",
+    )
+    response = from_completion(ChatCompletion.model_validate(body), name="n", request=REQUEST)
+    assert response.text == ""
+    assert response.action_calls[0].name == "GET_WEATHER"
+    assert response.action_calls[0].arguments == {"city": "Oslo"}
+    assert response.action_calls[0].id == "call_abc123"
+    assert (response.usage.input_tokens, response.usage.output_tokens) == (12, 5)
+    assert response.finish_reason == "tool_calls"
+    assert response.model == "gpt-4.1-mini-2025-04-14"
+
+
+def test_structured_output_is_parsed_when_asked() -> None:
+    request = ModelRequest(response_schema=Weather.model_json_schema())
+    body = ChatCompletion.model_validate(completion('{"city": "Oslo", "days": 2}'))
+    assert from_completion(body, name="n", request=request).structured == {
+        "city": "Oslo",
+        "days": 2,
+    }
+    broken = ChatCompletion.model_validate(completion("not json"))
+    assert from_completion(broken, name="n", request=request).structured is None
+    assert from_completion(body, name="n", request=ModelRequest()).structured is None
+
+
+@pytest.mark.parametrize(
+    ("body", "match"),
+    [
+        (completion(None, tool_calls=[tool_call("X", "{oops")]), "not JSON"),
+        (completion(None, tool_calls=[tool_call("X", "[1]")]), "list arguments"),
+        (completion("", finish_reason="content_filter"), "content_filter"),
+        ({**completion(), "choices": []}, "no choices"),
+    ],
+)
+def test_unusable_completions_are_rejected(body: dict[str, object], match: str) -> None:
+    with pytest.raises(ModelRejectedError, match=match):
+        from_completion(ChatCompletion.model_validate(body), name="n", request=REQUEST)
+
+
+def test_stream_accumulator_joins_text_tool_calls_and_usage() -> None:
+    acc = StreamAccumulator(name="n", request=REQUEST)
+    chunks = [
+        chunk({"role": "assistant", "content": ""}),
+        chunk({"content": "Let me "}),
+        chunk({"content": "check."}),
+        chunk(
+            {
+                "tool_calls": [
+                    {
+                        "index": 0,
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "GET_WEATHER", "arguments": ""},
+                    }
+                ]
+            }
+        ),
+        chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"city": '}}]}),
+        chunk({"tool_calls": [{"index": 0, "function": {"arguments": '"Oslo"}'}}]}),
+        chunk({}, finish_reason="tool_calls"),
+        chunk(usage={"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7}),
+    ]
+    deltas = [acc.add(ChatCompletionChunk.model_validate(c)) for c in chunks]
+    assert "".join(deltas) == "Let me check."
+    response = acc.response()
+    assert response.text == "Let me check."
+    assert response.action_calls[0].arguments == {"city": "Oslo"}
+    assert response.action_calls[0].id == "call_1"
+    assert (response.usage.input_tokens, response.usage.output_tokens) == (3, 4)
+    assert response.finish_reason == "tool_calls"
+
+
+def test_retry_after_headers() -> None:
+    assert parse_retry_after({"retry-after-ms": "250"}) == 0.25
+    assert parse_retry_after({"Retry-After": "3"}) == 3.0
+    assert parse_retry_after({"retry-after": "Wed, 21 Oct 2015 07:28:10 GMT"}, now=1445412480) == 10
+    assert parse_retry_after({"retry-after": "soon"}) is None
+    assert parse_retry_after({}) is None
+
+
+def test_redact_masks_the_key_and_key_like_text() -> None:
+    text = "Incorrect API key provided: sk-proj-abc***********xyz. Also sk-live-123456789"
+    assert "sk-" not in redact(text, None)
+    assert redact("key=hunter2-secret!", "hunter2-secret") == "key=***!"
