@@ -151,6 +151,7 @@ async def _chat(host: PluginHost, args: argparse.Namespace) -> int:
             print(f"Chatting with {name} (Ctrl-D to quit).")
         streaming = interactive and not args.no_stream
         loop = asyncio.get_running_loop()
+        failures = 0
         while True:
             if interactive:
                 print("you> ", end="", flush=True)
@@ -184,6 +185,7 @@ async def _chat(host: PluginHost, args: argparse.Namespace) -> int:
                 print()
             if reply.error:
                 print(f"carrier: {name} could not answer: {reply.error}", file=sys.stderr)
+                failures += 1
                 continue
             for result in reply.action_results:
                 if not result.success:
@@ -191,7 +193,8 @@ async def _chat(host: PluginHost, args: argparse.Namespace) -> int:
             if not printed:
                 for text in reply.texts:
                     print(f"{name}> {text}" if interactive else text, flush=True)
-    return 0
+    # piped input: a message that could not be answered fails the command
+    return 1 if failures and not interactive else 0
 
 
 async def _run_goal(host: PluginHost, args: argparse.Namespace) -> int:

@@ -240,10 +240,13 @@ def compose_context(
         budget -= cost
         history.append(message)
     history.reverse()
+    # A reply is one turn: stop where a model starts writing someone's next line.
+    speakers = {state.agent_name, "User", *names.values()}
     return ModelRequest(
         system=system,
         messages=[*history, current],
         actions=state.actions,
         max_tokens=max_tokens,
+        stop=sorted(f"\n{name}:" for name in speakers if name),
         metadata={"room_id": state.room.id, "message_id": state.message.id, "step": state.step},
     )

@@ -384,7 +384,7 @@ class AgentRuntime:
         try:
             reply = await self.respond(message, room, role=incoming.role, on_text=on_text)
         except (ModelError, StoreError, ConfigurationError) as exc:
-            logger.error("Message %s was stored but not answered: %s", message.id, exc)
+            logger.info("Message %s was stored but not answered: %s", message.id, exc)
             await self.emit(EventType.RUN_FAILED, message, error=str(exc))
             return Reply(message=message, error=str(exc))
         except Exception as exc:  # a bug in a plugin or here must not stop the runtime
