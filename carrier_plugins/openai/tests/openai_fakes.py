@@ -8,6 +8,7 @@ loop; ``async with FakeServer(handler) as server`` closes every connection on ex
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -119,10 +120,8 @@ class FakeServer:
         finally:
             self._writers.discard(writer)
             writer.close()
-            try:
+            with contextlib.suppress(ConnectionError, asyncio.CancelledError):
                 await writer.wait_closed()
-            except (ConnectionError, asyncio.CancelledError):
-                pass
 
     @staticmethod
     async def _write(writer: asyncio.StreamWriter, reply: Reply) -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from carrier import ModelRejectedError
-from carrier.types import ActionSpec, ChatMessage, ModelRequest
 from carrier_plugin_openai._convert import (
     StreamAccumulator,
     from_completion,
@@ -18,6 +16,9 @@ from carrier_plugin_openai._convert import (
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from openai_fakes import chunk, completion, tool_call
 from pydantic import BaseModel, Field
+
+from carrier import ModelRejectedError
+from carrier.types import ActionSpec, ChatMessage, ModelRequest
 
 
 class Weather(BaseModel):

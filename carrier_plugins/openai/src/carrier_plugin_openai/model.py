@@ -9,9 +9,10 @@ retry loop. SDK exceptions are translated here, ``from exc``, into
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
+import httpx
 import openai
 
 from carrier.errors import ConfigurationError, ModelRejectedError, TransientModelError
@@ -26,9 +27,6 @@ from carrier_plugin_openai._convert import (
 )
 from carrier_plugin_openai.settings import OpenAISettings
 
-if TYPE_CHECKING:
-    import httpx
-
 __all__ = ["OpenAIModel"]
 
 #: Used when a compatible server (base_url) needs no key; never sent to OpenAI itself.
@@ -40,6 +38,9 @@ _EMBEDDING_DIMENSIONS = {
     "text-embedding-ada-002": 1536,
 }
 _TRANSIENT_STATUS = frozenset({408, 409, 429})
+#: What the SDK lets escape: its own errors, httpx errors while a stream is read, and
+#: ``ValueError`` (``json.JSONDecodeError``, pydantic) for a malformed body.
+_SDK_ERRORS = (openai.OpenAIError, httpx.HTTPError, ValueError)
 
 
 def _is_openai(base_url: str | None) -> bool:
@@ -150,7 +151,7 @@ class OpenAIModel(Model):
         """Answer ``request`` with one chat completion."""
         try:
             completion = await self._client.chat.completions.create(**self._params(request))
-        except openai.OpenAIError as exc:
+        except _SDK_ERRORS as exc:
             self._raise(exc)
         return from_completion(completion, name=self.name, request=request)
 
@@ -167,7 +168,7 @@ class OpenAIModel(Model):
                     delta = accumulator.add(chunk)
                     if delta:
                         yield StreamChunk(text=delta)
-        except openai.OpenAIError as exc:
+        except _SDK_ERRORS as exc:
             self._raise(exc)
         yield StreamChunk(response=accumulator.response())
 
@@ -183,7 +184,7 @@ class OpenAIModel(Model):
             params["dimensions"] = self.settings.embedding_dimensions
         try:
             result = await self._client.embeddings.create(**params)
-        except openai.OpenAIError as exc:
+        except _SDK_ERRORS as exc:
             self._raise(exc)
         vectors = [list(item.embedding) for item in sorted(result.data, key=lambda d: d.index)]
         if len(vectors) != len(texts):
@@ -198,7 +199,7 @@ class OpenAIModel(Model):
         """Close the SDK client and its connections."""
         await self._client.close()
 
-    def _raise(self, exc: openai.OpenAIError) -> NoReturn:
+    def _raise(self, exc: Exception) -> NoReturn:
         """Translate an SDK exception into Carrier's, ``from exc``; the key is masked."""
         where = self._where
         if isinstance(exc, openai.APITimeoutError):
@@ -206,7 +207,7 @@ class OpenAIModel(Model):
                 f"{where} did not answer within {self.settings.timeout_s:g} s "
                 f"(CARRIER_OPENAI_TIMEOUT_S)."
             ) from exc
-        if isinstance(exc, openai.APIConnectionError):
+        if isinstance(exc, openai.APIConnectionError | httpx.TransportError):
             cause = exc.__cause__ or exc
             raise TransientModelError(
                 redact(f"Could not reach {where}: {type(cause).__name__}: {cause}", self._key)
