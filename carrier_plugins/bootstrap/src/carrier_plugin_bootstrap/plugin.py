@@ -1,0 +1,79 @@
+"""Carrier plugin: the core actions, providers, evaluators, should-respond policy and
+knowledge. Entry point ``bootstrap``.
+
+Only hook implementations live here: the settings class is declared as an import
+string and the actions, providers and evaluators are imported when first
+registered, so ``carrier --help`` stays cheap.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import carrier
+
+if TYPE_CHECKING:
+    from carrier.plugin_settings import SettingsRegistry
+    from carrier.protocols import Action, Command, Evaluator, Provider
+    from carrier.registry import Registry
+    from carrier.runtime import AgentRuntime
+    from carrier.types import Memory, Participant, RespondDecision, Room
+
+__all__: list[str] = []
+
+
+@carrier.hookimpl
+def carrier_add_settings(settings: SettingsRegistry) -> None:
+    """Declare the ``bootstrap`` namespace (``CARRIER_BOOTSTRAP_*``)."""
+    settings.add("bootstrap", "carrier_plugin_bootstrap.settings:BootstrapSettings")
+
+
+@carrier.hookimpl
+def carrier_register_actions(actions: Registry[Action]) -> None:
+    """REPLY, IGNORE, NONE, CONTINUE, FOLLOW/UNFOLLOW/MUTE/UNMUTE_ROOM, SEND_MESSAGE,
+    UPDATE_GOAL."""
+    from carrier_plugin_bootstrap.actions import ACTIONS
+
+    for name, action in ACTIONS.items():
+        actions.add(name, action, description=action.description)
+
+
+@carrier.hookimpl
+def carrier_register_providers(providers: Registry[Provider]) -> None:
+    """Character sample, time, entities, sender facts, reflection, goals, attachments,
+    the action catalogue, and knowledge (dynamic; ingests at start-up)."""
+    from carrier_plugin_bootstrap.providers import PROVIDERS
+
+    for name, provider in PROVIDERS.items():
+        providers.add(name, provider, description=provider.description)
+
+
+@carrier.hookimpl
+def carrier_register_evaluators(evaluators: Registry[Evaluator]) -> None:
+    """Fact extraction, goal progress and reflection."""
+    from carrier_plugin_bootstrap.evaluators import EVALUATORS
+
+    for name, evaluator in EVALUATORS.items():
+        evaluators.add(name, evaluator, description=evaluator.description)
+
+
+@carrier.hookimpl
+def carrier_register_commands(commands: Registry[Command]) -> None:
+    """``carrier knowledge add PATH``."""
+    from carrier_plugin_bootstrap.commands import KnowledgeCommand
+
+    commands.add("knowledge", KnowledgeCommand, description=KnowledgeCommand.help)
+
+
+@carrier.hookimpl
+def carrier_choose_should_respond(
+    runtime: AgentRuntime, message: Memory, room: Room, participant: Participant | None
+) -> RespondDecision | None:
+    """Always in direct rooms; in groups when addressed, else the small model decides;
+    never in muted rooms (see :mod:`carrier_plugin_bootstrap.respond`)."""
+    from carrier_plugin_bootstrap.respond import decide
+    from carrier_plugin_bootstrap.settings import settings_for
+
+    return decide(
+        runtime, message, room, participant, group_policy=settings_for(runtime).group_policy
+    )

@@ -1,0 +1,340 @@
+"""The core providers: prompt sections the kernel's ``compose_context`` does not
+already render.
+
+The kernel renders the persona (system, bio, lore, adjectives, topics, style and
+the first two example conversations), the semantically retrieved facts and
+knowledge, the open goals, the action results and the room's history. These
+providers add the rest: a rotating sample of the character's other examples and
+lore, the time, who is in the room, the facts known about the sender, the room's
+latest reflection, how to update goals, the current message's attachments and the
+catalogue of offered actions with examples. Knowledge ingestion runs from the
+``knowledge`` provider's ``setup`` (a dynamic provider: it never runs per message
+unless asked for).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from carrier.protocols import Provider
+from carrier.types import MemoryType, ParticipantState, ProviderOutput, RoomType
+
+if TYPE_CHECKING:
+    from carrier.runtime import AgentRuntime
+    from carrier.types import Memory, State
+
+from carrier_plugin_bootstrap.settings import settings_for
+
+__all__ = [
+    "PROVIDERS",
+    "ActionsProvider",
+    "AttachmentsProvider",
+    "CharacterProvider",
+    "EntitiesProvider",
+    "GoalsProvider",
+    "KnowledgeProvider",
+    "ReflectionProvider",
+    "SenderFactsProvider",
+    "TimeProvider",
+]
+
+logger = logging.getLogger("carrier_plugin_bootstrap.providers")
+
+#: How many of each character list the kernel's persona already shows.
+_PERSONA_EXAMPLES, _PERSONA_LORE = 2, 5
+
+
+def _fill(text: str, agent: str) -> str:
+    for placeholder in ("{{agent}}", "{{agentName}}", "{{agent_name}}"):
+        text = text.replace(placeholder, agent)
+    for number in range(1, 5):
+        text = text.replace(f"{{{{user{number}}}}}", f"User{number if number > 1 else ''}")
+    return text
+
+
+class CharacterProvider(Provider):
+    """A rotating sample of the example conversations and lore the persona omits."""
+
+    name = "character"
+    description = "Example conversations and background, a different sample per message."
+    position = -50
+    timeout_s = 1.0
+    max_tokens = 500
+
+    async def get(self, runtime: AgentRuntime, message: Memory, state: State) -> ProviderOutput:
+        character = runtime.character
+        sample = settings_for(runtime).examples_sample
+        rng = random.Random(message.id)  # rotates per message, reproducible per message
+        extra = character.message_examples[_PERSONA_EXAMPLES:]
+        chosen = rng.sample(extra, min(sample, len(extra))) if sample else []
+        sections = []
+        if chosen:
+            conversations = []
+            for conversation in chosen:
+                lines = [
+                    _fill(f"{turn.name}: {turn.content.text}", character.name)
+                    for turn in conversation
+                    if turn.content.text
+                ]
+                if lines:
+                    conversations.append("\n".join(lines))
+            sections.append(
+                f"More examples of how {character.name} talks:\n" + "\n\n".join(conversations)
+            )
+        lore = character.lore[_PERSONA_LORE:]
+        if lore:
+            picked = rng.sample(lore, min(3, len(lore)))
+            sections.append("More background: " + " ".join(picked))
+        posts = character.post_examples
+        if posts and state.room.type is RoomType.FEED:
+            picked = rng.sample(posts, min(3, len(posts)))
+            sections.append("Example posts:\n" + "\n".join(f"- {p}" for p in picked))
+        return ProviderOutput(text="\n\n".join(sections), values={"examples": len(chosen)}, data={})
+
+
+class TimeProvider(Provider):
+    """The current date and time (UTC)."""
+
+    name = "time"
+    description = "The current date and time."
+    position = -10
+    timeout_s = 0.5
+    max_tokens = 40
+
+    async def get(self, runtime: AgentRuntime, message: Memory, state: State) -> ProviderOutput:
+        now = datetime.now(UTC)
+        text = f"The current date and time is {now:%A, %d %B %Y, %H:%M} UTC."
+        return ProviderOutput(text=text, values={"now": now.isoformat()})
+
+
+class EntitiesProvider(Provider):
+    """Who is in the room: names, roles, who sent the message, the agent's own state."""
+
+    name = "entities"
+    description = "The people (and agents) in the room."
+    position = -20
+    timeout_s = 1.5
+    max_tokens = 300
+
+    async def get(self, runtime: AgentRuntime, message: Memory, state: State) -> ProviderOutput:
+        participants = {p.entity_id: p for p in await runtime.store.get_participants(state.room.id)}
+        room = state.room
+        mine = participants.get(runtime.agent_id)
+        room_line = f"Room: {room.name or room.id} ({room.type.value}"
+        if mine is not None and mine.state is not ParticipantState.NONE:
+            room_line += f"; you have {mine.state.value} it"
+        room_line += ")."
+        lines = [room_line, "In this conversation:"]
+        entities: list[dict[str, Any]] = []
+        for actor in state.actors:
+            name = actor.names[0] if actor.names else actor.id
+            participant = participants.get(actor.id)
+            if actor.id == runtime.agent_id:
+                lines.append(f"- {runtime.character.name} (you)")
+                continue
+            notes = [f"id {actor.id}"]
+            if participant is not None:
+                notes.append(participant.role.value)
+            also = [n for n in actor.names[1:] if n != name]
+            if also:
+                notes.append("also called " + ", ".join(also[:3]))
+            line = f"- {name} ({'; '.join(notes)})"
+            if actor.id == message.entity_id:
+                line += " wrote the current message"
+            lines.append(line)
+            entities.append({"id": actor.id, "name": name})
+        return ProviderOutput(text="\n".join(lines), values={"entities": entities})
+
+
+class SenderFactsProvider(Provider):
+    """The newest facts about the sender (without needing an embedding model)."""
+
+    name = "sender_facts"
+    description = "What the agent knows about the person it is talking to."
+    position = 10
+    timeout_s = 1.5
+    max_tokens = 250
+
+    async def get(self, runtime: AgentRuntime, message: Memory, state: State) -> ProviderOutput:
+        limit = settings_for(runtime).facts_about_sender
+        if not limit or message.entity_id == runtime.agent_id:
+            return ProviderOutput()
+        facts = await runtime.store.get_memories(
+            agent_id=runtime.agent_id,
+            entity_id=message.entity_id,
+            type=MemoryType.FACT,
+            limit=limit,
+        )
+        shown = {s.memory.id for s in state.facts}  # the kernel already renders those
+        fresh = [f for f in facts if f.id not in shown and f.content.text]
+        if not fresh:
+            return ProviderOutput()
+        who = state.sender.names[0] if state.sender and state.sender.names else "them"
+        text = f"What you know about {who}:\n" + "\n".join(f"- {f.content.text}" for f in fresh)
+        return ProviderOutput(text=text, values={"sender_facts": [f.content.text for f in fresh]})
+
+
+class ReflectionProvider(Provider):
+    """The latest reflection (summary) of this room, written by the reflection evaluator."""
+
+    name = "reflection"
+    description = "A summary of the room's earlier conversation."
+    position = 20
+    timeout_s = 1.5
+    max_tokens = 250
+
+    async def get(self, runtime: AgentRuntime, message: Memory, state: State) -> ProviderOutput:
+        latest = await runtime.store.get_memories(
+            agent_id=runtime.agent_id, room_id=state.room.id, type=MemoryType.REFLECTION, limit=1
+        )
+        if not latest or not latest[0].content.text:
+            return ProviderOutput()
+        return ProviderOutput(
+            text=f"Summary of the conversation so far: {latest[0].content.text}",
+            values={"reflection": latest[0].content.text},
+        )
+
+
+class GoalsProvider(Provider):
+    """How to record progress on the open goals (the kernel lists their objectives)."""
+
+    name = "goals"
+    description = "Goal ids and next objectives, for UPDATE_GOAL."
+    position = 30
+    timeout_s = 1.0
+    max_tokens = 200
+
+    async def get(self, runtime: AgentRuntime, message: Memory, state: State) -> ProviderOutput:
+        open_goals = [g for g in state.goals if not g.finished]
+        if not open_goals:
+            return ProviderOutput()
+        lines = ["Goal progress (mark objectives done with UPDATE_GOAL, objective = number):"]
+        for goal in open_goals:
+            pending = [i for i, o in enumerate(goal.objectives, 1) if not o.completed]
+            done = len(goal.objectives) - len(pending)
+            nxt = f"next is objective {pending[0]}" if pending else "all objectives done"
+            lines.append(
+                f"- {goal.name!r} (goal {goal.id}): {done}/{len(goal.objectives)} done, {nxt}."
+            )
+        return ProviderOutput(
+            text="\n".join(lines), values={"open_goals": [g.id for g in open_goals]}
+        )
+
+
+class AttachmentsProvider(Provider):
+    """The attachments of the current message: title, type, link and text."""
+
+    name = "attachments"
+    description = "Files and links attached to the current message."
+    position = 40
+    timeout_s = 1.0
+    max_tokens = 800
+
+    async def get(self, runtime: AgentRuntime, message: Memory, state: State) -> ProviderOutput:
+        attachments = message.content.attachments
+        if not attachments:
+            return ProviderOutput()
+        lines = ["Attachments of the current message:"]
+        for index, attachment in enumerate(attachments, 1):
+            meta = [m for m in (attachment.content_type, attachment.url) if m]
+            title = attachment.title or attachment.url or f"attachment {index}"
+            line = f"{index}. {title}" + (f" ({', '.join(meta)})" if meta else "")
+            if attachment.text:
+                line += f":\n{attachment.text.strip()}"
+            lines.append(line)
+        return ProviderOutput(
+            text="\n".join(lines), values={"attachments": [a.id for a in attachments]}
+        )
+
+
+class ActionsProvider(Provider):
+    """The catalogue of offered actions, with similes and an example each."""
+
+    name = "actions"
+    description = "What the agent can do for this message."
+    position = 50
+    timeout_s = 1.0
+    max_tokens = 700
+
+    async def get(self, runtime: AgentRuntime, message: Memory, state: State) -> ProviderOutput:
+        if not state.actions:
+            return ProviderOutput()
+        agent = runtime.character.name
+        lines = ["Actions you can take (name them in your answer's actions):"]
+        for spec in state.actions:
+            line = f"- {spec.name}: {spec.description}"
+            action = runtime.actions.find(spec.name)
+            if action is not None and action.similes:
+                line += f" (also: {', '.join(action.similes[:4])})"
+            if action is not None and action.examples:
+                turns = [
+                    f"{_fill(str(t.get('name', '')), agent)}: "
+                    f"{_fill(str((t.get('content') or {}).get('text', '')), agent)}"
+                    + (
+                        f" [{', '.join((t.get('content') or {}).get('actions', []))}]"
+                        if (t.get("content") or {}).get("actions")
+                        else ""
+                    )
+                    for t in action.examples[0]
+                ]
+                line += "\n  e.g. " + " / ".join(turns)
+            lines.append(line)
+        return ProviderOutput(
+            text="\n".join(lines), values={"actions": [s.name for s in state.actions]}
+        )
+
+
+class KnowledgeProvider(Provider):
+    """Ingests the character's knowledge at start-up; on request, searches it.
+
+    Dynamic: the kernel already retrieves knowledge fragments for every message
+    that has an embedding, so this provider never runs per message by default.
+    """
+
+    name = "knowledge"
+    description = "The character's knowledge documents (ingested at start-up)."
+    dynamic = True
+    position = 60
+    timeout_s = 3.0
+    max_tokens = 800
+
+    async def setup(self, runtime: AgentRuntime) -> None:
+        if not settings_for(runtime).knowledge_on_start or not runtime.character.knowledge:
+            return
+        from carrier_plugin_bootstrap.knowledge import ingest_character_knowledge
+
+        report = await ingest_character_knowledge(runtime)
+        logger.info("Knowledge of %s: %s", runtime.character.name, report)
+
+    async def get(self, runtime: AgentRuntime, message: Memory, state: State) -> ProviderOutput:
+        from carrier_plugin_bootstrap.knowledge import search_knowledge
+
+        hits = await search_knowledge(runtime, message.content.text, limit=5)
+        known = {s.memory.id for s in state.knowledge}
+        fresh = [h for h in hits if h.memory.id not in known]
+        if not fresh:
+            return ProviderOutput()
+        return ProviderOutput(
+            text="Relevant knowledge:\n" + "\n".join(f"- {h.memory.content.text}" for h in fresh),
+            data={"fragments": [h.memory.id for h in fresh]},
+        )
+
+
+#: Every provider of the plugin, by name.
+PROVIDERS: dict[str, type[Provider]] = {
+    cls.name: cls
+    for cls in (
+        CharacterProvider,
+        TimeProvider,
+        EntitiesProvider,
+        SenderFactsProvider,
+        ReflectionProvider,
+        GoalsProvider,
+        AttachmentsProvider,
+        ActionsProvider,
+        KnowledgeProvider,
+    )
+}
