@@ -50,6 +50,8 @@ __all__ = [
 
 #: Room types where following and muting mean something.
 GROUP_ROOMS = frozenset({RoomType.GROUP, RoomType.THREAD, RoomType.FEED, RoomType.VOICE})
+#: Rooms searched for a person named in SEND_MESSAGE.
+_ROOM_SCAN = 200
 
 
 def sender_role(message: Memory) -> Role:
@@ -413,13 +415,21 @@ class SendMessageAction(BootstrapAction):
 
     @staticmethod
     async def _entity_id(runtime: AgentRuntime, state: State, entity: str) -> str:
-        wanted = entity.strip().lstrip("@").lower()
+        wanted = entity.strip().lstrip("@")
+        key = wanted.lower()
         for actor in state.actors:
-            if actor.id.lower() == wanted or wanted in (n.lower() for n in actor.names):
+            if actor.id.lower() == key or key in (n.lower() for n in actor.names):
                 return actor.id
-        found = await runtime.store.get_entities([entity])
+        store = runtime.store
+        found = await store.get_entities(list(dict.fromkeys([wanted, key])))
         if found:
             return found[0].id
+        # someone the agent shares a room with, by name (bounded scan)
+        for room_id in (await store.get_rooms_for_entity(runtime.agent_id))[:_ROOM_SCAN]:
+            ids = [p.entity_id for p in await store.get_participants(room_id)]
+            for candidate in await store.get_entities(ids):
+                if key in (n.lower() for n in candidate.names):
+                    return candidate.id
         raise ToolRetry(f"You know nobody called {entity!r}; use their id or a known name.")
 
     @staticmethod
