@@ -47,7 +47,9 @@ def test_every_action_is_documented(host: PluginHost) -> None:
     host.register(plugin, name="bootstrap")
     for entry in host.actions:
         action = entry.factory()
-        assert action.description and action.similes and action.examples, action.name
+        assert action.description, action.name
+        assert action.similes, action.name
+        assert action.examples, action.name
         assert action.parameters is not None, action.name
         assert action.spec().parameters["type"] == "object"
 
