@@ -7,8 +7,6 @@ from typing import Any
 import pytest
 from anthropic.types import Message, RawMessageStreamEvent
 from anthropic_fakes import message, text_stream, tool_stream
-from carrier import ModelRejectedError
-from carrier.types import ActionSpec, ChatMessage, ModelRequest
 from carrier_plugin_anthropic._convert import (
     StreamAccumulator,
     from_message,
@@ -20,6 +18,9 @@ from carrier_plugin_anthropic._convert import (
     to_tools,
 )
 from pydantic import BaseModel, TypeAdapter
+
+from carrier import ModelRejectedError
+from carrier.types import ActionSpec, ChatMessage, ModelRequest
 
 
 class Weather(BaseModel):
@@ -104,9 +105,7 @@ def test_refusal_is_rejected() -> None:
 
 def _fold(events: list[Any]) -> tuple[str, StreamAccumulator]:
     acc = StreamAccumulator(name="n", request=REQUEST)
-    text = "".join(
-        acc.add(EVENTS.validate_python(data)) for name, data in events if name != "ping"
-    )
+    text = "".join(acc.add(EVENTS.validate_python(data)) for name, data in events if name != "ping")
     return text, acc
 
 

@@ -117,7 +117,13 @@ class AnthropicModel(Model):
             message = await self._client.messages.create(**self._params(request))
         except _SDK_ERRORS as exc:
             self._raise(exc)
-        return from_message(message, name=self.name, request=request)
+        try:
+            return from_message(message, name=self.name, request=request)
+        except (AttributeError, TypeError, KeyError) as exc:
+            raise ModelRejectedError(
+                f"{self._where} answered a body that is not a Messages API message "
+                f"({type(exc).__name__}: {exc})."
+            ) from exc
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[StreamChunk]:
         """Yield text deltas as they arrive, then the final response (with usage)."""

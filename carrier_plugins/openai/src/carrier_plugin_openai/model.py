@@ -153,7 +153,13 @@ class OpenAIModel(Model):
             completion = await self._client.chat.completions.create(**self._params(request))
         except _SDK_ERRORS as exc:
             self._raise(exc)
-        return from_completion(completion, name=self.name, request=request)
+        try:
+            return from_completion(completion, name=self.name, request=request)
+        except (AttributeError, TypeError, KeyError) as exc:
+            raise ModelRejectedError(
+                f"{self._where} answered a body that is not a chat completion "
+                f"({type(exc).__name__}: {exc})."
+            ) from exc
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[StreamChunk]:
         """Yield text deltas as they arrive, then the final response (with usage)."""
