@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from carrier.errors import CarrierError
 from carrier.protocols import Provider
 from carrier.types import MemoryType, ParticipantState, ProviderOutput, RoomType
 
@@ -37,6 +39,7 @@ __all__ = [
     "GoalsProvider",
     "KnowledgeProvider",
     "ReflectionProvider",
+    "Section",
     "SenderFactsProvider",
     "TimeProvider",
 ]
@@ -47,6 +50,37 @@ logger = logging.getLogger("carrier_plugin_bootstrap.providers")
 _PERSONA_EXAMPLES, _PERSONA_LORE = 2, 5
 
 
+def _estimate(text: str) -> int:
+    return len(text) // 4 + 1
+
+
+def fit(runtime: AgentRuntime, text: str, budget: int) -> str:
+    """``text`` cut at a line or word so that it, with a closing " …", fits ``budget``
+    tokens of the large model (the kernel's own trim may overshoot by the ellipsis)."""
+    count: Callable[[str], int]
+    try:
+        count = runtime.model().primary.count_tokens
+    except CarrierError:
+        count = _estimate
+    if budget <= 0:
+        return ""
+    if count(text) <= budget:
+        return text
+    low, high = 0, len(text)
+    while low < high:  # the longest prefix that fits with the ellipsis
+        middle = (low + high + 1) // 2
+        if count(text[:middle] + " …") <= budget:
+            low = middle
+        else:
+            high = middle - 1
+    cut = text[:low]
+    for separator in ("\n", " "):
+        if separator in cut[len(cut) // 2 :]:
+            cut = cut[: cut.rindex(separator)]
+            break
+    return (cut.rstrip() + " …") if cut.strip() else ""
+
+
 def _fill(text: str, agent: str) -> str:
     for placeholder in ("{{agent}}", "{{agentName}}", "{{agent_name}}"):
         text = text.replace(placeholder, agent)
@@ -55,7 +89,21 @@ def _fill(text: str, agent: str) -> str:
     return text
 
 
-class CharacterProvider(Provider):
+class Section(Provider):
+    """A provider whose text is cut to its own ``max_tokens`` before the kernel sees it."""
+
+    async def get(self, runtime: AgentRuntime, message: Memory, state: State) -> ProviderOutput:
+        output = await self.section(runtime, message, state)
+        if self.max_tokens is not None and output.text:
+            output.text = fit(runtime, output.text, self.max_tokens)
+        return output
+
+    async def section(self, runtime: AgentRuntime, message: Memory, state: State) -> ProviderOutput:
+        """Compute the section (subclasses)."""
+        raise NotImplementedError
+
+
+class CharacterProvider(Section):
     """A rotating sample of the example conversations and lore the persona omits."""
 
     name = "character"
@@ -64,7 +112,7 @@ class CharacterProvider(Provider):
     timeout_s = 1.0
     max_tokens = 500
 
-    async def get(self, runtime: AgentRuntime, message: Memory, state: State) -> ProviderOutput:
+    async def section(self, runtime: AgentRuntime, message: Memory, state: State) -> ProviderOutput:
         character = runtime.character
         sample = settings_for(runtime).examples_sample
         rng = random.Random(message.id)  # rotates per message, reproducible per message
@@ -95,7 +143,7 @@ class CharacterProvider(Provider):
         return ProviderOutput(text="\n\n".join(sections), values={"examples": len(chosen)}, data={})
 
 
-class TimeProvider(Provider):
+class TimeProvider(Section):
     """The current date and time (UTC)."""
 
     name = "time"
@@ -104,13 +152,13 @@ class TimeProvider(Provider):
     timeout_s = 0.5
     max_tokens = 40
 
-    async def get(self, runtime: AgentRuntime, message: Memory, state: State) -> ProviderOutput:
+    async def section(self, runtime: AgentRuntime, message: Memory, state: State) -> ProviderOutput:
         now = datetime.now(UTC)
         text = f"The current date and time is {now:%A, %d %B %Y, %H:%M} UTC."
         return ProviderOutput(text=text, values={"now": now.isoformat()})
 
 
-class EntitiesProvider(Provider):
+class EntitiesProvider(Section):
     """Who is in the room: names, roles, who sent the message, the agent's own state."""
 
     name = "entities"
@@ -119,7 +167,7 @@ class EntitiesProvider(Provider):
     timeout_s = 1.5
     max_tokens = 300
 
-    async def get(self, runtime: AgentRuntime, message: Memory, state: State) -> ProviderOutput:
+    async def section(self, runtime: AgentRuntime, message: Memory, state: State) -> ProviderOutput:
         participants = {p.entity_id: p for p in await runtime.store.get_participants(state.room.id)}
         room = state.room
         mine = participants.get(runtime.agent_id)
@@ -149,7 +197,7 @@ class EntitiesProvider(Provider):
         return ProviderOutput(text="\n".join(lines), values={"entities": entities})
 
 
-class SenderFactsProvider(Provider):
+class SenderFactsProvider(Section):
     """The newest facts about the sender (without needing an embedding model)."""
 
     name = "sender_facts"
@@ -158,7 +206,7 @@ class SenderFactsProvider(Provider):
     timeout_s = 1.5
     max_tokens = 250
 
-    async def get(self, runtime: AgentRuntime, message: Memory, state: State) -> ProviderOutput:
+    async def section(self, runtime: AgentRuntime, message: Memory, state: State) -> ProviderOutput:
         limit = settings_for(runtime).facts_about_sender
         if not limit or message.entity_id == runtime.agent_id:
             return ProviderOutput()
@@ -177,7 +225,7 @@ class SenderFactsProvider(Provider):
         return ProviderOutput(text=text, values={"sender_facts": [f.content.text for f in fresh]})
 
 
-class ReflectionProvider(Provider):
+class ReflectionProvider(Section):
     """The latest reflection (summary) of this room, written by the reflection evaluator."""
 
     name = "reflection"
@@ -186,7 +234,7 @@ class ReflectionProvider(Provider):
     timeout_s = 1.5
     max_tokens = 250
 
-    async def get(self, runtime: AgentRuntime, message: Memory, state: State) -> ProviderOutput:
+    async def section(self, runtime: AgentRuntime, message: Memory, state: State) -> ProviderOutput:
         latest = await runtime.store.get_memories(
             agent_id=runtime.agent_id, room_id=state.room.id, type=MemoryType.REFLECTION, limit=1
         )
@@ -198,7 +246,7 @@ class ReflectionProvider(Provider):
         )
 
 
-class GoalsProvider(Provider):
+class GoalsProvider(Section):
     """How to record progress on the open goals (the kernel lists their objectives)."""
 
     name = "goals"
@@ -207,7 +255,7 @@ class GoalsProvider(Provider):
     timeout_s = 1.0
     max_tokens = 200
 
-    async def get(self, runtime: AgentRuntime, message: Memory, state: State) -> ProviderOutput:
+    async def section(self, runtime: AgentRuntime, message: Memory, state: State) -> ProviderOutput:
         open_goals = [g for g in state.goals if not g.finished]
         if not open_goals:
             return ProviderOutput()
@@ -224,7 +272,7 @@ class GoalsProvider(Provider):
         )
 
 
-class AttachmentsProvider(Provider):
+class AttachmentsProvider(Section):
     """The attachments of the current message: title, type, link and text."""
 
     name = "attachments"
@@ -233,24 +281,25 @@ class AttachmentsProvider(Provider):
     timeout_s = 1.0
     max_tokens = 800
 
-    async def get(self, runtime: AgentRuntime, message: Memory, state: State) -> ProviderOutput:
+    async def section(self, runtime: AgentRuntime, message: Memory, state: State) -> ProviderOutput:
         attachments = message.content.attachments
         if not attachments:
             return ProviderOutput()
         lines = ["Attachments of the current message:"]
+        share = (self.max_tokens or 800) // len(attachments) - 20
         for index, attachment in enumerate(attachments, 1):
             meta = [m for m in (attachment.content_type, attachment.url) if m]
             title = attachment.title or attachment.url or f"attachment {index}"
             line = f"{index}. {title}" + (f" ({', '.join(meta)})" if meta else "")
             if attachment.text:
-                line += f":\n{attachment.text.strip()}"
+                line += f":\n{fit(runtime, attachment.text.strip(), share)}"
             lines.append(line)
         return ProviderOutput(
             text="\n".join(lines), values={"attachments": [a.id for a in attachments]}
         )
 
 
-class ActionsProvider(Provider):
+class ActionsProvider(Section):
     """The catalogue of offered actions, with similes and an example each."""
 
     name = "actions"
@@ -259,7 +308,7 @@ class ActionsProvider(Provider):
     timeout_s = 1.0
     max_tokens = 700
 
-    async def get(self, runtime: AgentRuntime, message: Memory, state: State) -> ProviderOutput:
+    async def section(self, runtime: AgentRuntime, message: Memory, state: State) -> ProviderOutput:
         if not state.actions:
             return ProviderOutput()
         agent = runtime.character.name

@@ -5,7 +5,8 @@
   its self room, where autonomous steps run).
 - Group rooms (group, thread, feed): when addressed — the agent's name or
   username mentioned (``Nova``, ``@nova``), the agent's id in
-  ``metadata["mentions"]``, or a reply to one of the agent's messages — respond;
+  ``metadata["mentions"]``, or a reply to one of the agent's messages
+  (``content.in_reply_to`` or ``metadata["in_reply_to"]``) — respond;
   otherwise ask the small model whether the conversation is for the agent
   (``CARRIER_BOOTSTRAP_GROUP_POLICY=model``, the default, and always in followed
   rooms) or ignore it (``mention``).
@@ -36,7 +37,7 @@ def addressed(runtime: AgentRuntime, message: Memory) -> bool:
     mentions = message.metadata.get("mentions")
     if isinstance(mentions, list | tuple | set) and agent_id in mentions:
         return True
-    reply_to = message.content.in_reply_to or ""
+    reply_to = message.content.in_reply_to or str(message.metadata.get("in_reply_to") or "")
     # the agent's responses have ids "{message_id}-{agent_id}[-n]"
     if reply_to and re.search(rf"-{re.escape(agent_id)}(?:-\d+)?$", reply_to):
         return True
