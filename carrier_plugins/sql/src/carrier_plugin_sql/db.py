@@ -1,10 +1,24 @@
 """The SQLite connection: driver choice, pragmas, retries and error translation.
 
-All SQL runs on one aiosqlite connection, whose worker thread executes one
-Python function per store call (a whole transaction in a single hop between the
-event loop and the thread). ``sqlean`` (sqlean-py) is the driver when installed:
-it can load SQLite extensions such as sqlite-vec, which some Python builds
-cannot; the standard ``sqlite3`` module is the fallback.
+One driver connection serves every store call, in one of two places:
+
+- **inline, on the event loop's thread**, when no call is queued for the worker
+  thread. An indexed read or a short write transaction on a local WAL file takes
+  tens of microseconds, less than a hop to a thread and back. Inline calls use a
+  busy timeout of 0, so the loop never waits for a lock: a call that finds the
+  file locked (another process is writing) is rolled back and goes to the worker;
+- **in aiosqlite's worker thread** otherwise: calls whose cost grows with the data
+  (counts, searches, large reads), calls that found the file locked (there SQLite
+  waits ``busy_timeout_s`` and the call is retried for ``write_retry_s``), and
+  every call made while another one is queued, so calls still run one at a time
+  and in order.
+
+WAL checkpoints run on a second connection in a background thread (PASSIVE,
+after every :data:`_CHECKPOINT_CHANGES` changed rows and at close), so the WAL
+stays small and no commit pays for an fsync of the database file.
+
+``sqlean`` (sqlean-py) is the driver when installed: it can load SQLite extensions
+such as sqlite-vec, which some Python builds cannot; ``sqlite3`` is the fallback.
 """
 
 from __future__ import annotations
@@ -14,6 +28,7 @@ import contextlib
 import importlib
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from types import ModuleType
 from typing import Any, TypeVar, cast
@@ -58,7 +73,8 @@ def _is_busy(exc: BaseException) -> bool:
 
 
 class Database:
-    """One aiosqlite connection with retries and errors translated to ``StoreError``.
+    """One SQLite connection, used inline or in a worker thread, with retries and
+    errors translated to ``StoreError``.
 
     Args:
         path: The database file, or ``None`` for an in-memory database.
@@ -81,9 +97,13 @@ class Database:
         self.write_retry_s = write_retry_s
         self.load_vec = load_vec
         self.driver = _driver()
-        self._conn: aiosqlite.Connection | None = None
-        self._calls = 0
-        self._checkpoint: asyncio.Task[None] | None = None
+        self._raw: Any = None  # the driver connection
+        self._worker: aiosqlite.Connection | None = None
+        self._queued = 0  # calls queued for (or running in) the worker thread
+        self._changes_mark = 0  # conn.total_changes at the last checkpoint
+        # Checkpoints: their own thread and connection, a future per run.
+        self._checkpointer: ThreadPoolExecutor | None = None
+        self._checkpoint: Future[None] | None = None
         self._checkpoint_conn: Any = None
 
     def _connect(self) -> Any:
@@ -92,7 +112,7 @@ class Database:
             target, isolation_level=None, check_same_thread=False, timeout=self.busy_timeout_s
         )
         try:
-            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
+            conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
             # Fails here, not later, if the file is not a database.
             conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
             if self.path is not None:
@@ -114,6 +134,10 @@ class Database:
             conn.close()
             raise
         return conn
+
+    @property
+    def _busy_ms(self) -> int:
+        return int(self.busy_timeout_s * 1000)
 
     def _load_vec(self, conn: Any) -> None:
         if not hasattr(conn, "enable_load_extension"):
@@ -140,7 +164,10 @@ class Database:
             raw = await asyncio.to_thread(self._with_retry, self._connect)
         except (self.driver.Error, OSError) as exc:
             raise self._translate(exc, "opening it") from exc
-        self._conn = await aiosqlite.Connection(lambda: raw, 64)
+        self._worker = await aiosqlite.Connection(lambda: raw, 64)
+        raw.execute("PRAGMA busy_timeout = 0")  # inline calls never wait for a lock
+        self._raw = raw
+        self._changes_mark = raw.total_changes
 
     def _prepare_folder(self, path: Path) -> None:
         folder = path.parent
@@ -158,28 +185,37 @@ class Database:
             )
 
     async def close(self) -> None:
-        """Finish a running checkpoint, then close the connection (idempotent)."""
-        if self._checkpoint is not None:
+        """Finish a running checkpoint, then close the connections (idempotent)."""
+        checkpointer, self._checkpointer = self._checkpointer, None
+        if checkpointer is not None:
+            if self._checkpoint is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wrap_future(self._checkpoint)
+                self._checkpoint = None
+            if self._checkpoint_conn is not None:
+                await asyncio.wrap_future(checkpointer.submit(self._checkpoint_conn.close))
+                self._checkpoint_conn = None
+            checkpointer.shutdown()
+        raw, self._raw = self._raw, None  # no new calls, no new checkpoint
+        if self._worker is not None:
             with contextlib.suppress(Exception):
-                await self._checkpoint
-            self._checkpoint = None
-        if self._checkpoint_conn is not None:
-            await asyncio.to_thread(self._checkpoint_conn.close)
-            self._checkpoint_conn = None
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                await _in_thread(conn)(_optimize, conn._conn)
-            await conn.close()
+                await self._in_worker(_optimize, raw, (), "closing")
+            worker, self._worker = self._worker, None
+            await worker.close()
 
-    async def run(self, fn: Callable[..., T], *args: Any, op: str) -> T:
-        """Run ``fn(conn, *args)`` in the connection's thread, with retries.
+    async def run(self, fn: Callable[..., T], *args: Any, op: str, inline: bool = True) -> T:
+        """Run ``fn(conn, *args)`` inline when possible, else in the worker thread.
 
         Args:
             fn: A synchronous function of the driver connection; it runs alone
-                (one transaction per call, never interleaved with another).
+                (one transaction per call, never interleaved with another). It
+                must be safe to run again after it failed on a locked database
+                (its transaction rolled back).
             *args: Passed after the connection.
             op: What is being done, for error messages ("storing a memory").
+            inline: Whether ``fn`` is short enough to run on the event loop's
+                thread (an index lookup or a small write); ``False`` for calls
+                whose cost grows with the data.
 
         Returns:
             What ``fn`` returned.
@@ -187,17 +223,80 @@ class Database:
         Raises:
             StoreError: The driver failed; the message says what and what to do.
         """
-        conn = self._conn
+        conn = self._raw
         if conn is None:
             raise StoreError(
                 f"The SQL store {self.where} is not open; use 'async with store:' or "
                 f"'await store.open()' before {op}."
             )
+        if inline and not self._queued:
+            try:
+                result = fn(conn, *args)
+            except self.driver.OperationalError as exc:
+                if not _is_busy(exc):
+                    raise self._translate(exc, op) from exc
+                _rollback(conn)  # locked by another process: wait in the worker
+            except (self.driver.Error, OSError) as exc:
+                raise self._translate(exc, op) from exc
+            else:
+                if conn.total_changes - self._changes_mark >= _CHECKPOINT_CHANGES:
+                    self._start_checkpoint(conn)
+                return result
+        return await self._in_worker(fn, conn, args, op)
+
+    async def _in_worker(
+        self, fn: Callable[..., T], conn: Any, args: tuple[Any, ...], op: str
+    ) -> T:
+        worker = self._worker
+        assert worker is not None
+        loop = asyncio.get_running_loop()
+        self._queued += 1
+
+        def job() -> T:
+            try:
+                conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
+                try:
+                    return self._with_retry(fn, conn, *args)
+                finally:
+                    conn.execute("PRAGMA busy_timeout = 0")
+            finally:
+                # Counted down once the thread is done with the connection, even
+                # if the awaiting task was cancelled meanwhile.
+                loop.call_soon_threadsafe(self._release)
+
         try:
-            result = await _in_thread(conn)(self._with_retry, fn, conn._conn, *args)
-            return cast(T, result)
+            return cast(T, await _in_thread(worker)(job))
         except (self.driver.Error, OSError) as exc:
             raise self._translate(exc, op) from exc
+
+    def _release(self) -> None:
+        self._queued -= 1
+        conn = self._raw
+        if (
+            not self._queued
+            and conn is not None
+            and conn.total_changes - self._changes_mark >= _CHECKPOINT_CHANGES
+        ):
+            self._start_checkpoint(conn)
+
+    def _start_checkpoint(self, conn: Any) -> None:
+        """Checkpoint the WAL in a background thread, unless one is running."""
+        if self.path is None or (self._checkpoint is not None and not self._checkpoint.done()):
+            return
+        self._changes_mark = conn.total_changes
+        if self._checkpointer is None:
+            self._checkpointer = ThreadPoolExecutor(1, thread_name_prefix="carrier-sql-checkpoint")
+        # A thread's future: done without the loop's help, as inline calls may not
+        # yield to the loop for a while.
+        self._checkpoint = self._checkpointer.submit(self._checkpoint_now)
+
+    def _checkpoint_now(self) -> None:
+        """A PASSIVE checkpoint: waits for no one; readers and writers go on."""
+        if self._checkpoint_conn is None:
+            assert self.path is not None
+            self._checkpoint_conn = self.driver.connect(str(self.path), isolation_level=None)
+        with contextlib.suppress(self.driver.Error):
+            self._checkpoint_conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
     def _with_retry(self, fn: Callable[..., T], *args: Any) -> T:
         deadline = time.monotonic() + self.write_retry_s
@@ -208,6 +307,8 @@ class Database:
             except self.driver.OperationalError as exc:
                 if not _is_busy(exc) or time.monotonic() >= deadline:
                     raise
+                if args:
+                    _rollback(args[0])
                 time.sleep(delay)
                 delay = min(delay * 2, 0.1)
 
@@ -247,8 +348,15 @@ def _in_thread(conn: aiosqlite.Connection) -> Callable[..., Awaitable[Any]]:
     return cast(Callable[..., Awaitable[Any]], conn._execute)
 
 
-#: Store calls between two background WAL checkpoints.
-_CHECKPOINT_EVERY = 500
+#: Rows changed between two background WAL checkpoints (a few thousand WAL frames).
+_CHECKPOINT_CHANGES = 250
+
+
+def _rollback(conn: Any) -> None:
+    """End a transaction left open by a failed call (e.g. a ``COMMIT`` that found
+    the file locked), so the call can run again."""
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
 
 
 def _optimize(conn: Any) -> None:

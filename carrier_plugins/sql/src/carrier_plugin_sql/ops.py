@@ -15,6 +15,7 @@ from functools import cache
 from typing import Any
 
 import numpy as np
+from pydantic import TypeAdapter, ValidationError
 
 from carrier.errors import EmbeddingDimensionError
 from carrier.types import Content, Memory, ScoredMemory
@@ -26,15 +27,28 @@ __all__ = [
     "create_memory",
     "delete_memory",
     "memories_by_seq",
+    "memories_from_rows",
     "read_dimension",
     "select_memories",
 ]
 
-#: Columns of a memory as read by :func:`memory_from_row`.
+#: Columns of a memory as read by :func:`memories_from_rows`: ``seq``, the memory as a
+#: JSON object up to its ``created_at`` value (built by SQLite from the stored JSON
+#: documents), ``created_at`` (a float, formatted by Python to stay exact) and the
+#: embedding blob (or NULL).
 MEMORY_COLUMNS = (
-    "m.seq, m.id, m.agent_id, m.entity_id, m.room_id, m.world_id, m.type, m.content, "
-    "m.created_at, m.is_unique, m.meta, e.vector"
+    "m.seq, "
+    """'{"id":' || json_quote(m.id) || ',"agent_id":' || json_quote(m.agent_id) """
+    """|| ',"entity_id":' || json_quote(m.entity_id) || ',"room_id":' || json_quote(m.room_id) """
+    """|| ',"world_id":' || json_quote(m.world_id) || ',"type":' || json_quote(m.type) """
+    """|| ',"content":' || m.content || ',"unique":' """
+    """|| CASE WHEN m.is_unique THEN 'true' ELSE 'false' END """
+    """|| ',"metadata":' || m.meta || ',"embedding":null,"created_at":', """
+    "m.created_at, e.vector"
 )
+_CREATED_AT_KEY = ',"created_at":'
+#: Validates many memories in one call of pydantic's (Rust) JSON validator.
+_MEMORY_LIST: TypeAdapter[list[Memory]] = TypeAdapter(list[Memory])
 _FROM = "FROM memories AS m LEFT JOIN embeddings AS e ON e.memory_seq = m.seq"
 
 _INSERT_MEMORY = (
@@ -49,37 +63,31 @@ _INSERT_EMBEDDING = (
 _DIMENSION_KEY = "embedding_dimension"
 
 
-def memory_from_row(row: Sequence[Any]) -> Memory:
-    """A ``Memory`` from a row of :data:`MEMORY_COLUMNS`."""
-    (
-        _,
-        id_,
-        agent_id,
-        entity_id,
-        room_id,
-        world_id,
-        type_,
-        content,
-        created_at,
-        unique,
-        meta,
-        vec,
-    ) = row
-    return Memory.model_validate(
-        {
-            "id": id_,
-            "agent_id": agent_id,
-            "entity_id": entity_id,
-            "room_id": room_id,
-            "world_id": world_id,
-            "type": type_,
-            "content": Content.model_validate_json(content),
-            "embedding": None if vec is None else vectors.decode(vec),
-            "created_at": created_at,
-            "unique": bool(unique),
-            "metadata": json.loads(meta),
-        }
-    )
+def memories_from_rows(rows: Sequence[Sequence[Any]]) -> list[Memory]:
+    """``Memory`` objects from rows of :data:`MEMORY_COLUMNS`, validated as one JSON
+    array (about half the cost of validating them one by one)."""
+    if not rows:
+        return []
+    try:
+        memories = _MEMORY_LIST.validate_json(
+            "[" + ",".join([f"{row[1]}{row[2]!r}}}" for row in rows]) + "]"
+        )
+    except ValidationError:
+        # What JSON cannot carry exactly (an infinite created_at, NaN or a lone
+        # surrogate in metadata): one by one, with Python's json module.
+        memories = [_memory_from_row(row) for row in rows]
+    for memory, row in zip(memories, rows, strict=True):
+        if row[3] is not None:
+            memory.embedding = vectors.decode(row[3])
+    return memories
+
+
+def _memory_from_row(row: Sequence[Any]) -> Memory:
+    head = row[1]
+    data = json.loads(head[: -len(_CREATED_AT_KEY)] + "}")
+    data["created_at"] = row[2]
+    data["content"] = Content.model_validate(data["content"])
+    return Memory.model_validate(data)
 
 
 def memory_params(memory: Memory) -> tuple[Any, ...]:
@@ -179,7 +187,7 @@ def select_memories(
     values = [v for v in params if v is not None] + [limit]
     rows = conn.execute(sql, values).fetchall()
     rows.reverse()
-    return [memory_from_row(row) for row in rows]
+    return memories_from_rows(rows)
 
 
 def memories_by_seq(conn: Any, seqs: Sequence[int]) -> dict[int, Memory]:
@@ -187,8 +195,9 @@ def memories_by_seq(conn: Any, seqs: Sequence[int]) -> dict[int, Memory]:
     if not seqs:
         return {}
     marks = ", ".join("?" * len(seqs))
-    rows = conn.execute(f"SELECT {MEMORY_COLUMNS} {_FROM} WHERE m.seq IN ({marks})", list(seqs))
-    return {int(row[0]): memory_from_row(row) for row in rows}
+    sql = f"SELECT {MEMORY_COLUMNS} {_FROM} WHERE m.seq IN ({marks})"
+    rows = conn.execute(sql, list(seqs)).fetchall()
+    return {int(row[0]): memory for row, memory in zip(rows, memories_from_rows(rows), strict=True)}
 
 
 def _check_query(conn: Any, embedding: Sequence[float]) -> int | None:

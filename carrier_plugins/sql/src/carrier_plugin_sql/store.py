@@ -1,7 +1,9 @@
 """``SqlStore``: Carrier's durable memory store on SQLite.
 
-One aiosqlite connection in WAL mode serves every call; each call is a single
-transaction run in the connection's thread (see :mod:`carrier_plugin_sql.db`).
+One connection in WAL mode serves every call; each call is a single transaction,
+run inline on the event loop's thread when short and uncontended, else in a
+worker thread (see :mod:`carrier_plugin_sql.db`). Goals, tasks, cache and logs
+live in :mod:`carrier_plugin_sql.records`.
 Semantic search is exact: in RAM with numpy by default, or inside SQLite with
 sqlite-vec (``vector_search="sqlite-vec"``), which keeps nothing in RAM.
 """
@@ -9,26 +11,23 @@ sqlite-vec (``vector_search="sqlite-vec"``), which keeps nothing in RAM.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from carrier.errors import ConfigurationError, StoreError
+from carrier.errors import ConfigurationError
 from carrier.protocols import MemoryStore
 from carrier.types import (
     Entity,
-    Goal,
-    GoalStatus,
     Memory,
     MemoryType,
     Participant,
     ParticipantState,
     Room,
     ScoredMemory,
-    Task,
 )
 from carrier_plugin_sql import ops, schema
-from carrier_plugin_sql.db import Database, transaction
+from carrier_plugin_sql.db import Database
+from carrier_plugin_sql.records import INLINE_ROWS, RecordsMixin
 from carrier_plugin_sql.url import parse_sqlite_url
 from carrier_plugin_sql.vectors import VectorIndex
 
@@ -38,39 +37,7 @@ VectorSearch = Literal["auto", "numpy", "sqlite-vec"]
 _VECTOR_SEARCH = ("auto", "numpy", "sqlite-vec")
 
 
-def _open_schema(conn: Any, where: str) -> int | None:
-    """Create or migrate the schema; the recorded embedding dimension."""
-
-    def version() -> int | None:
-        tables = {
-            row[0]
-            for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-            if not str(row[0]).startswith("sqlite_")
-        }
-        if "carrier_meta" not in tables:
-            return None if tables else 0
-        row = conn.execute("SELECT value FROM carrier_meta WHERE key = 'schema_version'").fetchone()
-        return int(row[0]) if row else 0
-
-    found = version()
-    if found is None:
-        raise StoreError(
-            f"The database {where} holds tables that are not Carrier's (no carrier_meta "
-            f"table); refusing to change it. Point CARRIER_DATABASE_URL at a new file."
-        )
-    if found != schema.SCHEMA_VERSION:
-        with transaction(conn):
-            found = version() or 0  # another process may have migrated meanwhile
-            schema.migrate(conn.execute, found, where=where)
-            conn.execute(
-                "INSERT INTO carrier_meta (key, value) VALUES ('schema_version', ?) "
-                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (str(schema.SCHEMA_VERSION),),
-            )
-    return ops.read_dimension(conn)
-
-
-class SqlStore(MemoryStore):
+class SqlStore(RecordsMixin, MemoryStore):
     """A ``MemoryStore`` on a SQLite file (or in memory).
 
     Args:
@@ -135,7 +102,10 @@ class SqlStore(MemoryStore):
         await self._db.open()
         try:
             self._dimension = await self._db.run(
-                _open_schema, self._db.where, op="creating or migrating the schema"
+                schema.open_schema,
+                self._db.where,
+                inline=False,
+                op="creating or migrating the schema",
             )
         except BaseException:
             await self._db.close()
@@ -185,6 +155,7 @@ class SqlStore(MemoryStore):
                 f"SELECT data FROM entities WHERE id IN ({', '.join('?' * len(chunk))})",
                 chunk,
                 op="reading entities",
+                inline=len(chunk) <= INLINE_ROWS,
             )
             found.extend(Entity.model_validate_json(row[0]) for row in rows)
         return found
@@ -270,7 +241,7 @@ class SqlStore(MemoryStore):
             (memory_id,),
             op="reading a memory",
         )
-        return ops.memory_from_row(rows[0]) if rows else None
+        return ops.memories_from_rows(rows)[0] if rows else None
 
     async def get_memories(
         self,
@@ -293,6 +264,7 @@ class SqlStore(MemoryStore):
             limit,
             before,
             op="reading memories",
+            inline=limit <= INLINE_ROWS,
         )
 
     async def count_memories(
@@ -309,6 +281,7 @@ class SqlStore(MemoryStore):
             f"SELECT count(*) FROM memories WHERE {' AND '.join(where)}",
             values,
             op="counting memories",
+            inline=False,
         )
         return int(rows[0][0])
 
@@ -344,11 +317,16 @@ class SqlStore(MemoryStore):
         query = list(embedding)
         if self.vector_search == "sqlite-vec":
             dimension, found = await self._db.run(
-                ops.search_sqlite_vec, query, filters, op="searching memories"
+                ops.search_sqlite_vec, query, filters, op="searching memories", inline=False
             )
         else:
             dimension, found = await self._db.run(
-                ops.search_numpy, self._index, query, filters, op="searching memories"
+                ops.search_numpy,
+                self._index,
+                query,
+                filters,
+                op="searching memories",
+                inline=False,
             )
         if dimension is not None:
             self._dimension = dimension
@@ -364,165 +342,9 @@ class SqlStore(MemoryStore):
             "WHERE p.agent_id = ? ORDER BY p.created_at, p.memory_seq LIMIT ?",
             (agent_id, limit),
             op="reading unanswered messages",
+            inline=limit <= INLINE_ROWS,
         )
-        return [ops.memory_from_row(row) for row in rows]
-
-    # goals
-    async def upsert_goal(self, goal: Goal) -> None:
-        await self._execute(
-            "INSERT INTO goals (id, agent_id, room_id, status, created_at, data) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
-            "agent_id = excluded.agent_id, room_id = excluded.room_id, "
-            "status = excluded.status, created_at = excluded.created_at, data = excluded.data",
-            (
-                goal.id,
-                goal.agent_id,
-                goal.room_id,
-                goal.status.value,
-                goal.created_at,
-                goal.model_dump_json(),
-            ),
-            op="storing a goal",
-        )
-
-    async def get_goal(self, goal_id: str) -> Goal | None:
-        rows = await self._fetch(
-            "SELECT data FROM goals WHERE id = ?", (goal_id,), op="reading a goal"
-        )
-        return Goal.model_validate_json(rows[0][0]) if rows else None
-
-    async def get_goals(
-        self, *, agent_id: str, room_id: str | None = None, status: GoalStatus | None = None
-    ) -> list[Goal]:
-        where, values = ["agent_id = ?"], [agent_id]
-        if room_id is not None:
-            where.append("room_id = ?")
-            values.append(room_id)
-        if status is not None:
-            where.append("status = ?")
-            values.append(GoalStatus(status).value)
-        rows = await self._fetch(
-            f"SELECT data FROM goals WHERE {' AND '.join(where)} ORDER BY created_at, rowid",
-            values,
-            op="reading goals",
-        )
-        return [Goal.model_validate_json(row[0]) for row in rows]
-
-    # tasks
-    async def upsert_task(self, task: Task) -> None:
-        await self._execute(
-            "INSERT INTO tasks (id, agent_id, due_at, created_at, data) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT (id) DO UPDATE SET agent_id = excluded.agent_id, "
-            "due_at = excluded.due_at, created_at = excluded.created_at, data = excluded.data",
-            (task.id, task.agent_id, task.due_at, task.created_at, task.model_dump_json()),
-            op="storing a task",
-        )
-
-    async def get_tasks(self, *, agent_id: str, tags: Sequence[str] = ()) -> list[Task]:
-        rows = await self._fetch(
-            "SELECT data FROM tasks WHERE agent_id = ? "
-            "ORDER BY due_at IS NULL, due_at, created_at, rowid",
-            (agent_id,),
-            op="reading tasks",
-        )
-        wanted = set(tags)
-        tasks = (Task.model_validate_json(row[0]) for row in rows)
-        return [task for task in tasks if wanted <= set(task.tags)]
-
-    async def delete_task(self, task_id: str) -> bool:
-        return (
-            await self._execute("DELETE FROM tasks WHERE id = ?", (task_id,), op="deleting a task")
-            == 1
-        )
-
-    # cache and logs
-    async def get_cache(self, key: str) -> Any:
-        rows = await self._fetch(
-            "SELECT value, expires_at FROM cache WHERE key = ?", (key,), op="reading the cache"
-        )
-        if not rows:
-            return None
-        value, expires_at = rows[0]
-        if expires_at is not None and expires_at <= time.time():
-            await self._execute(
-                "DELETE FROM cache WHERE key = ? AND expires_at <= ?",
-                (key, time.time()),
-                op="expiring a cache entry",
-            )
-            return None
-        return json.loads(value)
-
-    async def set_cache(self, key: str, value: Any, *, ttl_s: float | None = None) -> None:
-        try:
-            encoded = json.dumps(value)
-        except (TypeError, ValueError) as exc:
-            raise StoreError(
-                f"Cache value for {key!r} is not JSON-serializable: {exc}. "
-                f"Store plain dicts, lists, strings and numbers."
-            ) from exc
-        expires_at = None if ttl_s is None else time.time() + ttl_s
-        await self._execute(
-            "INSERT INTO cache (key, value, expires_at) VALUES (?, ?, ?) ON CONFLICT (key) "
-            "DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",
-            (key, encoded, expires_at),
-            op="writing the cache",
-        )
-
-    async def delete_cache(self, key: str) -> bool:
-        return (
-            await self._execute(
-                "DELETE FROM cache WHERE key = ?", (key,), op="deleting a cache entry"
-            )
-            == 1
-        )
-
-    async def log(
-        self, *, agent_id: str, room_id: str | None, type: str, body: dict[str, Any]
-    ) -> None:
-        try:
-            encoded = json.dumps(body)
-        except (TypeError, ValueError) as exc:
-            raise StoreError(f"Log body of type {type!r} is not JSON-serializable: {exc}.") from exc
-        await self._execute(
-            "INSERT INTO logs (agent_id, room_id, type, body, created_at) VALUES (?, ?, ?, ?, ?)",
-            (agent_id, room_id, type, encoded, time.time()),
-            op="writing a log entry",
-        )
-
-    async def get_logs(
-        self, *, agent_id: str, room_id: str | None = None, limit: int = 100
-    ) -> list[dict[str, Any]]:
-        if limit <= 0:
-            return []
-        room = "" if room_id is None else " AND room_id = ?"
-        values: list[Any] = [agent_id] + ([] if room_id is None else [room_id]) + [limit]
-        rows = await self._fetch(
-            "SELECT agent_id, room_id, type, body, created_at FROM logs "
-            f"WHERE agent_id = ?{room} ORDER BY seq DESC LIMIT ?",
-            values,
-            op="reading logs",
-        )
-        return [
-            {"agent_id": a, "room_id": r, "type": t, "body": json.loads(b), "created_at": c}
-            for a, r, t, b, c in reversed(rows)
-        ]
-
-    # helpers
-    async def _execute(self, sql: str, values: Sequence[Any], *, op: str) -> int:
-        """Run one write statement (autocommit); the number of rows it changed."""
-        return await self._db.run(_execute, sql, values, op=op)
-
-    async def _fetch(self, sql: str, values: Sequence[Any], *, op: str) -> list[Any]:
-        """Run one query; all its rows."""
-        return await self._db.run(_fetchall, sql, values, op=op)
-
-
-def _execute(conn: Any, sql: str, values: Sequence[Any]) -> int:
-    return int(conn.execute(sql, values).rowcount)
-
-
-def _fetchall(conn: Any, sql: str, values: Sequence[Any]) -> list[Any]:
-    return list(conn.execute(sql, values).fetchall())
+        return ops.memories_from_rows(rows)
 
 
 def _participant(row: Sequence[Any]) -> Participant:

@@ -1,0 +1,184 @@
+"""Goals, tasks, cache and logs of ``SqlStore`` (a mixin), and the one-statement helpers."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from carrier.errors import StoreError
+from carrier.types import Goal, GoalStatus, Task
+from carrier_plugin_sql.db import Database
+
+__all__ = ["RecordsMixin"]
+
+#: Reads of up to this many rows run inline (on the event loop's thread).
+INLINE_ROWS = 256
+
+
+class RecordsMixin:
+    """The ``MemoryStore`` methods of goals, tasks, cache and logs."""
+
+    _db: Database
+
+    # goals
+    async def upsert_goal(self, goal: Goal) -> None:
+        await self._execute(
+            "INSERT INTO goals (id, agent_id, room_id, status, created_at, data) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+            "agent_id = excluded.agent_id, room_id = excluded.room_id, "
+            "status = excluded.status, created_at = excluded.created_at, data = excluded.data",
+            (
+                goal.id,
+                goal.agent_id,
+                goal.room_id,
+                goal.status.value,
+                goal.created_at,
+                goal.model_dump_json(),
+            ),
+            op="storing a goal",
+        )
+
+    async def get_goal(self, goal_id: str) -> Goal | None:
+        rows = await self._fetch(
+            "SELECT data FROM goals WHERE id = ?", (goal_id,), op="reading a goal"
+        )
+        return Goal.model_validate_json(rows[0][0]) if rows else None
+
+    async def get_goals(
+        self, *, agent_id: str, room_id: str | None = None, status: GoalStatus | None = None
+    ) -> list[Goal]:
+        where, values = ["agent_id = ?"], [agent_id]
+        if room_id is not None:
+            where.append("room_id = ?")
+            values.append(room_id)
+        if status is not None:
+            where.append("status = ?")
+            values.append(GoalStatus(status).value)
+        rows = await self._fetch(
+            f"SELECT data FROM goals WHERE {' AND '.join(where)} ORDER BY created_at, rowid",
+            values,
+            op="reading goals",
+        )
+        return [Goal.model_validate_json(row[0]) for row in rows]
+
+    # tasks
+    async def upsert_task(self, task: Task) -> None:
+        await self._execute(
+            "INSERT INTO tasks (id, agent_id, due_at, created_at, data) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET agent_id = excluded.agent_id, "
+            "due_at = excluded.due_at, created_at = excluded.created_at, data = excluded.data",
+            (task.id, task.agent_id, task.due_at, task.created_at, task.model_dump_json()),
+            op="storing a task",
+        )
+
+    async def get_tasks(self, *, agent_id: str, tags: Sequence[str] = ()) -> list[Task]:
+        rows = await self._fetch(
+            "SELECT data FROM tasks WHERE agent_id = ? "
+            "ORDER BY due_at IS NULL, due_at, created_at, rowid",
+            (agent_id,),
+            op="reading tasks",
+        )
+        wanted = set(tags)
+        tasks = (Task.model_validate_json(row[0]) for row in rows)
+        return [task for task in tasks if wanted <= set(task.tags)]
+
+    async def delete_task(self, task_id: str) -> bool:
+        return (
+            await self._execute("DELETE FROM tasks WHERE id = ?", (task_id,), op="deleting a task")
+            == 1
+        )
+
+    # cache and logs
+    async def get_cache(self, key: str) -> Any:
+        rows = await self._fetch(
+            "SELECT value, expires_at FROM cache WHERE key = ?", (key,), op="reading the cache"
+        )
+        if not rows:
+            return None
+        value, expires_at = rows[0]
+        if expires_at is not None and expires_at <= time.time():
+            await self._execute(
+                "DELETE FROM cache WHERE key = ? AND expires_at <= ?",
+                (key, time.time()),
+                op="expiring a cache entry",
+            )
+            return None
+        return json.loads(value)
+
+    async def set_cache(self, key: str, value: Any, *, ttl_s: float | None = None) -> None:
+        try:
+            encoded = json.dumps(value)
+        except (TypeError, ValueError) as exc:
+            raise StoreError(
+                f"Cache value for {key!r} is not JSON-serializable: {exc}. "
+                f"Store plain dicts, lists, strings and numbers."
+            ) from exc
+        expires_at = None if ttl_s is None else time.time() + ttl_s
+        await self._execute(
+            "INSERT INTO cache (key, value, expires_at) VALUES (?, ?, ?) ON CONFLICT (key) "
+            "DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",
+            (key, encoded, expires_at),
+            op="writing the cache",
+        )
+
+    async def delete_cache(self, key: str) -> bool:
+        return (
+            await self._execute(
+                "DELETE FROM cache WHERE key = ?", (key,), op="deleting a cache entry"
+            )
+            == 1
+        )
+
+    async def log(
+        self, *, agent_id: str, room_id: str | None, type: str, body: dict[str, Any]
+    ) -> None:
+        try:
+            encoded = json.dumps(body)
+        except (TypeError, ValueError) as exc:
+            raise StoreError(f"Log body of type {type!r} is not JSON-serializable: {exc}.") from exc
+        await self._execute(
+            "INSERT INTO logs (agent_id, room_id, type, body, created_at) VALUES (?, ?, ?, ?, ?)",
+            (agent_id, room_id, type, encoded, time.time()),
+            op="writing a log entry",
+        )
+
+    async def get_logs(
+        self, *, agent_id: str, room_id: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        if limit <= 0:
+            return []
+        room = "" if room_id is None else " AND room_id = ?"
+        values: list[Any] = [agent_id] + ([] if room_id is None else [room_id]) + [limit]
+        rows = await self._fetch(
+            "SELECT agent_id, room_id, type, body, created_at FROM logs "
+            f"WHERE agent_id = ?{room} ORDER BY seq DESC LIMIT ?",
+            values,
+            op="reading logs",
+            inline=limit <= INLINE_ROWS,
+        )
+        return [
+            {"agent_id": a, "room_id": r, "type": t, "body": json.loads(b), "created_at": c}
+            for a, r, t, b, c in reversed(rows)
+        ]
+
+    # helpers
+    async def _execute(self, sql: str, values: Sequence[Any], *, op: str) -> int:
+        """Run one write statement (autocommit); the number of rows it changed."""
+        return await self._db.run(_execute, sql, values, op=op)
+
+    async def _fetch(
+        self, sql: str, values: Sequence[Any], *, op: str, inline: bool = True
+    ) -> list[Any]:
+        """Run one query; all its rows. ``inline=False`` for a query whose cost
+        grows with the data (it runs in the worker thread)."""
+        return await self._db.run(_fetchall, sql, values, op=op, inline=inline)
+
+
+def _execute(conn: Any, sql: str, values: Sequence[Any]) -> int:
+    return int(conn.execute(sql, values).rowcount)
+
+
+def _fetchall(conn: Any, sql: str, values: Sequence[Any]) -> list[Any]:
+    return list(conn.execute(sql, values).fetchall())
