@@ -98,3 +98,14 @@ def say() -> Callable[..., IncomingMessage]:
         )
 
     return make
+
+
+@pytest.fixture(scope="session")
+def minilm() -> Any:
+    """The real MiniLM embeddings of carrier-plugin-local (384 dimensions, no chat)."""
+    from carrier_plugin_local.plugin import build_model
+    from carrier_plugin_local.settings import LocalSettings
+
+    model = build_model(LocalSettings(_env_file=None, threads=1))
+    yield model
+    model.embedder.close()  # type: ignore[attr-defined]

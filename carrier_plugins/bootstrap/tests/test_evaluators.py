@@ -1,0 +1,147 @@
+"""Evaluators in the loop: facts (stored with embeddings, deduplicated by meaning,
+retrieved later), goal progress, reflection."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from carrier.character import Character
+from carrier.host import PluginHost
+from carrier.runtime import AgentRuntime
+from carrier.testing import FakeModel
+from carrier.types import Goal, GoalStatus, IncomingMessage, MemoryType, Objective
+
+Say = Callable[..., IncomingMessage]
+
+
+@pytest.fixture
+async def remembering(
+    bootstrap_host: PluginHost,
+    character: Character,
+    fake_model: FakeModel,
+    small_model: FakeModel,
+    sql_store: Any,
+    minilm: Any,
+) -> AsyncIterator[AgentRuntime]:
+    """The agent with real MiniLM embeddings."""
+    async with AgentRuntime(
+        character,
+        host=bootstrap_host,
+        store=sql_store,
+        models={"large": fake_model, "small": small_model, "embedding": minilm},
+    ) as runtime:
+        yield runtime
+
+
+def _facts(*facts: str) -> str:
+    return json.dumps({"facts": list(facts)})
+
+
+async def test_a_fact_stated_once_is_retrieved_in_a_later_message(
+    remembering: AgentRuntime, fake_model: FakeModel, small_model: FakeModel, say: Say
+) -> None:
+    small_model.queue(_facts("Ada works as a baker.", "Ada's sister Maria lives in Lisbon."))
+    reply = await remembering.handle(
+        say("I bake bread for a living, and my sister Maria is in Lisbon")
+    )
+    (facts,) = [r for r in reply.evaluator_results if r.name == "facts"]
+    assert len(facts.data["added"]) == 2
+    stored = await remembering.store.get_memories(
+        agent_id=remembering.agent_id, type=MemoryType.FACT
+    )
+    assert all(m.embedding is not None and m.entity_id == "ada" for m in stored)
+
+    await remembering.handle(say("What do you know about my sister Maria?", room="elsewhere"))
+    system = fake_model.requests[-1].system or ""
+    assert "Things you know:\n- Ada's sister Maria lives in Lisbon." in system
+    assert "Things you know:\n- Ada works as a baker." not in system
+
+
+async def test_facts_are_deduplicated_by_meaning(
+    remembering: AgentRuntime, small_model: FakeModel, say: Say
+) -> None:
+    small_model.queue(_facts("Ada lives in Oslo."))
+    await remembering.handle(say("I live in Oslo"))
+    small_model.queue(_facts("Ada resides in Oslo.", "Ada works as a baker.", "Ada lives in Oslo"))
+    reply = await remembering.handle(say("I'm in Oslo and I work as a baker"))
+    (facts,) = [r for r in reply.evaluator_results if r.name == "facts"]
+    assert facts.data == {
+        "added": ["Ada works as a baker."],
+        "duplicates": ["Ada resides in Oslo.", "Ada lives in Oslo"],
+    }
+    count = await remembering.store.count_memories(
+        agent_id=remembering.agent_id, type=MemoryType.FACT
+    )
+    assert count == 2
+
+
+async def test_questions_and_unusable_answers_store_nothing(
+    agent: AgentRuntime, small_model: FakeModel, say: Say
+) -> None:
+    await agent.handle(say("What time is it?"))
+    assert small_model.requests == []  # nothing about the user: no model call
+    small_model.queue("Sure! Ada likes {broken json")
+    reply = await agent.handle(say("I like cats a lot"))
+    (facts,) = [r for r in reply.evaluator_results if r.name == "facts"]
+    assert not facts.success
+    assert "no JSON object" in (facts.error or "")
+    assert reply.texts == ["ok"]
+    assert await agent.store.count_memories(agent_id=agent.agent_id, type=MemoryType.FACT) == 0
+
+
+async def test_goal_progress_is_marked_and_the_goal_closed(
+    agent: AgentRuntime, small_model: FakeModel, say: Say
+) -> None:
+    goal = Goal(
+        agent_id=agent.agent_id,
+        room_id="dm-ada",
+        name="move house",
+        objectives=[Objective(description="pack boxes"), Objective(description="hire a van")],
+    )
+    await agent.store.upsert_goal(goal)
+    small_model.queue(json.dumps({"completed": [{"goal": goal.id, "objective": 1}]}))
+    reply = await agent.handle(say("The boxes are all packed."))
+    (result,) = [r for r in reply.evaluator_results if r.name == "goals"]
+    assert result.data["marked"] == [{"goal": goal.id, "objective": 1}]
+    assert "1. [ ] pack boxes" in (small_model.requests[0].system or "")
+    small_model.queue(json.dumps({"completed": [{"goal": "move house", "objective": 2}]}))
+    reply = await agent.handle(say("The van is booked for Friday."))
+    (result,) = [r for r in reply.evaluator_results if r.name == "goals"]
+    assert result.data["closed"] == [goal.id]
+    stored = await agent.store.get_goal(goal.id)
+    assert stored is not None
+    assert stored.status is GoalStatus.DONE
+
+
+async def test_a_reflection_is_written_every_n_messages_and_shown(
+    bootstrap_host: PluginHost,
+    character: Character,
+    sql_store: Any,
+    say: Say,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CARRIER_BOOTSTRAP_REFLECTION_INTERVAL", "4")
+    large, small = FakeModel(), FakeModel(default_text="{}")
+    async with AgentRuntime(
+        character,
+        host=bootstrap_host,
+        store=sql_store,
+        models={"large": large, "small": small, "embedding": None},
+    ) as agent:
+        await agent.handle(say("hello"))
+        await agent.handle(say("how are things"))
+        assert small.requests == []
+        small.queue(json.dumps({"summary": "Ada greeted Testy twice."}))
+        reply = await agent.handle(say("nice"))
+        (result,) = [r for r in reply.evaluator_results if r.name == "reflection"]
+        assert result.data == {"summary": "Ada greeted Testy twice.", "messages": 5}
+        assert "Ada: hello" in small.requests[0].messages[0].content
+        await agent.handle(say("anything new?"))
+        assert "Summary of the conversation so far: Ada greeted Testy twice." in (
+            large.requests[-1].system or ""
+        )
+        assert len(small.requests) == 1  # not again before 4 more messages
