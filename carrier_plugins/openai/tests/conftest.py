@@ -12,8 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-#: The key the local llama.cpp server demands; tests also check it never leaks.
-LLAMA_KEY = "sk-local-llama-key-0123456789"
+from openai_fakes import LLAMA_KEY
 
 
 def _smollm2() -> Path:

@@ -14,7 +14,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["FakeServer", "Recorded", "Reply"]
+__all__ = ["LLAMA_KEY", "FakeServer", "Recorded", "Reply"]
+
+#: The key the local llama.cpp server demands; tests also check it never leaks.
+LLAMA_KEY = "sk-local-llama-key-0123456789"
 
 
 @dataclass

@@ -14,8 +14,16 @@ from typing import Any
 
 import carrier_plugin_openai.plugin
 import pytest
-from conftest import LLAMA_KEY
-from openai_fakes import FakeServer, Recorded, Reply, chunk, completion, error_body, tool_call
+from openai_fakes import (
+    LLAMA_KEY,
+    FakeServer,
+    Recorded,
+    Reply,
+    chunk,
+    completion,
+    error_body,
+    tool_call,
+)
 from pydantic import BaseModel
 
 from carrier import (
