@@ -266,6 +266,7 @@ def _status(status: int, **headers: str) -> Reply:
             ModelRejectedError,
             None,
         ),
+        (Reply(json={"object": "chat.completion"}), ModelRejectedError, None),
     ],
 )
 async def test_failures_are_translated(
