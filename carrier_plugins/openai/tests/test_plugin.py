@@ -266,7 +266,6 @@ def _status(status: int, **headers: str) -> Reply:
             ModelRejectedError,
             None,
         ),
-        (Reply(json={"object": "chat.completion"}), ModelRejectedError, None),
     ],
 )
 async def test_failures_are_translated(
@@ -396,3 +395,16 @@ async def test_retries_and_fallback_through_the_runtime(
     (retry,) = events.of(EventType.MODEL_RETRY)
     assert retry.data["model"] == "openai:gpt-4.1-mini"
     assert FAKE_KEY not in json.dumps([e.model_dump(mode="json") for e in events.events])
+
+
+async def test_a_body_without_choices_is_rejected(
+    openai_host: PluginHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CARRIER_OPENAI_API_KEY", FAKE_KEY)
+    async with FakeServer(lambda r: Reply(json={"object": "chat.completion"})) as server:
+        model = openai_host.models.create("openai", base_url=f"{server.url}/v1")
+        try:
+            with pytest.raises(ModelRejectedError, match=r"no choices|not a chat completion"):
+                await model.generate(hello())
+        finally:
+            await model.aclose()
