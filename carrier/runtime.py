@@ -268,8 +268,12 @@ class AgentRuntime:
         return "local" if "local" in self.host.models else "echo"
 
     def _retry_policy(self) -> RetryPolicy:
+        settings = self.settings
         return RetryPolicy(
-            attempts=self.settings.model_retry_attempts, budget_s=self.settings.model_retry_budget_s
+            attempts=settings.model_retry_attempts,
+            budget_s=settings.model_retry_budget_s,
+            initial_s=settings.model_retry_initial_s,
+            jitter_s=min(0.5, settings.model_retry_initial_s),
         )
 
     def model(self, model_class: ModelClass | str = ModelClass.LARGE) -> ModelChain:

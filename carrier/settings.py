@@ -81,6 +81,9 @@ class CarrierSettings(BaseSettings):
     provider_timeout_s: float = Field(default=2.0, gt=0)
     model_retry_attempts: int = Field(default=4, ge=1)
     model_retry_budget_s: float = Field(default=60.0, gt=0)
+    model_retry_initial_s: float = Field(
+        default=0.5, ge=0, description="First backoff wait; doubles per attempt, plus jitter."
+    )
     facts_limit: int = Field(default=5, ge=0)
     knowledge_limit: int = Field(default=5, ge=0)
     search_threshold: float = Field(default=0.3, ge=-1, le=1)

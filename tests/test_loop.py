@@ -9,9 +9,16 @@ from carrier.character import Character
 from carrier.errors import ModelRejectedError, TransientModelError
 from carrier.host import PluginHost
 from carrier.runtime import AgentRuntime
+from carrier.settings import CarrierSettings
 from carrier.testing import EventRecorder, FakeModel
 from carrier.types import EventType, IncomingMessage, MemoryType, Role, RoomType
 from tests.plugins_for_tests import CountingEvaluator, TestPlugin
+
+
+@pytest.fixture
+def carrier_settings() -> CarrierSettings:
+    """Fast retries for this module (overrides carrier.testing's fixture)."""
+    return CarrierSettings(model_retry_initial_s=0.01, _env_file=None)
 
 
 @pytest.fixture
@@ -309,3 +316,19 @@ async def test_a_leading_speaker_label_is_stripped(
     fake_model.queue("Testy: Hello, I am Testy.")
     reply = await agent.handle(msg("who are you?"))
     assert reply.texts == ["Hello, I am Testy."]
+
+
+async def test_retry_waits_follow_the_initial_wait_setting(
+    host: PluginHost, character: Character, events: EventRecorder
+) -> None:
+    model = FakeModel()
+    model.queue(error=TransientModelError("503"), times=3)
+    runtime = AgentRuntime(
+        character, host=host, store=InMemoryStore(), models={"large": model, "embedding": None}
+    )
+    async with runtime:
+        reply = await runtime.handle(msg("hello"))
+    assert reply.texts == ["ok"]
+    waits = [e.data["wait_s"] for e in events.of(EventType.MODEL_RETRY)]
+    assert len(waits) == 3
+    assert all(w < 0.2 for w in waits)

@@ -73,9 +73,19 @@ def _carrier_block_remote_requests(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def host() -> Iterator[PluginHost]:
+def carrier_settings() -> CarrierSettings:
+    """Kernel settings of the ``host`` fixture: the environment without ``.env``.
+
+    Override this fixture in a test module to change them, e.g. to make retries fast:
+    ``return CarrierSettings(model_retry_initial_s=0.01, _env_file=None)``.
+    """
+    return CarrierSettings(_env_file=None)
+
+
+@pytest.fixture
+def host(carrier_settings: CarrierSettings) -> Iterator[PluginHost]:
     """A fresh host with only the builtin plugin; register yours with ``host.register``."""
-    plugin_host = PluginHost(autoload=False, settings=CarrierSettings(_env_file=None))
+    plugin_host = PluginHost(autoload=False, settings=carrier_settings)
     yield plugin_host
     plugin_host.check_pending()
 
