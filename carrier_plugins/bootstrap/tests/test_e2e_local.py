@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+
 import pytest
 from carrier_plugin_local.plugin import build_model
 from carrier_plugin_local.settings import LocalSettings
