@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from carrier import __version__
-from carrier.errors import CarrierError
+from carrier.errors import CarrierError, InputError
 
 if TYPE_CHECKING:
     from carrier.host import PluginHost
@@ -170,17 +170,22 @@ async def _chat(host: PluginHost, args: argparse.Namespace) -> int:
                     printed = True
                 print(delta, end="", flush=True)
 
-            reply = await runtime.handle(
-                IncomingMessage(
-                    text=text,
-                    user_id=args.user,
-                    user_name=args.user,
-                    room_id=room,
-                    source="cli",
-                    role=Role.OWNER,
-                ),
-                on_text=on_text if streaming else None,
-            )
+            try:
+                reply = await runtime.handle(
+                    IncomingMessage(
+                        text=text,
+                        user_id=args.user,
+                        user_name=args.user,
+                        room_id=room,
+                        source="cli",
+                        role=Role.OWNER,
+                    ),
+                    on_text=on_text if streaming else None,
+                )
+            except InputError as exc:
+                print(f"carrier: {exc}", file=sys.stderr)
+                failures += 1
+                continue
             if printed:
                 print()
             if reply.error:

@@ -4,6 +4,7 @@ The tree::
 
     CarrierError
     ├── ConfigurationError        operator must change settings or environment
+    ├── InputError                a client's input is unacceptable (nothing was stored)
     ├── PluginError
     │   ├── PluginLoadError       a plugin's import failed; names entry point + distribution
     │   └── PluginContractError   duplicate name, wrong type, broken hook implementation
@@ -36,6 +37,7 @@ __all__ = [
     "CharacterError",
     "ConfigurationError",
     "EmbeddingDimensionError",
+    "InputError",
     "ModelError",
     "ModelRejectedError",
     "PluginContractError",
@@ -70,6 +72,10 @@ class CarrierError(Exception):
 
 class ConfigurationError(CarrierError):
     """Settings or environment are wrong; the operator must change them."""
+
+
+class InputError(CarrierError):
+    """A client's input cannot be accepted (too large, malformed); nothing was stored."""
 
 
 class PluginError(CarrierError):

@@ -20,7 +20,13 @@ from typing import TYPE_CHECKING, Any, Self
 
 from carrier.acting import ActionTable
 from carrier.character import Character, check_plugins, load_character, plugin_name
-from carrier.errors import CarrierError, ConfigurationError, ModelError, StoreError
+from carrier.errors import (
+    CarrierError,
+    ConfigurationError,
+    InputError,
+    ModelError,
+    StoreError,
+)
 from carrier.model_chain import ModelChain, RetryPolicy, parse_model_spec
 from carrier.prompts import (
     SHOULD_RESPOND_TEMPLATE,
@@ -450,7 +456,17 @@ class AgentRuntime:
     # ---- the stages ------------------------------------------------------------------
 
     def receive(self, incoming: IncomingMessage) -> Memory:
-        """Stage 2: a client's message becomes a ``Memory``."""
+        """Stage 2: a client's message becomes a ``Memory``.
+
+        Raises ``InputError`` (nothing stored) for a message over
+        ``CARRIER_MAX_MESSAGE_CHARS``.
+        """
+        limit = self.settings.max_message_chars
+        if len(incoming.text) > limit:
+            raise InputError(
+                f"The message has {len(incoming.text):,} characters; this agent accepts at "
+                f"most {limit:,} (CARRIER_MAX_MESSAGE_CHARS). Split it or send it as a file."
+            )
         metadata: dict[str, Any] = {
             "room_type": incoming.room_type.value,
             "role": incoming.role.value,
@@ -778,6 +794,14 @@ class AgentRuntime:
             ]
             results.extend(step_results)
             text = self._speaker_label.sub("", response.text, count=1).strip()
+            limit = self.settings.max_response_chars
+            if len(text) > limit:
+                logger.warning(
+                    "Model answer of %d characters cut to %d (CARRIER_MAX_RESPONSE_CHARS)",
+                    len(text),
+                    limit,
+                )
+                text = text[:limit].rstrip() + " …"
             if text and not any(r.suppress_reply for r in step_results):
                 contents.append(
                     Content(

@@ -84,6 +84,12 @@ class CarrierSettings(BaseSettings):
     model_retry_initial_s: float = Field(
         default=0.5, ge=0, description="First backoff wait; doubles per attempt, plus jitter."
     )
+    max_message_chars: int = Field(
+        default=100_000, ge=1, description="Longer incoming messages are refused."
+    )
+    max_response_chars: int = Field(
+        default=32_000, ge=1, description="Longer model answers are cut."
+    )
     facts_limit: int = Field(default=5, ge=0)
     knowledge_limit: int = Field(default=5, ge=0)
     search_threshold: float = Field(default=0.3, ge=-1, le=1)

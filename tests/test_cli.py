@@ -90,3 +90,10 @@ def test_run_goal_prints_each_step_and_fails_when_the_budget_is_spent() -> None:
     lines = result.stdout.splitlines()
     assert lines[0].startswith("step 1: no action; 0/1 objectives done")
     assert lines[-1] == "goal in_progress: count to three"
+
+
+def test_an_oversized_line_is_refused_and_the_next_is_answered() -> None:
+    result = run("chat", stdin="x" * 50 + "\nsmall\n", CARRIER_MAX_MESSAGE_CHARS="20")
+    assert result.returncode == 1
+    assert "The message has 50 characters; this agent accepts at most 20" in result.stderr
+    assert result.stdout.strip() == "You said: small"

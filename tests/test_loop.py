@@ -332,3 +332,20 @@ async def test_retry_waits_follow_the_initial_wait_setting(
     waits = [e.data["wait_s"] for e in events.of(EventType.MODEL_RETRY)]
     assert len(waits) == 3
     assert all(w < 0.2 for w in waits)
+
+
+async def test_oversized_message_is_refused_before_storing(agent: AgentRuntime) -> None:
+    from carrier.errors import InputError
+
+    agent.settings.max_message_chars = 1000
+    with pytest.raises(InputError, match="1,001 characters; this agent accepts at most 1,000"):
+        await agent.handle(msg("x" * 1001, message_id="big"))
+    assert await agent.store.get_memory("big") is None
+
+
+async def test_oversized_model_answer_is_cut(agent: AgentRuntime, fake_model: FakeModel) -> None:
+    agent.settings.max_response_chars = 50
+    fake_model.queue("word " * 1000)
+    reply = await agent.handle(msg("talk a lot"))
+    assert len(reply.texts[0]) <= 52
+    assert reply.texts[0].endswith(" …")
