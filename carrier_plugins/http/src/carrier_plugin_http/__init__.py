@@ -1,0 +1,1 @@
+"""Carrier plugin: HTTP API and web chat page (``carrier serve``)."""

@@ -1,0 +1,126 @@
+"""Running the app: ``serve`` (the ``carrier serve`` command) and ``running_server``
+(a server on a free loopback port, for tests and benchmarks)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import TYPE_CHECKING
+
+import uvicorn
+
+from carrier.settings import data_dir
+from carrier_plugin_http.app import create_app
+from carrier_plugin_http.hub import AgentHub
+from carrier_plugin_http.security import check_bind_address
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from carrier.host import PluginHost
+    from carrier.protocols import MemoryStore
+    from carrier_plugin_http.settings import HttpSettings
+
+__all__ = ["open_store", "running_server", "serve", "store_url"]
+
+
+def store_url(host: PluginHost) -> tuple[str, str]:
+    """The ``(scheme, url)`` of the store named by ``CARRIER_DATABASE_URL``, as the
+    runtime picks it (SQLite under the data dir when the sql plugin is installed)."""
+    url = host.carrier_settings.database_url
+    if url is None:
+        url = f"sqlite:///{data_dir() / 'carrier.db'}" if "sqlite" in host.stores else "memory://"
+    scheme = url.partition("://")[0].split("+")[0].lower()
+    return scheme, url
+
+
+async def open_store(host: PluginHost) -> MemoryStore:
+    """Open the one store every served agent shares."""
+    scheme, url = store_url(host)
+    if host.carrier_settings.database_url is None and scheme == "sqlite":
+        data_dir().mkdir(parents=True, exist_ok=True)
+    store = host.stores.create(scheme, url=url)
+    await store.open()
+    return store
+
+
+async def serve(
+    host: PluginHost,
+    characters: Sequence[str],
+    *,
+    bind_host: str | None = None,
+    port: int | None = None,
+) -> int:
+    """Start one runtime per character on a shared store and serve them until stopped.
+
+    Args:
+        host: The plugin host (plugins autoloaded by the CLI).
+        characters: Character files; none means ``CARRIER_CHARACTER`` or the default.
+        bind_host: Address to bind instead of ``CARRIER_HTTP_HOST``.
+        port: Port instead of ``CARRIER_HTTP_PORT``.
+
+    Returns:
+        The exit status.
+
+    Raises:
+        carrier.ConfigurationError: A non-loopback address without a token, two
+            agents with the same id, or bad settings.
+    """
+    from carrier.runtime import AgentRuntime
+
+    settings: HttpSettings = host.settings.get("http")
+    bind_host = bind_host or settings.host
+    port = settings.port if port is None else port
+    check_bind_address(bind_host, settings)
+    async with AsyncExitStack() as stack:
+        store = await open_store(host)
+        stack.push_async_callback(store.close)
+        runtimes = []
+        for character in characters or [None]:
+            runtime = AgentRuntime(character, host=host, store=store)
+            await stack.enter_async_context(runtime)
+            runtimes.append(runtime)
+        hub = AgentHub(runtimes, host=host)
+        app = create_app(hub, settings)
+        config = uvicorn.Config(app, host=bind_host, port=port, log_level="info", access_log=False)
+        server = uvicorn.Server(config)
+        names = ", ".join(f"{r.character.name} ({r.agent_id})" for r in runtimes)
+        print(f"carrier serve: {names} on http://{bind_host}:{port}/", file=sys.stderr)
+        await server.serve()
+        return 0 if server.started else 1
+    return 1  # pragma: no cover - the stack never swallows exceptions
+
+
+@asynccontextmanager
+async def running_server(
+    app: FastAPI, *, host: str = "127.0.0.1", port: int = 0
+) -> AsyncIterator[str]:
+    """Serve ``app`` with uvicorn in this event loop; yield its base URL.
+
+    Port 0 picks a free port. The server stops (and finishes in-flight requests)
+    when the block exits.
+    """
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if task.done():
+                task.result()  # startup failed: raise its error
+                raise RuntimeError("uvicorn stopped before it started")
+            await asyncio.sleep(0.01)
+        bound = server.servers[0].sockets[0].getsockname()
+        yield f"http://{host}:{bound[1]}"
+    finally:
+        server.should_exit = True
+        await task
