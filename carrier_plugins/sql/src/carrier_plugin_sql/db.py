@@ -291,12 +291,25 @@ class Database:
         self._checkpoint = self._checkpointer.submit(self._checkpoint_now)
 
     def _checkpoint_now(self) -> None:
-        """A PASSIVE checkpoint: waits for no one; readers and writers go on."""
-        if self._checkpoint_conn is None:
+        """A PASSIVE checkpoint, which waits for no one (readers and writers go on);
+        then, once the WAL holds :data:`_RESTART_FRAMES`, a RESTART one.
+
+        While writes go on, a PASSIVE checkpoint never catches up with the end of
+        the WAL, so the WAL would never start over and the file would grow without
+        bound. RESTART holds writers back while it copies the last few frames
+        (inline writes that find the file locked wait in the worker thread), so
+        it runs rarely, after most frames were copied by PASSIVE ones.
+        """
+        conn = self._checkpoint_conn
+        if conn is None:
             assert self.path is not None
-            self._checkpoint_conn = self.driver.connect(str(self.path), isolation_level=None)
+            conn = self._checkpoint_conn = self.driver.connect(str(self.path), isolation_level=None)
+            conn.execute("PRAGMA busy_timeout = 200")
+            conn.execute(f"PRAGMA journal_size_limit = {_RESTART_FRAMES * 4096}")
         with contextlib.suppress(self.driver.Error):
-            self._checkpoint_conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            _, frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            if frames >= _RESTART_FRAMES:
+                conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
 
     def _with_retry(self, fn: Callable[..., T], *args: Any) -> T:
         deadline = time.monotonic() + self.write_retry_s
@@ -350,6 +363,9 @@ def _in_thread(conn: aiosqlite.Connection) -> Callable[..., Awaitable[Any]]:
 
 #: Rows changed between two background WAL checkpoints (a few thousand WAL frames).
 _CHECKPOINT_CHANGES = 250
+
+#: WAL frames (pages) above which a checkpoint also starts the WAL over.
+_RESTART_FRAMES = 16_384
 
 
 def _rollback(conn: Any) -> None:

@@ -15,41 +15,21 @@ from functools import cache
 from typing import Any
 
 import numpy as np
-from pydantic import TypeAdapter, ValidationError
 
 from carrier.errors import EmbeddingDimensionError
-from carrier.types import Content, Memory, ScoredMemory
+from carrier.types import Memory, ScoredMemory
 from carrier_plugin_sql import vectors
 from carrier_plugin_sql.db import transaction
+from carrier_plugin_sql.rows import RowCache, memories_from_rows
 
 __all__ = [
-    "MEMORY_COLUMNS",
     "create_memory",
     "delete_memory",
     "memories_by_seq",
-    "memories_from_rows",
     "read_dimension",
     "select_memories",
 ]
 
-#: Columns of a memory as read by :func:`memories_from_rows`: ``seq``, the memory as a
-#: JSON object up to its ``created_at`` value (built by SQLite from the stored JSON
-#: documents), ``created_at`` (a float, formatted by Python to stay exact) and the
-#: embedding blob (or NULL).
-MEMORY_COLUMNS = (
-    "m.seq, "
-    """'{"id":' || json_quote(m.id) || ',"agent_id":' || json_quote(m.agent_id) """
-    """|| ',"entity_id":' || json_quote(m.entity_id) || ',"room_id":' || json_quote(m.room_id) """
-    """|| ',"world_id":' || json_quote(m.world_id) || ',"type":' || json_quote(m.type) """
-    """|| ',"content":' || m.content || ',"unique":' """
-    """|| CASE WHEN m.is_unique THEN 'true' ELSE 'false' END """
-    """|| ',"metadata":' || m.meta || ',"embedding":null,"created_at":', """
-    "m.created_at, e.vector"
-)
-_CREATED_AT_KEY = ',"created_at":'
-#: Validates many memories in one call of pydantic's (Rust) JSON validator.
-_MEMORY_LIST: TypeAdapter[list[Memory]] = TypeAdapter(list[Memory])
-_FROM = "FROM memories AS m LEFT JOIN embeddings AS e ON e.memory_seq = m.seq"
 
 _INSERT_MEMORY = (
     "INSERT INTO memories (id, agent_id, entity_id, room_id, world_id, type, content, "
@@ -61,33 +41,6 @@ _INSERT_EMBEDDING = (
     "VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 _DIMENSION_KEY = "embedding_dimension"
-
-
-def memories_from_rows(rows: Sequence[Sequence[Any]]) -> list[Memory]:
-    """``Memory`` objects from rows of :data:`MEMORY_COLUMNS`, validated as one JSON
-    array (about half the cost of validating them one by one)."""
-    if not rows:
-        return []
-    try:
-        memories = _MEMORY_LIST.validate_json(
-            "[" + ",".join([f"{row[1]}{row[2]!r}}}" for row in rows]) + "]"
-        )
-    except ValidationError:
-        # What JSON cannot carry exactly (an infinite created_at, NaN or a lone
-        # surrogate in metadata): one by one, with Python's json module.
-        memories = [_memory_from_row(row) for row in rows]
-    for memory, row in zip(memories, rows, strict=True):
-        if row[3] is not None:
-            memory.embedding = vectors.decode(row[3])
-    return memories
-
-
-def _memory_from_row(row: Sequence[Any]) -> Memory:
-    head = row[1]
-    data = json.loads(head[: -len(_CREATED_AT_KEY)] + "}")
-    data["created_at"] = row[2]
-    data["content"] = Content.model_validate(data["content"])
-    return Memory.model_validate(data)
 
 
 def memory_params(memory: Memory) -> tuple[Any, ...]:
@@ -159,19 +112,20 @@ def delete_memory(conn: Any, memory_id: str) -> int | None:
 
 @cache
 def _select_sql(room: bool, entity: bool, type_: bool, before: bool) -> str:
-    where = ["m.agent_id = ?"]
-    where += ["m.room_id = ?"] if room else []
-    where += ["m.entity_id = ?"] if entity else []
-    where += ["m.type = ?"] if type_ else []
-    where += ["m.created_at < ?"] if before else []
+    where = ["agent_id = ?"]
+    where += ["room_id = ?"] if room else []
+    where += ["entity_id = ?"] if entity else []
+    where += ["type = ?"] if type_ else []
+    where += ["created_at < ?"] if before else []
     return (
-        f"SELECT {MEMORY_COLUMNS} {_FROM} WHERE {' AND '.join(where)} "
-        f"ORDER BY m.created_at DESC, m.seq DESC LIMIT ?"
+        f"SELECT seq FROM memories WHERE {' AND '.join(where)} "
+        f"ORDER BY created_at DESC, seq DESC LIMIT ?"
     )
 
 
 def select_memories(
     conn: Any,
+    cache: RowCache,
     agent_id: str,
     room_id: str | None,
     entity_id: str | None,
@@ -179,25 +133,22 @@ def select_memories(
     limit: int,
     before: float | None,
 ) -> list[Memory]:
-    """The newest ``limit`` matching memories, oldest first (an index range scan)."""
+    """The newest ``limit`` matching memories, oldest first: ``seq`` values from a
+    backward range scan of a covering index, then the rows (cached or fetched)."""
     sql = _select_sql(
         room_id is not None, entity_id is not None, type_ is not None, before is not None
     )
     params = [agent_id, room_id, entity_id, type_, before]
     values = [v for v in params if v is not None] + [limit]
-    rows = conn.execute(sql, values).fetchall()
-    rows.reverse()
-    return memories_from_rows(rows)
+    seqs = [row[0] for row in conn.execute(sql, values)]
+    seqs.reverse()
+    return memories_from_rows(cache.rows(conn, seqs))
 
 
-def memories_by_seq(conn: Any, seqs: Sequence[int]) -> dict[int, Memory]:
+def memories_by_seq(conn: Any, cache: RowCache, seqs: Sequence[int]) -> dict[int, Memory]:
     """Memories by ``seq``; deleted ones are missing from the answer."""
-    if not seqs:
-        return {}
-    marks = ", ".join("?" * len(seqs))
-    sql = f"SELECT {MEMORY_COLUMNS} {_FROM} WHERE m.seq IN ({marks})"
-    rows = conn.execute(sql, list(seqs)).fetchall()
-    return {int(row[0]): memory for row, memory in zip(rows, memories_from_rows(rows), strict=True)}
+    rows = cache.rows(conn, seqs)
+    return {row[0]: memory for row, memory in zip(rows, memories_from_rows(rows), strict=True)}
 
 
 def _check_query(conn: Any, embedding: Sequence[float]) -> int | None:
@@ -210,6 +161,7 @@ def _check_query(conn: Any, embedding: Sequence[float]) -> int | None:
 def search_numpy(
     conn: Any,
     holder: dict[str, vectors.VectorIndex],
+    cache: RowCache,
     query: Sequence[float],
     filters: dict[str, Any],
 ) -> tuple[int | None, list[ScoredMemory]]:
@@ -230,7 +182,7 @@ def search_numpy(
     unit = vectors.unit(np.asarray(query, dtype=np.float32))
     while True:
         hits = index.search(unit, **filters)
-        found = memories_by_seq(conn, [seq for seq, _ in hits])
+        found = memories_by_seq(conn, cache, [seq for seq, _ in hits])
         gone = [seq for seq, _ in hits if seq not in found]
         if not gone:  # none deleted by another process meanwhile
             return recorded, [ScoredMemory(memory=found[s], similarity=sim) for s, sim in hits]
@@ -239,7 +191,7 @@ def search_numpy(
 
 
 def search_sqlite_vec(
-    conn: Any, query: Sequence[float], filters: dict[str, Any]
+    conn: Any, cache: RowCache, query: Sequence[float], filters: dict[str, Any]
 ) -> tuple[int | None, list[ScoredMemory]]:
     """Exact top-k inside SQLite with sqlite-vec's ``vec_distance_cosine``."""
     recorded = _check_query(conn, query)
@@ -259,7 +211,7 @@ def search_sqlite_vec(
         "ORDER BY similarity DESC, memory_seq LIMIT ?",
         values,
     ).fetchall()
-    found = memories_by_seq(conn, [row[0] for row in rows])
+    found = memories_by_seq(conn, cache, [row[0] for row in rows])
     return recorded, [
         ScoredMemory(memory=found[seq], similarity=float(sim)) for seq, sim in rows if seq in found
     ]

@@ -28,6 +28,7 @@ from carrier.types import (
 from carrier_plugin_sql import ops, schema
 from carrier_plugin_sql.db import Database
 from carrier_plugin_sql.records import INLINE_ROWS, RecordsMixin
+from carrier_plugin_sql.rows import FROM, MEMORY_COLUMNS, RowCache, complete, memories_from_rows
 from carrier_plugin_sql.url import parse_sqlite_url
 from carrier_plugin_sql.vectors import VectorIndex
 
@@ -92,6 +93,7 @@ class SqlStore(RecordsMixin, MemoryStore):
         )
         self._dimension: int | None = None
         self._index: dict[str, VectorIndex] = {}
+        self._rows = RowCache()
 
     def __repr__(self) -> str:
         return f"<SqlStore {self.url!r} vector_search={self.vector_search!r}>"
@@ -115,6 +117,7 @@ class SqlStore(RecordsMixin, MemoryStore):
         """Close the connection and drop the in-RAM vector index."""
         await self._db.close()
         self._index.clear()
+        self._rows.clear()
 
     @property
     def embedding_dimension(self) -> int | None:
@@ -236,12 +239,11 @@ class SqlStore(RecordsMixin, MemoryStore):
 
     async def get_memory(self, memory_id: str) -> Memory | None:
         rows = await self._fetch(
-            f"SELECT {ops.MEMORY_COLUMNS} FROM memories AS m LEFT JOIN embeddings AS e "
-            "ON e.memory_seq = m.seq WHERE m.id = ?",
+            f"SELECT {MEMORY_COLUMNS} {FROM} WHERE m.id = ?",
             (memory_id,),
             op="reading a memory",
         )
-        return ops.memories_from_rows(rows)[0] if rows else None
+        return memories_from_rows([complete(rows[0])])[0] if rows else None
 
     async def get_memories(
         self,
@@ -257,6 +259,7 @@ class SqlStore(RecordsMixin, MemoryStore):
             return []
         return await self._db.run(
             ops.select_memories,
+            self._rows,
             agent_id,
             room_id,
             entity_id,
@@ -293,8 +296,10 @@ class SqlStore(RecordsMixin, MemoryStore):
     def _delete_memory(self, conn: Any, memory_id: str) -> int | None:
         seq = ops.delete_memory(conn, memory_id)
         index = self._index.get("index")
-        if seq is not None and index is not None:
-            index.remove(seq)
+        if seq is not None:
+            self._rows.discard(seq)
+            if index is not None:
+                index.remove(seq)
         return seq
 
     async def search_memories(
@@ -317,12 +322,18 @@ class SqlStore(RecordsMixin, MemoryStore):
         query = list(embedding)
         if self.vector_search == "sqlite-vec":
             dimension, found = await self._db.run(
-                ops.search_sqlite_vec, query, filters, op="searching memories", inline=False
+                ops.search_sqlite_vec,
+                self._rows,
+                query,
+                filters,
+                op="searching memories",
+                inline=False,
             )
         else:
             dimension, found = await self._db.run(
                 ops.search_numpy,
                 self._index,
+                self._rows,
                 query,
                 filters,
                 op="searching memories",
@@ -336,7 +347,7 @@ class SqlStore(RecordsMixin, MemoryStore):
         if limit <= 0:
             return []
         rows = await self._fetch(
-            f"SELECT {ops.MEMORY_COLUMNS} FROM pending_messages AS p "
+            f"SELECT {MEMORY_COLUMNS} FROM pending_messages AS p "
             "JOIN memories AS m ON m.seq = p.memory_seq "
             "LEFT JOIN embeddings AS e ON e.memory_seq = m.seq "
             "WHERE p.agent_id = ? ORDER BY p.created_at, p.memory_seq LIMIT ?",
@@ -344,7 +355,7 @@ class SqlStore(RecordsMixin, MemoryStore):
             op="reading unanswered messages",
             inline=limit <= INLINE_ROWS,
         )
-        return ops.memories_from_rows(rows)
+        return memories_from_rows([complete(row) for row in rows])
 
 
 def _participant(row: Sequence[Any]) -> Participant:

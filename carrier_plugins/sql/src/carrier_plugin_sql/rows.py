@@ -1,0 +1,117 @@
+"""Memories read back: rows as JSON, validated in batches, and a cache of rows.
+
+Memories are never updated in place (only inserted and deleted) and ``seq`` is
+never reused, so a row read once can be kept by its ``seq`` and served again
+without touching the table: a query then reads only ``seq`` values from a
+covering index, fetches the rows it has not seen, and validates them all in one
+call of pydantic's JSON validator.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from carrier.types import Content, Memory
+from carrier_plugin_sql import vectors
+
+__all__ = ["FROM", "MEMORY_COLUMNS", "Row", "RowCache", "complete", "memories_from_rows"]
+
+#: Columns of a memory as read by :func:`memories_from_rows`: ``seq``, the memory as a
+#: JSON object up to its ``created_at`` value (built by SQLite from the stored JSON
+#: documents), ``created_at`` (a float, formatted by Python to stay exact) and the
+#: embedding blob (or NULL).
+MEMORY_COLUMNS = (
+    "m.seq, "
+    """'{"id":' || json_quote(m.id) || ',"agent_id":' || json_quote(m.agent_id) """
+    """|| ',"entity_id":' || json_quote(m.entity_id) || ',"room_id":' || json_quote(m.room_id) """
+    """|| ',"world_id":' || json_quote(m.world_id) || ',"type":' || json_quote(m.type) """
+    """|| ',"content":' || m.content || ',"unique":' """
+    """|| CASE WHEN m.is_unique THEN 'true' ELSE 'false' END """
+    """|| ',"metadata":' || m.meta || ',"embedding":null,"created_at":', """
+    "m.created_at, e.vector"
+)
+#: The tables :data:`MEMORY_COLUMNS` reads.
+FROM = "FROM memories AS m LEFT JOIN embeddings AS e ON e.memory_seq = m.seq"
+_CREATED_AT_KEY = ',"created_at":'
+#: Validates many memories in one call of pydantic's (Rust) JSON validator.
+_MEMORY_LIST: TypeAdapter[list[Memory]] = TypeAdapter(list[Memory])
+
+
+def complete(row: Sequence[Any]) -> Row:
+    """A row of :data:`MEMORY_COLUMNS` with its JSON completed by ``created_at``
+    (Python's ``repr`` of a float reads back exactly; SQLite's keeps 15 digits)."""
+    return (row[0], f"{row[1]}{row[2]!r}}}", row[2], row[3])
+
+
+def memories_from_rows(rows: Sequence[Row]) -> list[Memory]:
+    """``Memory`` objects from completed rows (:func:`complete`), validated as one
+    JSON array (about half the cost of validating them one by one)."""
+    if not rows:
+        return []
+    try:
+        memories = _MEMORY_LIST.validate_json("[" + ",".join([row[1] for row in rows]) + "]")
+    except ValidationError:
+        # What JSON cannot carry exactly (an infinite created_at, NaN or a lone
+        # surrogate in metadata): one by one, with Python's json module.
+        memories = [_memory_from_row(row) for row in rows]
+    for memory, row in zip(memories, rows, strict=True):
+        if row[3] is not None:
+            memory.embedding = vectors.decode(row[3])
+    return memories
+
+
+def _memory_from_row(row: Row) -> Memory:
+    text = row[1]
+    data = json.loads(text[: text.rindex(_CREATED_AT_KEY)] + "}")
+    data["created_at"] = row[2]
+    data["content"] = Content.model_validate(data["content"])
+    return Memory.model_validate(data)
+
+
+#: A completed row: ``(seq, the memory as JSON, created_at, embedding blob or None)``.
+Row = tuple[int, str, float, "bytes | None"]
+
+
+class RowCache:
+    """Rows of :data:`MEMORY_COLUMNS` by ``seq``, the oldest dropped first.
+
+    Only the connection's calls use it, one at a time (see :mod:`.db`).
+
+    Args:
+        size: How many rows to keep.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._rows: OrderedDict[int, Row] = OrderedDict()
+
+    def rows(self, conn: Any, seqs: Sequence[int]) -> list[Row]:
+        """The rows of ``seqs``, in that order; deleted ones are left out."""
+        cached = self._rows
+        missing = [seq for seq in seqs if seq not in cached]
+        fetched: dict[int, Row] = {}
+        for start in range(0, len(missing), 500):
+            chunk = missing[start : start + 500]
+            marks = ", ".join("?" * len(chunk))
+            for row in conn.execute(
+                f"SELECT {MEMORY_COLUMNS} {FROM} WHERE m.seq IN ({marks})", chunk
+            ):
+                fetched[row[0]] = complete(row)
+        found = [row for seq in seqs if (row := cached.get(seq) or fetched.get(seq))]
+        if fetched:
+            cached.update(fetched)
+            while len(cached) > self.size:
+                cached.popitem(last=False)
+        return found
+
+    def discard(self, seq: int) -> None:
+        """Forget a deleted memory's row."""
+        self._rows.pop(seq, None)
+
+    def clear(self) -> None:
+        self._rows.clear()
