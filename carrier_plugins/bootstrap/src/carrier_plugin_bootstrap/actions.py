@@ -28,7 +28,7 @@ from carrier.types import (
     RoomType,
     State,
 )
-from carrier_plugin_bootstrap.settings import settings_for
+from carrier_plugin_bootstrap.config import settings_for
 
 if TYPE_CHECKING:
     from carrier.runtime import AgentRuntime

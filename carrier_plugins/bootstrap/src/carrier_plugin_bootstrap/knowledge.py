@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from carrier.types import Content, Memory, MemoryType, ScoredMemory, new_id
-from carrier_plugin_bootstrap.settings import settings_for
+from carrier_plugin_bootstrap.config import settings_for
 
 if TYPE_CHECKING:
     from carrier.runtime import AgentRuntime

@@ -71,8 +71,8 @@ def carrier_choose_should_respond(
 ) -> RespondDecision | None:
     """Always in direct rooms; in groups when addressed, else the small model decides;
     never in muted rooms (see :mod:`carrier_plugin_bootstrap.respond`)."""
+    from carrier_plugin_bootstrap.config import settings_for
     from carrier_plugin_bootstrap.respond import decide
-    from carrier_plugin_bootstrap.settings import settings_for
 
     return decide(
         runtime, message, room, participant, group_policy=settings_for(runtime).group_policy

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from carrier.runtime import AgentRuntime
     from carrier.types import Memory, State
 
-from carrier_plugin_bootstrap.settings import settings_for
+from carrier_plugin_bootstrap.config import settings_for
 
 __all__ = [
     "PROVIDERS",

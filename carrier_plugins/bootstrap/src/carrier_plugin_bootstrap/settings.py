@@ -6,23 +6,14 @@ class as an import string so that discovering the plugin imports no pydantic.
 
 from __future__ import annotations
 
-import weakref
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from carrier.errors import UnknownNameError
-from carrier.plugin_settings import overrides_from_character
 from carrier.types import Role
 
-if TYPE_CHECKING:
-    from carrier.runtime import AgentRuntime
-
-__all__ = ["NAMESPACE", "BootstrapSettings", "settings_for"]
-
-#: The settings namespace (``CARRIER_BOOTSTRAP_*``; ``BOOTSTRAP_*`` in a character).
-NAMESPACE = "bootstrap"
+__all__ = ["BootstrapSettings"]
 
 
 class BootstrapSettings(BaseSettings):
@@ -71,26 +62,3 @@ class BootstrapSettings(BaseSettings):
         description='Required role per action, overriding the defaults: {"SEND_MESSAGE": '
         '"owner", "MUTE_ROOM": "admin", "IGNORE": null}.',
     )
-
-
-_CACHE: weakref.WeakKeyDictionary[AgentRuntime, BootstrapSettings] = weakref.WeakKeyDictionary()
-
-
-def settings_for(runtime: AgentRuntime) -> BootstrapSettings:
-    """The validated settings for ``runtime``'s agent (cached per runtime).
-
-    The host's ``bootstrap`` namespace is used when the plugin is registered
-    (environment, ``.env``, then the character's overrides); otherwise the class is
-    read from the environment directly.
-    """
-    cached = _CACHE.get(runtime)
-    if cached is not None:
-        return cached
-    overrides = overrides_from_character(NAMESPACE, runtime.character.all_secrets())
-    try:
-        found = runtime.host.settings.get(NAMESPACE, overrides)
-    except UnknownNameError:
-        found = BootstrapSettings(**overrides)
-    settings = found if isinstance(found, BootstrapSettings) else BootstrapSettings()
-    _CACHE[runtime] = settings
-    return settings
