@@ -398,12 +398,13 @@ class SendMessageAction(BootstrapAction):
         else:
             assert arguments.entity is not None
             target = await self._entity_id(runtime, state, arguments.entity)
-            room_id = await self._shared_room(runtime, target, state.room.id)
-            if room_id is None:
+            shared = await self._shared_room(runtime, target, state.room.id)
+            if shared is None:
                 raise ToolRetry(
                     f"You share no room with {arguments.entity!r}; name someone you know or "
                     f"give a room_id."
                 )
+            room_id = shared
         sent = await runtime.send_message(
             room_id, Content(text=arguments.text, actions=[self.name], source="bootstrap")
         )
@@ -440,7 +441,8 @@ class SendMessageAction(BootstrapAction):
         rooms = [room for room in [await store.get_room(r) for r in shared] if room is not None]
         direct = [r.id for r in rooms if r.type is RoomType.DIRECT and r.id != current]
         others = [r.id for r in rooms if r.id != current]
-        return (direct or others or [None])[0]
+        candidates = direct or others
+        return candidates[0] if candidates else None
 
 
 # ---- goals ----------------------------------------------------------------------------
