@@ -134,10 +134,14 @@ def create_app(hub: AgentHub, settings: HttpSettings) -> FastAPI:
             message, upload = await read_message(request, settings)
         except BadRequestError as exc:
             raise HTTPException(exc.status, str(exc)) from None
-        user_id = speaker(identity, message.user_id)
-        room_id = message.room_id or f"default-room-{runtime.agent_id}"
-        await take_part(runtime, room_id, user_id)
-        attachments = [await store_upload(upload, settings)] if upload is not None else []
+        try:
+            user_id = speaker(identity, message.user_id)
+            room_id = message.room_id or f"default-room-{runtime.agent_id}"
+            await take_part(runtime, room_id, user_id)
+            attachments = [await store_upload(upload, settings)] if upload is not None else []
+        finally:
+            if upload is not None:
+                await upload.close()
         return IncomingMessage(
             text=message.text,
             user_id=user_id,

@@ -91,6 +91,7 @@ async def read_message(
         for key, value in form.multi_items():
             if isinstance(value, UploadFile):
                 if key != "file":
+                    await form.close()
                     raise BadRequestError(
                         f"Unexpected file field {key!r}; send the file as 'file'."
                     )
@@ -113,6 +114,17 @@ async def read_message(
             f"application/x-www-form-urlencoded or application/json.",
             status=415,
         )
+    try:
+        return _validate(fields, upload, settings), upload
+    except BadRequestError:
+        if upload is not None:
+            await upload.close()
+        raise
+
+
+def _validate(
+    fields: dict[str, Any], upload: UploadFile | None, settings: HttpSettings
+) -> MessageIn:
     if not fields.get("text"):
         raise BadRequestError("The field 'text' is required and must not be empty.")
     try:
@@ -128,7 +140,7 @@ async def read_message(
             f"The file is larger than this server accepts ({settings.max_upload_bytes} bytes).",
             status=413,
         )
-    return message, upload
+    return message
 
 
 async def store_upload(upload: UploadFile, settings: HttpSettings) -> Attachment:

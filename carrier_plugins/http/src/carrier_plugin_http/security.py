@@ -172,6 +172,7 @@ class BodyLimitMiddleware:
                 await _json_error(send, 400, "The Content-Length header is not a number.")
                 return
             if int(declared) > limit:
+                await _drain(receive, int(declared))
                 await _too_large(send, limit)
                 return
             await self.app(scope, receive, send)
@@ -185,6 +186,8 @@ class BodyLimitMiddleware:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
+                if message.get("more_body", False):
+                    await _drain(receive, _DRAIN_BYTES)
                 await _too_large(send, limit)
                 return
             chunks.append(chunk)
@@ -201,6 +204,24 @@ class BodyLimitMiddleware:
             return {"type": "http.request", "body": body, "more_body": False}
 
         await self.app(scope, replay, send)
+
+
+_DRAIN_BYTES = 16 * 1024 * 1024
+
+
+async def _drain(receive: Receive, declared: int) -> None:
+    """Read and drop a refused body (up to 16 MiB), so the client sees the 413
+    instead of a reset connection; a larger body is cut off."""
+    if declared > _DRAIN_BYTES:
+        return
+    drained = 0
+    while drained <= _DRAIN_BYTES:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        drained += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
 
 
 async def _too_large(send: Send, limit: int) -> None:
