@@ -1,0 +1,145 @@
+"""The chat page in a real headless Chromium (Debian's ``chromium`` + ``chromedriver``).
+
+Selenium drives ``/usr/bin/chromedriver`` directly (no driver download). The server
+runs in the test's event loop, so every blocking WebDriver call goes to a thread.
+A screenshot is saved under ``.artifacts/`` (git-ignored).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+import carrier
+from carrier.character import Character
+from carrier.protocols import Action
+from carrier.testing import FakeModel
+from carrier.types import ActionResult, ModelRequest, StreamChunk
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+ARTIFACTS = Path(__file__).resolve().parents[3] / ".artifacts"
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1000,700",
+]
+
+pytestmark = pytest.mark.skipif(
+    not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()),
+    reason="Debian's chromium and chromium-driver are not installed (.ci/run installs them)",
+)
+
+
+class SlowStreamingModel(FakeModel):
+    """Streams its answer word by word, 150 ms apart, so the page shows it growing."""
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[StreamChunk]:
+        response = await self.generate(request)
+        for index, word in enumerate(response.text.split(" ")):
+            await asyncio.sleep(0.15)
+            yield StreamChunk(text=word if index == 0 else " " + word)
+        yield StreamChunk(response=response)
+
+
+class Lookup(Action):
+    name = "LOOKUP"
+    description = "Look something up."
+
+    async def handler(self, runtime, message, state, arguments):  # type: ignore[no-untyped-def]
+        await asyncio.sleep(0.05)
+        return ActionResult(name=self.name, text="found")
+
+
+class LookupPlugin:
+    @carrier.hookimpl
+    def carrier_register_actions(self, actions):  # type: ignore[no-untyped-def]
+        actions.add("LOOKUP", Lookup)
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[object]:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    options = Options()
+    options.binary_location = CHROMIUM
+    for flag in [*FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]:
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+async def test_chat_page_streams_an_answer_and_shows_actions(
+    serve_agents, host, browser, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    host.register(LookupPlugin(), name="lookup")
+    answer = "Here is what I found about herons in the marsh today"
+    model = SlowStreamingModel().queue(answer, actions=["LOOKUP"])
+    upload = tmp_path / "herons.txt"
+    upload.write_text("Herons wade.")
+    agents = [Character(name="Nova"), Character(name="Ada")]
+    async with serve_agents(agents, model=model) as served:
+        driver = browser
+        wait = WebDriverWait(driver, 20)  # type: ignore[arg-type]
+
+        def open_page() -> None:
+            driver.get(served.url + "/")  # type: ignore[attr-defined]
+            wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#agent option")) == 2)
+            Select(driver.find_element(By.ID, "agent")).select_by_visible_text("Ada")  # type: ignore[attr-defined]
+            driver.find_element(By.ID, "text").send_keys("Tell me about herons")  # type: ignore[attr-defined]
+            driver.find_element(By.ID, "file").send_keys(str(upload))  # type: ignore[attr-defined]
+            driver.find_element(By.ID, "send").click()  # type: ignore[attr-defined]
+
+        await asyncio.to_thread(open_page)
+
+        def partial_text() -> str:
+            # while streaming, the bubble holds part of the answer
+            def growing(d: object) -> str | bool:
+                bubbles = d.find_elements(By.CSS_SELECTOR, ".msg.agent.streaming")  # type: ignore[attr-defined]
+                text = bubbles[0].text.strip() if bubbles else ""
+                return text if text and text != answer else False
+
+            return wait.until(growing)  # type: ignore[no-any-return]
+
+        partial = await asyncio.to_thread(partial_text)
+        assert answer.startswith(partial)
+
+        def final_state() -> tuple[str, list[str], str]:
+            wait.until(ec.invisibility_of_element_located((By.CSS_SELECTOR, ".streaming")))
+            wait.until(ec.element_to_be_clickable((By.ID, "send")))
+            bubble = driver.find_elements(By.CSS_SELECTOR, ".msg.agent")[-1].text  # type: ignore[attr-defined]
+            chips = [e.text for e in driver.find_elements(By.CSS_SELECTOR, ".action")]  # type: ignore[attr-defined]
+            ARTIFACTS.mkdir(exist_ok=True)
+            driver.save_screenshot(str(ARTIFACTS / "http-chat-page.png"))  # type: ignore[attr-defined]
+            user = driver.execute_script("return localStorage.getItem('carrier.user')")  # type: ignore[attr-defined]
+            return bubble, chips, user
+
+        bubble, chips, user = await asyncio.to_thread(final_state)
+        assert bubble == answer
+        assert chips == ["⚙ LOOKUP — running", "⚙ LOOKUP — done"]
+        ada = served.runtimes[1]
+        (room,) = await served.store.get_rooms_for_entity(user)
+        stored = await served.store.get_memories(agent_id=ada.agent_id, room_id=room)
+        assert stored[0].content.text == "Tell me about herons"
+        assert stored[0].content.attachments[0].text == "Herons wade."
+        assert (ARTIFACTS / "http-chat-page.png").stat().st_size > 1000
