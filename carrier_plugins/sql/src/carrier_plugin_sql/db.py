@@ -105,6 +105,7 @@ class Database:
         self._checkpointer: ThreadPoolExecutor | None = None
         self._checkpoint: Future[None] | None = None
         self._checkpoint_conn: Any = None
+        self._restart_wanted = False
 
     def _connect(self) -> Any:
         target = ":memory:" if self.path is None else str(self.path)
@@ -229,6 +230,14 @@ class Database:
                 f"The SQL store {self.where} is not open; use 'async with store:' or "
                 f"'await store.open()' before {op}."
             )
+        if self._restart_wanted and (self._checkpoint is None or self._checkpoint.done()):
+            # Copies the few frames the last PASSIVE checkpoint left and starts the
+            # WAL over; the calls meanwhile wait in the queue, not on the loop.
+            # If another process's reader keeps it from finishing, the next PASSIVE
+            # checkpoint asks again.
+            self._restart_wanted = False
+            with contextlib.suppress(StoreError):
+                await self._in_worker(_restart_wal, conn, (), "checkpointing the WAL")
         if inline and not self._queued:
             try:
                 result = fn(conn, *args)
@@ -281,7 +290,9 @@ class Database:
 
     def _start_checkpoint(self, conn: Any) -> None:
         """Checkpoint the WAL in a background thread, unless one is running."""
-        if self.path is None or (self._checkpoint is not None and not self._checkpoint.done()):
+        if self.path is None or self._restart_wanted:
+            return
+        if self._checkpoint is not None and not self._checkpoint.done():
             return
         self._changes_mark = conn.total_changes
         if self._checkpointer is None:
@@ -291,25 +302,21 @@ class Database:
         self._checkpoint = self._checkpointer.submit(self._checkpoint_now)
 
     def _checkpoint_now(self) -> None:
-        """A PASSIVE checkpoint, which waits for no one (readers and writers go on);
-        then, once the WAL holds :data:`_RESTART_FRAMES`, a RESTART one.
+        """A PASSIVE checkpoint, which waits for no one: readers and writers go on.
 
         While writes go on, a PASSIVE checkpoint never catches up with the end of
-        the WAL, so the WAL would never start over and the file would grow without
-        bound. RESTART holds writers back while it copies the last few frames
-        (inline writes that find the file locked wait in the worker thread), so
-        it runs rarely, after most frames were copied by PASSIVE ones.
+        the WAL, so the WAL would never start over and its file would grow without
+        bound. Once it holds :data:`_RESTART_FRAMES`, the next store call first
+        runs a TRUNCATE checkpoint in the worker thread (see :meth:`run`).
         """
         conn = self._checkpoint_conn
         if conn is None:
             assert self.path is not None
             conn = self._checkpoint_conn = self.driver.connect(str(self.path), isolation_level=None)
-            conn.execute("PRAGMA busy_timeout = 200")
-            conn.execute(f"PRAGMA journal_size_limit = {_RESTART_FRAMES * 4096}")
         with contextlib.suppress(self.driver.Error):
             _, frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
             if frames >= _RESTART_FRAMES:
-                conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+                self._restart_wanted = True
 
     def _with_retry(self, fn: Callable[..., T], *args: Any) -> T:
         deadline = time.monotonic() + self.write_retry_s
@@ -373,6 +380,14 @@ def _rollback(conn: Any) -> None:
     the file locked), so the call can run again."""
     if conn.in_transaction:
         conn.execute("ROLLBACK")
+
+
+def _restart_wal(conn: Any) -> None:
+    """A TRUNCATE checkpoint (RESTART, then the file cut to zero bytes), waiting at
+    most 50 ms for other processes' writers and readers: calls queue behind it."""
+    conn.execute("PRAGMA busy_timeout = 50")
+    with contextlib.suppress(Exception):  # best effort; never retried in a loop here
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
 
 def _optimize(conn: Any) -> None:
