@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import (
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     field_validator,
@@ -123,6 +124,13 @@ class Character(CarrierModel):
     style: Style = Field(default_factory=Style)
     templates: dict[str, str] = Field(default_factory=dict)
 
+    _source_path: Path | None = PrivateAttr(default=None)
+
+    @property
+    def source_path(self) -> Path | None:
+        """The file the character was loaded from (relative knowledge paths start there)."""
+        return self._source_path
+
     _as_list = field_validator(
         "bio", "lore", "topics", "adjectives", "post_examples", mode="before"
     )(lambda cls, v: _listify(v))
@@ -210,7 +218,9 @@ def load_character(path: str | Path) -> Character:
             raise CharacterError(
                 str(file), [(f"line {exc.lineno}, column {exc.colno}", f"invalid JSON: {exc.msg}")]
             ) from None
-    return parse_character(data, source=str(file))
+    character = parse_character(data, source=str(file))
+    character._source_path = file.resolve()
+    return character
 
 
 #: ElizaOS plugin names that map to a Carrier plugin of another name.

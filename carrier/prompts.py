@@ -198,9 +198,10 @@ def compose_context(
     if open_goals:
         lines = []
         for goal in open_goals:
-            lines.append(f"Goal: {goal.name}")
+            lines.append(f"Goal {goal.id}: {goal.name}")
             lines.extend(
-                f"  [{'x' if o.completed else ' '}] {o.description}" for o in goal.objectives
+                f"  {n}. [{'x' if o.completed else ' '}] {o.description}"
+                for n, o in enumerate(goal.objectives, start=1)
             )
         sections.append("\n".join(lines))
     if state.action_results:

@@ -484,7 +484,10 @@ class AgentRuntime:
             world_id=incoming.world_id,
             type=MemoryType.MESSAGE,
             content=Content(
-                text=incoming.text, source=incoming.source, attachments=incoming.attachments
+                text=incoming.text,
+                source=incoming.source,
+                attachments=incoming.attachments,
+                in_reply_to=incoming.in_reply_to,
             ),
             metadata=metadata,
             **fields,
@@ -720,15 +723,16 @@ class AgentRuntime:
                 state.providers[provider.name] = outputs[provider.name]
 
     def _trim_to_tokens(self, text: str, budget: int) -> str:
-        """Cut ``text`` to at most ``budget`` tokens of the large model, at a line or word."""
+        """Cut ``text`` to fit ``budget`` tokens of the large model, ellipsis included,
+        at a line or word boundary when there is one in the second half."""
         chain = self._chains.get(ModelClass.LARGE)
         count = chain.primary.count_tokens if chain is not None else (lambda t: len(t) // 4 + 1)
         if count(text) <= budget:
             return text
         low, high = 0, len(text)
-        while low < high:  # longest prefix within budget
+        while low < high:  # longest prefix that fits with the ellipsis
             middle = (low + high + 1) // 2
-            if count(text[:middle]) <= budget:
+            if count(text[:middle] + " …") <= budget:
                 low = middle
             else:
                 high = middle - 1
@@ -821,6 +825,9 @@ class AgentRuntime:
                 break
             state.action_results = list(results)
             state.step = step + 1
+            if self._actions:  # what may be offered can depend on the step (CONTINUE)
+                offered = await self._actions.offered(self, message, state, role)
+                state.actions = [a.spec() for a in offered]
             response = await self.generate(self.compose_context(state), message)
         return contents, results
 

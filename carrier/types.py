@@ -383,6 +383,7 @@ class IncomingMessage(CarrierModel):
     source: str = "direct"
     world_id: str | None = None
     message_id: str | None = None
+    in_reply_to: str | None = None
     attachments: list[Attachment] = Field(default_factory=list)
     role: Role = Role.MEMBER
     metadata: dict[str, Any] = Field(default_factory=dict)

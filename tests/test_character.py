@@ -172,3 +172,9 @@ def test_unknown_plugin_names_the_entry_and_the_install_command() -> None:
     ) in message
     assert "plugins[2]: no plugin named 'carrier-plugin-weather'" in message
     assert "plugins[0]" not in message
+
+
+def test_the_source_path_is_kept_but_not_dumped() -> None:
+    character = load_character(CHARACTERS / "ada_v2.json")
+    assert character.source_path == (CHARACTERS / "ada_v2.json").resolve()
+    assert "source_path" not in character.model_dump()

@@ -349,3 +349,30 @@ async def test_oversized_model_answer_is_cut(agent: AgentRuntime, fake_model: Fa
     reply = await agent.handle(msg("talk a lot"))
     assert len(reply.texts[0]) <= 52
     assert reply.texts[0].endswith(" …")
+
+
+async def test_continue_is_re_offered_each_step(agent: AgentRuntime, fake_model: FakeModel) -> None:
+    from carrier.protocols import Action
+
+    seen_steps: list[int] = []
+    original = Action.validate
+
+    async def validate(self, runtime, message, state):  # type: ignore[no-untyped-def]
+        if self.name == "CONTINUE":
+            seen_steps.append(state.step)
+            return state.step + 1 < runtime.settings.max_action_steps
+        return await original(self, runtime, message, state)
+
+    continue_action = agent.actions.find("CONTINUE")
+    assert continue_action is not None
+    continue_action.validate = validate.__get__(continue_action)  # type: ignore[method-assign]
+    fake_model.queue("thinking", actions=["CONTINUE"], times=10)
+    await agent.handle(msg("think"))
+    offered_last = {a.name for a in fake_model.requests[-1].actions}
+    assert "CONTINUE" not in offered_last
+    assert set(seen_steps) == set(range(agent.settings.max_action_steps))
+
+
+async def test_incoming_reply_marker_is_kept(agent: AgentRuntime) -> None:
+    reply = await agent.handle(msg("answering you", in_reply_to="m-earlier"))
+    assert reply.message.content.in_reply_to == "m-earlier"

@@ -72,7 +72,7 @@ async def test_continue_is_refused_on_the_last_step(
     reply = await agent.handle(say("go on forever"))
     assert len(fake_model.requests) == steps  # bounded
     assert [r.success for r in reply.action_results] == [True] * (steps - 1) + [False]
-    assert "validate failed" in (reply.action_results[-1].error or "")
+    assert "which is not offered here" in (reply.action_results[-1].error or "")
 
 
 # ---- FOLLOW_ROOM / UNFOLLOW_ROOM / MUTE_ROOM / UNMUTE_ROOM -------------------------------------
