@@ -76,18 +76,22 @@ class AgentHub:
     # ---- lifecycle ---------------------------------------------------------------
 
     def attach(self) -> None:
-        """Register the event observer on the host."""
-        if not self._registered:
+        """Start serving (the event observer is registered while a stream is open, so
+        runtimes emit no events for plain requests)."""
+
+    def _observe(self, on: bool) -> None:
+        if on and not self._registered:
             self.host.register(self, name=self._plugin_name)
             self._registered = True
+        elif not on and self._registered:
+            self.host.unregister(self._plugin_name)
+            self._registered = False
 
     async def aclose(self) -> None:
         """Let messages whose client went away finish, then unregister."""
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self._registered:
-            self.host.unregister(self._plugin_name)
-            self._registered = False
+        self._observe(False)
 
     # ---- agents ------------------------------------------------------------------
 
@@ -137,6 +141,7 @@ class AgentHub:
         incoming = incoming.model_copy(update={"message_id": message_id})
         queue: asyncio.Queue[StreamItem | None] = asyncio.Queue()
         self._streams[message_id] = queue
+        self._observe(True)
 
         async def on_text(delta: str) -> None:
             if delta:
@@ -157,6 +162,8 @@ class AgentHub:
             finally:
                 queue.put_nowait(None)
                 self._streams.pop(message_id, None)
+                if not self._streams:
+                    self._observe(False)
 
         task = asyncio.create_task(run(), name=f"carrier-http-{message_id}")
         self._tasks.add(task)
