@@ -19,7 +19,13 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import pluggy
 
 from carrier import hookspecs
-from carrier.errors import PluginContractError, PluginError, PluginLoadError, UnknownNameError
+from carrier.errors import (
+    ConfigurationError,
+    PluginContractError,
+    PluginError,
+    PluginLoadError,
+    UnknownNameError,
+)
 from carrier.plugin_settings import SettingsRegistry
 from carrier.registry import BUILTIN_PLUGIN, Registry
 
@@ -302,6 +308,38 @@ class PluginHost:
     @property
     def commands(self) -> Registry[Command]:
         return self._registry("commands")
+
+    # ---- the memory store ------------------------------------------------------------
+
+    def store_url(self, url: str | None = None) -> tuple[str, str]:
+        """``(scheme, url)`` of the store to open: ``url``, else ``CARRIER_DATABASE_URL``,
+        else a SQLite file in the user's data folder when a ``sqlite`` store is
+        installed, else ``memory://``."""
+        if url is None:
+            url = self.carrier_settings.database_url
+        if url is None:
+            from carrier.settings import data_dir
+
+            url = (
+                f"sqlite:///{data_dir() / 'carrier.db'}"
+                if "sqlite" in self.stores
+                else ("memory://")
+            )
+        scheme = url.partition("://")[0].split("+")[0].lower() if "://" in url else ""
+        if not scheme:
+            raise ConfigurationError(
+                f"CARRIER_DATABASE_URL={url!r} has no scheme; write e.g. "
+                f"'sqlite:///path/to/carrier.db' or 'memory://'."
+            )
+        return scheme, url
+
+    async def open_store(self, url: str | None = None) -> MemoryStore:
+        """Create and open the store for ``url`` (see :meth:`store_url`); the caller
+        closes it. Runtimes that share one store are given it with ``store=``."""
+        scheme, resolved = self.store_url(url)
+        store = self.stores.create(scheme, url=resolved)
+        await store.open()
+        return store
 
     # ---- decisions and events --------------------------------------------------------
 

@@ -28,7 +28,7 @@ from carrier.model_chain import ModelChain, RetryPolicy, parse_model_spec
 from carrier.prompts import (
     character_system_prompt,
 )
-from carrier.settings import data_dir, overrides_from_character
+from carrier.settings import overrides_from_character
 from carrier.stages import LoopStages, TextCallback
 from carrier.types import (
     Content,
@@ -127,9 +127,7 @@ class AgentRuntime(LoopStages):
             return
         check_plugins(self.character, self.host.plugins, source=self.character.name)
         if self._store is None:
-            scheme, url = self._store_target()
-            self._store = self.host.stores.create(scheme, url=url)
-            await self._store.open()
+            self._store = await self.host.open_store()
         for model_class in ModelClass:
             self._chains[model_class] = self._resolve_chain(model_class)
         self._actions = ActionTable(
@@ -189,21 +187,6 @@ class AgentRuntime(LoopStages):
     def _enabled(self, plugin: str) -> bool:
         """Every installed plugin serves every agent (a character's list is a requirement)."""
         return True
-
-    def _store_target(self) -> tuple[str, str]:
-        url = self.settings.database_url
-        if url is None:
-            if "sqlite" in self.host.stores:
-                url = f"sqlite:///{data_dir() / 'carrier.db'}"
-            else:
-                url = "memory://"
-        scheme = url.partition("://")[0].split("+")[0].lower() if "://" in url else ""
-        if not scheme:
-            raise ConfigurationError(
-                f"CARRIER_DATABASE_URL={url!r} has no scheme; write e.g. "
-                f"'sqlite:///path/to/carrier.db' or 'memory://'."
-            )
-        return scheme, url
 
     def _resolve_chain(self, model_class: ModelClass) -> ModelChain | None:
         override = self._model_overrides.get(model_class.value, ...)

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 
 import uvicorn
 
-from carrier.settings import data_dir
 from carrier_plugin_http.app import create_app
 from carrier_plugin_http.hub import AgentHub
 from carrier_plugin_http.security import check_bind_address
@@ -23,27 +22,12 @@ if TYPE_CHECKING:
     from carrier.protocols import MemoryStore
     from carrier_plugin_http.settings import HttpSettings
 
-__all__ = ["open_store", "running_server", "serve", "store_url"]
-
-
-def store_url(host: PluginHost) -> tuple[str, str]:
-    """The ``(scheme, url)`` of the store named by ``CARRIER_DATABASE_URL``, as the
-    runtime picks it (SQLite under the data dir when the sql plugin is installed)."""
-    url = host.carrier_settings.database_url
-    if url is None:
-        url = f"sqlite:///{data_dir() / 'carrier.db'}" if "sqlite" in host.stores else "memory://"
-    scheme = url.partition("://")[0].split("+")[0].lower()
-    return scheme, url
+__all__ = ["open_store", "running_server", "serve"]
 
 
 async def open_store(host: PluginHost) -> MemoryStore:
-    """Open the one store every served agent shares."""
-    scheme, url = store_url(host)
-    if host.carrier_settings.database_url is None and scheme == "sqlite":
-        data_dir().mkdir(parents=True, exist_ok=True)
-    store = host.stores.create(scheme, url=url)
-    await store.open()
-    return store
+    """Open the one store every served agent shares (the runtime's own default)."""
+    return await host.open_store()
 
 
 async def serve(
