@@ -1,7 +1,9 @@
 """Running plugins' providers and evaluators concurrently, each under its timeout.
 
 A slow or failing one is reported (``provider_failed`` / ``evaluator_failed``) and
-never stalls or breaks the loop.
+never stalls or breaks the loop. All the calls of one stage share one timer per
+distinct timeout (not one per call): a turn runs many small providers, and a timer
+per call costs more than most of them.
 """
 
 from __future__ import annotations
@@ -9,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Coroutine, Sequence
+from typing import TYPE_CHECKING, Any
 
 from carrier.types import EvaluatorResult, EventType, Memory, ModelClass, ProviderOutput, State
 
@@ -18,9 +20,54 @@ if TYPE_CHECKING:
     from carrier.protocols import Evaluator, Provider
     from carrier.runtime import AgentRuntime
 
-__all__ = ["run_evaluators", "run_providers", "trim_to_tokens"]
+__all__ = ["run_evaluators", "run_providers", "run_with_timeouts", "trim_to_tokens"]
 
 logger = logging.getLogger("carrier.runtime")
+
+
+class TimedOut(Exception):  # noqa: N818 - an outcome, not raised
+    """The outcome of a call that ran past its timeout (it was cancelled)."""
+
+
+async def run_with_timeouts(
+    calls: Sequence[tuple[Coroutine[Any, Any, Any], float]],
+) -> list[Any]:
+    """Run coroutines concurrently, each cancelled after its own timeout.
+
+    Returns one outcome per call, in order: its result, the exception it raised,
+    or a ``TimedOut`` instance.
+    """
+    if not calls:
+        return []
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    tasks: list[asyncio.Future[Any]] = [asyncio.ensure_future(c) for c, _ in calls]
+    timeouts = {task: timeout for task, (_, timeout) in zip(tasks, calls, strict=True)}
+    pending = set(tasks)
+    timed_out: set[asyncio.Future[Any]] = set()
+    for deadline in sorted(set(timeouts.values())):
+        if not pending:
+            break
+        _, pending = await asyncio.wait(pending, timeout=max(0.0, started + deadline - loop.time()))
+        for task in [t for t in pending if timeouts[t] <= deadline]:
+            task.cancel()  # finishes in the background; a late error is retrieved there
+            task.add_done_callback(_retrieve)
+            timed_out.add(task)
+            pending.discard(task)
+    outcomes: list[Any] = []
+    for task in tasks:
+        if task in timed_out:
+            outcomes.append(TimedOut(f"timed out after {timeouts[task]} s"))
+        elif task.exception() is not None:
+            outcomes.append(task.exception())
+        else:
+            outcomes.append(task.result())
+    return outcomes
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 async def run_providers(
@@ -29,38 +76,26 @@ async def run_providers(
     """Run the non-dynamic providers concurrently, each under its timeout and token
     budget, and put their outputs in ``state.providers`` in provider order."""
     providers = [p for p in providers if not p.dynamic]
-    outputs: dict[str, ProviderOutput] = {}
-
-    async def run(provider: Provider) -> None:
-        try:
-            output = await asyncio.wait_for(
-                provider.get(runtime, message, state), timeout=provider.timeout_s
-            )
-            if provider.max_tokens is not None and output.text:
-                count = _counter(runtime)
-                output.text = trim_to_tokens(output.text, provider.max_tokens, count)
-            outputs[provider.name] = output
-        except TimeoutError:
-            await runtime.emit(
-                EventType.PROVIDER_FAILED,
-                message,
-                provider=provider.name,
-                error=f"timed out after {provider.timeout_s} s",
-            )
-        except Exception as exc:
-            logger.exception("Provider %r failed", provider.name)
-            await runtime.emit(
-                EventType.PROVIDER_FAILED,
-                message,
-                provider=provider.name,
-                error=f"{type(exc).__name__}: {exc}",
-            )
-
-    await asyncio.gather(*(run(p) for p in providers))
-    # sections in provider order (position), whatever order they finished in
-    for provider in providers:
-        if provider.name in outputs:
-            state.providers[provider.name] = outputs[provider.name]
+    outcomes = await run_with_timeouts(
+        [(p.get(runtime, message, state), p.timeout_s) for p in providers]
+    )
+    count: Callable[[str], int] | None = None
+    for provider, outcome in zip(providers, outcomes, strict=True):
+        if isinstance(outcome, ProviderOutput):
+            if provider.max_tokens is not None and outcome.text:
+                count = count or _counter(runtime)
+                outcome.text = trim_to_tokens(outcome.text, provider.max_tokens, count)
+            state.providers[provider.name] = outcome
+            continue
+        if isinstance(outcome, TimedOut):
+            error = str(outcome)
+        elif isinstance(outcome, BaseException):
+            logger.error("Provider %r failed", provider.name, exc_info=outcome)
+            error = f"{type(outcome).__name__}: {outcome}"
+        else:
+            error = f"returned {type(outcome).__name__}, not a ProviderOutput"
+            logger.error("Provider %r %s", provider.name, error)
+        await runtime.emit(EventType.PROVIDER_FAILED, message, provider=provider.name, error=error)
 
 
 def trim_to_tokens(text: str, budget: int, count: Callable[[str], int]) -> str:
@@ -100,32 +135,35 @@ async def run_evaluators(
 ) -> list[EvaluatorResult]:
     """Run the evaluators that apply concurrently, each under its timeout; a failure
     becomes an unsuccessful result and an ``evaluator_failed`` event."""
+    started = time.perf_counter()
 
-    async def run(evaluator: Evaluator) -> EvaluatorResult | None:
-        started = time.perf_counter()
-        try:
-            if not (evaluator.always_run or responses) or not await evaluator.validate(
-                runtime, message, state
-            ):
-                return None
-            result = await asyncio.wait_for(
-                evaluator.handler(runtime, message, state, responses),
-                timeout=evaluator.timeout_s,
-            ) or EvaluatorResult(name=evaluator.name)
-        except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            logger.warning("Evaluator %r failed: %s", evaluator.name, error)
+    async def evaluate(evaluator: Evaluator) -> EvaluatorResult | None:
+        if not (evaluator.always_run or responses):
+            return None
+        if not await evaluator.validate(runtime, message, state):
+            return None
+        result = await evaluator.handler(runtime, message, state, responses)
+        return result or EvaluatorResult(name=evaluator.name)
+
+    outcomes = await run_with_timeouts([(evaluate(e), e.timeout_s) for e in evaluators])
+    duration = (time.perf_counter() - started) * 1000
+    results: list[EvaluatorResult] = []
+    for evaluator, outcome in zip(evaluators, outcomes, strict=True):
+        if outcome is None:
+            continue
+        if isinstance(outcome, EvaluatorResult):
+            results.append(outcome)
             await runtime.emit(
-                EventType.EVALUATOR_FAILED, message, evaluator=evaluator.name, error=error
+                EventType.EVALUATOR_COMPLETED, message, duration, evaluator=evaluator.name
             )
-            return EvaluatorResult(name=evaluator.name, success=False, error=error)
+            continue
+        text = str(outcome)
+        error = f"{type(outcome).__name__}: {text}" if text else type(outcome).__name__
+        if isinstance(outcome, TimedOut):
+            error = text
+        logger.warning("Evaluator %r failed: %s", evaluator.name, error)
         await runtime.emit(
-            EventType.EVALUATOR_COMPLETED,
-            message,
-            (time.perf_counter() - started) * 1000,
-            evaluator=evaluator.name,
+            EventType.EVALUATOR_FAILED, message, evaluator=evaluator.name, error=error
         )
-        return result
-
-    outcomes = await asyncio.gather(*(run(e) for e in evaluators))
-    return [o for o in outcomes if o is not None]
+        results.append(EvaluatorResult(name=evaluator.name, success=False, error=error))
+    return results

@@ -354,13 +354,17 @@ class Action(ABC):
         """Do the work. Raise ``ToolRetry`` to ask the model to try again."""
 
     def spec(self) -> ActionSpec:
-        """The action as offered to a model."""
-        schema: dict[str, Any] = (
-            self.parameters.model_json_schema()
-            if self.parameters is not None
-            else {"type": "object", "properties": {}}
-        )
-        return ActionSpec(name=self.name, description=self.description, parameters=schema)
+        """The action as offered to a model (built once: a JSON schema is costly)."""
+        cached: ActionSpec | None = self.__dict__.get("_carrier_spec")
+        if cached is None:
+            schema: dict[str, Any] = (
+                self.parameters.model_json_schema()
+                if self.parameters is not None
+                else {"type": "object", "properties": {}}
+            )
+            cached = ActionSpec(name=self.name, description=self.description, parameters=schema)
+            self.__dict__["_carrier_spec"] = cached
+        return cached
 
 
 #: ``factory() -> Action``; an ``Action`` subclass is a factory.

@@ -80,6 +80,8 @@ class InMemoryStore(MemoryStore):
         self._by_room: dict[tuple[str, str], _Timeline] = defaultdict(_Timeline)
         self._by_entity: dict[tuple[str, str], _Timeline] = defaultdict(_Timeline)
         self._by_type: dict[tuple[str, MemoryType], _Timeline] = defaultdict(_Timeline)
+        self._by_room_type: dict[tuple[str, str, MemoryType], _Timeline] = defaultdict(_Timeline)
+        self._by_entity_type: dict[tuple[str, str, MemoryType], _Timeline] = defaultdict(_Timeline)
         self._by_agent: dict[str, _Timeline] = defaultdict(_Timeline)
         self._goals: dict[str, Goal] = {}
         self._tasks: dict[str, Task] = {}
@@ -139,6 +141,8 @@ class InMemoryStore(MemoryStore):
         self._by_room[(memory.agent_id, memory.room_id)].add(memory)
         self._by_entity[(memory.agent_id, memory.entity_id)].add(memory)
         self._by_type[(memory.agent_id, memory.type)].add(memory)
+        self._by_room_type[(memory.agent_id, memory.room_id, memory.type)].add(memory)
+        self._by_entity_type[(memory.agent_id, memory.entity_id, memory.type)].add(memory)
         self._by_agent[memory.agent_id].add(memory)
         return True
 
@@ -157,12 +161,20 @@ class InMemoryStore(MemoryStore):
     ) -> list[Memory]:
         if limit <= 0:
             return []
-        if room_id is not None:
+        # Each (room | entity) [x type] combination has its own timeline: a read scans
+        # only what it returns, whatever the history's size.
+        if room_id is not None and type is not None:
+            timeline = self._by_room_type.get((agent_id, room_id, type))
+            extra = entity_id is not None
+        elif room_id is not None:
             timeline = self._by_room.get((agent_id, room_id))
-            extra = entity_id is not None or type is not None
+            extra = entity_id is not None
+        elif entity_id is not None and type is not None:
+            timeline = self._by_entity_type.get((agent_id, entity_id, type))
+            extra = False
         elif entity_id is not None:
             timeline = self._by_entity.get((agent_id, entity_id))
-            extra = type is not None
+            extra = False
         elif type is not None:
             timeline = self._by_type.get((agent_id, type))
             extra = False
@@ -174,7 +186,10 @@ class InMemoryStore(MemoryStore):
         if not extra:
             return timeline.newest(limit, before)
         found: list[Memory] = []
-        for memory in reversed(timeline.newest(len(timeline.items), before)):
+        items = timeline.items
+        end = len(items) if before is None else bisect.bisect_left(timeline.keys, before)
+        for index in range(end - 1, -1, -1):  # newest first, stop at the limit
+            memory = items[index]
             if (entity_id is None or memory.entity_id == entity_id) and (
                 type is None or memory.type == type
             ):
@@ -191,8 +206,9 @@ class InMemoryStore(MemoryStore):
             return len(self._by_type.get((agent_id, type), _Timeline()).items)
         if room_id is None:
             return len(self._by_agent.get(agent_id, _Timeline()).items)
-        items = self._by_room.get((agent_id, room_id), _Timeline()).items
-        return sum(1 for m in items if type is None or m.type == type)
+        if type is not None:
+            return len(self._by_room_type.get((agent_id, room_id, type), _Timeline()).items)
+        return len(self._by_room.get((agent_id, room_id), _Timeline()).items)
 
     async def delete_memory(self, memory_id: str) -> bool:
         memory = self._memories.pop(memory_id, None)
@@ -201,6 +217,8 @@ class InMemoryStore(MemoryStore):
         self._by_room[(memory.agent_id, memory.room_id)].remove(memory)
         self._by_entity[(memory.agent_id, memory.entity_id)].remove(memory)
         self._by_type[(memory.agent_id, memory.type)].remove(memory)
+        self._by_room_type[(memory.agent_id, memory.room_id, memory.type)].remove(memory)
+        self._by_entity_type[(memory.agent_id, memory.entity_id, memory.type)].remove(memory)
         self._by_agent[memory.agent_id].remove(memory)
         return True
 

@@ -7,6 +7,7 @@ failure makes the evaluator's result unsuccessful; it never stops the loop.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from typing import TYPE_CHECKING, Any
@@ -45,6 +46,12 @@ def _name(state: State, fallback: str = "the user") -> str:
     return sender.names[0] if sender is not None and sender.names else fallback
 
 
+@functools.cache
+def _schema(model: type[BaseModel]) -> dict[str, Any]:
+    """A model's JSON schema, built once (building it takes about half a millisecond)."""
+    return model.model_json_schema()
+
+
 async def _ask(
     runtime: AgentRuntime, system: str, user: str, schema: type[BaseModel]
 ) -> BaseModel | None:
@@ -53,7 +60,7 @@ async def _ask(
         model_class=ModelClass.SMALL,
         system=system,
         messages=[ChatMessage(role="user", content=user)],
-        response_schema=schema.model_json_schema(),
+        response_schema=_schema(schema),
         max_tokens=settings_for(runtime).evaluator_max_tokens,
         temperature=0.0,
     )
@@ -294,28 +301,46 @@ class ReflectionEvaluator(Evaluator):
     always_run = True
     timeout_s = 60.0
 
+    def __init__(self) -> None:
+        # Per room: (messages counted, count at the last reflection). Seeded from the store
+        # once per room, then kept here, so a turn costs no count over the room's history.
+        self._rooms: dict[str, tuple[int, int]] = {}
+
     @staticmethod
     def _key(runtime: AgentRuntime, room_id: str) -> str:
         return f"bootstrap:reflection:{runtime.agent_id}:{room_id}"
+
+    async def _counts(self, runtime: AgentRuntime, room_id: str) -> tuple[int, int]:
+        known = self._rooms.get(room_id)
+        if known is None:
+            count = await runtime.store.count_memories(
+                agent_id=runtime.agent_id, room_id=room_id, type=MemoryType.MESSAGE
+            )
+            last = int(await runtime.store.get_cache(self._key(runtime, room_id)) or 0)
+            if len(self._rooms) > 10_000:
+                self._rooms.clear()
+        else:
+            count, last = known[0] + 2, known[1]  # the last answer and this message
+        self._rooms[room_id] = (count, last)
+        return count, last
 
     async def validate(self, runtime: AgentRuntime, message: Memory, state: State) -> bool:
         interval = settings_for(runtime).reflection_interval
         if not interval:
             return False
-        count = await runtime.store.count_memories(
-            agent_id=runtime.agent_id, room_id=message.room_id, type=MemoryType.MESSAGE
-        )
-        last = await runtime.store.get_cache(self._key(runtime, message.room_id)) or 0
-        return count - int(last) >= interval
+        count, last = await self._counts(runtime, message.room_id)
+        return count - last >= interval
 
     async def handler(
         self, runtime: AgentRuntime, message: Memory, state: State, responses: list[Memory]
     ) -> EvaluatorResult:
         store = runtime.store
         interval = settings_for(runtime).reflection_interval
-        count = await store.count_memories(
-            agent_id=runtime.agent_id, room_id=message.room_id, type=MemoryType.MESSAGE
-        )
+        count, _ = self._rooms.get(message.room_id) or await self._counts(runtime, message.room_id)
+        # Mark the attempt first: a model that cannot summarize is asked again only
+        # after another interval, not on every following message.
+        self._rooms[message.room_id] = (count, count)
+        await store.set_cache(self._key(runtime, message.room_id), count)
         recent = await store.get_memories(
             agent_id=runtime.agent_id,
             room_id=message.room_id,
@@ -350,7 +375,6 @@ class ReflectionEvaluator(Evaluator):
                 metadata={"messages": count},
             )
         )
-        await store.set_cache(self._key(runtime, message.room_id), count)
         return EvaluatorResult(name=self.name, data={"summary": summary, "messages": count})
 
 
