@@ -217,12 +217,11 @@ def compose_context(
     group = state.room.type.value in ("group", "thread", "feed")
     names = {a.id: (a.names[0] if a.names else "user") for a in state.actors}
 
-    # History turns are built from stored, already validated memories: skip re-validation.
     def turn(memory_entity: str, text: str) -> ChatMessage:
         if memory_entity == state.agent_id:
-            return ChatMessage.model_construct(role="assistant", content=text, name=None)
+            return ChatMessage(role="assistant", content=text)
         content = f"{names.get(memory_entity, 'user')}: {text}" if group else text
-        return ChatMessage.model_construct(role="user", content=content, name=None)
+        return ChatMessage(role="user", content=content)
 
     # The message being answered is always the user's turn, even an autonomous step
     # that the agent wrote to itself.
