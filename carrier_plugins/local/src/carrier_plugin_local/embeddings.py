@@ -85,6 +85,10 @@ class Embedder:
             if self.threads:
                 options.intra_op_num_threads = self.threads
             options.log_severity_level = 3
+            # Measured on the 2-core CI machine: basic graph optimizations and no busy
+            # spinning embed ~10% faster than the default (ENABLE_ALL, spinning).
+            options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             try:
                 session = onnxruntime.InferenceSession(
                     str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
