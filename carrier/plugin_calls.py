@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
+from carrier.errors import CarrierError
 from carrier.types import EvaluatorResult, EventType, Memory, ModelClass, ProviderOutput, State
 
 if TYPE_CHECKING:
@@ -89,6 +90,9 @@ async def run_providers(
             continue
         if isinstance(outcome, TimedOut):
             error = str(outcome)
+        elif isinstance(outcome, CarrierError):  # an expected failure, explained
+            error = f"{type(outcome).__name__}: {outcome}"
+            logger.warning("Provider %r failed: %s", provider.name, error)
         elif isinstance(outcome, BaseException):
             logger.error("Provider %r failed", provider.name, exc_info=outcome)
             error = f"{type(outcome).__name__}: {outcome}"

@@ -75,6 +75,9 @@ class Model(ABC):
     context_window: int | None = None
     #: Dimension of :meth:`embed`'s vectors, or ``None`` if the model does not embed.
     embedding_dimension: int | None = None
+    #: Whether the model chooses actions (native tool calls or constrained JSON). When
+    #: the large model does not, the runtime offers no action and it only replies.
+    calls_actions: bool = True
 
     @abstractmethod
     async def generate(self, request: ModelRequest) -> ModelResponse:

@@ -79,6 +79,11 @@ class LoopStages:
         """This object as the ``AgentRuntime`` it is (what plugins' methods receive)."""
         return cast("AgentRuntime", self)
 
+    def _offers_actions(self) -> bool:
+        """Actions are offered only to a large model that can choose them."""
+        chain = self._chains.get(ModelClass.LARGE)
+        return chain is not None and chain.primary.calls_actions
+
     def room_id_for(self, incoming: IncomingMessage) -> str:
         """The room an incoming message belongs to."""
         return incoming.room_id or f"default-room-{self.agent_id}"
@@ -349,7 +354,7 @@ class LoopStages:
                     limit=settings.knowledge_limit,
                     threshold=settings.search_threshold,
                 )
-        if self._actions:
+        if self._actions and self._offers_actions():
             offered = await self._actions.offered(self._runtime, message, state, role)
             state.actions = [a.spec() for a in offered]
         if self._providers:
@@ -439,7 +444,7 @@ class LoopStages:
                 break
             state.action_results = list(results)
             state.step = step + 1
-            if self._actions:  # what may be offered can depend on the step (CONTINUE)
+            if self._actions and self._offers_actions():  # may depend on the step (CONTINUE)
                 offered = await self._actions.offered(self._runtime, message, state, role)
                 state.actions = [a.spec() for a in offered]
             response = await self.generate(self.compose_context(state), message)

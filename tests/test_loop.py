@@ -376,3 +376,17 @@ async def test_continue_is_re_offered_each_step(agent: AgentRuntime, fake_model:
 async def test_incoming_reply_marker_is_kept(agent: AgentRuntime) -> None:
     reply = await agent.handle(msg("answering you", in_reply_to="m-earlier"))
     assert reply.message.content.in_reply_to == "m-earlier"
+
+
+async def test_no_action_is_offered_to_a_model_that_cannot_choose_one(
+    host: PluginHost, character: Character
+) -> None:
+    host.register(TestPlugin(), name="test-plugin")
+    model = FakeModel()
+    model.calls_actions = False
+    runtime = AgentRuntime(
+        character, host=host, store=InMemoryStore(), models={"large": model, "embedding": None}
+    )
+    async with runtime:
+        await runtime.handle(msg("hello"))
+    assert model.requests[0].actions == []

@@ -26,8 +26,8 @@ async def test_missing_model_file(
     assert repr(str(missing)) in message
     assert "does not exist" in message
     assert "CARRIER_LOCAL_MODEL_PATH" in message
-    with pytest.raises(carrier.ConfigurationError, match="does not exist"):
-        model.count_tokens("hello")
+    # counting tokens never raises (providers call it); it estimates until the file is fixed
+    assert model.count_tokens("hello there") == len("hello there") // 3 + 1
 
 
 async def test_unreadable_model_file(

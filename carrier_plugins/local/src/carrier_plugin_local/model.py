@@ -13,6 +13,7 @@ import threading
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from carrier.errors import ConfigurationError
 from carrier.protocols import Model
 from carrier.types import ModelRequest, ModelResponse, StreamChunk, Usage
 from carrier_plugin_local.actions import (
@@ -48,6 +49,7 @@ class LocalModel(Model):
         self.chat = ChatEngine(settings)
         self.embedder = Embedder(threads=settings.threads, batch_size=settings.embedding_batch_size)
         self.context_window = settings.context_size
+        self.calls_actions = settings.actions
         self.name = "local:" + (
             settings.model_path.name.removesuffix(".gguf")
             if settings.model_path
@@ -201,8 +203,15 @@ class LocalModel(Model):
         return vectors
 
     def count_tokens(self, text: str) -> int:
-        """Tokens of ``text`` with the chat model's own tokenizer (read from the GGUF)."""
-        return self.chat.count_tokens(text)
+        """Tokens of ``text`` with the chat model's own tokenizer (read from the GGUF).
+
+        Never raises: with an unusable model file it estimates, and the first
+        ``generate`` reports the file problem.
+        """
+        try:
+            return self.chat.count_tokens(text)
+        except ConfigurationError:
+            return len(text) // 3 + 1
 
     async def aclose(self) -> None:
         """Free the chat weights and the embedding session."""

@@ -24,4 +24,9 @@ class LocalSettings(BaseSettings):
     temperature: float = Field(default=0.7, ge=0.0, le=2.0)
     max_tokens: int = Field(default=256, ge=1, description="Tokens generated at most per reply.")
     seed: int | None = Field(default=None, ge=0, description="Sampling seed; unset: random.")
+    actions: bool = Field(
+        default=False,
+        description="Let the model choose actions (constrained JSON). Off by default: the "
+        "135M model picks the right action rarely and replies worse when asked to.",
+    )
     embedding_batch_size: int = Field(default=64, ge=1, description="Texts per ONNX run.")
