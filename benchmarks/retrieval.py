@@ -1,6 +1,6 @@
 """Top-10 semantic search latency and recall of ``SqlStore`` at 100k and 1M memories.
 
-Run: ``python carrier_plugins/sql/benchmarks/retrieval.py --json [--sizes 100000,1000000]``
+Run: ``python benchmarks/retrieval.py --json [--sizes 100000,1000000]``
 
 Stores ``n`` random-but-clustered 384-dim embeddings (bulk-loaded into the store's
 own tables), then times ``store.search_memories(limit=10)`` end to end (vector
