@@ -12,6 +12,7 @@ command so ``carrier`` never comes from PyPI.
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import nox
@@ -24,6 +25,26 @@ nox.options.sessions = ["kernel", "plugin", "together", "lint"]
 ROOT = Path(__file__).parent
 PLUGINS = sorted(p.parent.name for p in ROOT.glob("carrier_plugins/*/pyproject.toml"))
 KERNEL_TEST = dependency_group(ROOT / "pyproject.toml", "test")
+#: Workspace distributions by name: a test group naming one gets the local path.
+WORKSPACE = {
+    tomllib.loads((ROOT / "carrier_plugins" / d / "pyproject.toml").read_text())["project"][
+        "name"
+    ]: ROOT / "carrier_plugins" / d
+    for d in PLUGINS
+}
+
+
+def _test_group(path: Path) -> tuple[list[str], list[Path]]:
+    """A plugin's test group, with workspace distributions as local paths."""
+    requirements, plugins = [], []
+    for requirement in dependency_group(path / "pyproject.toml", "test"):
+        local = WORKSPACE.get(requirement)
+        if local is None:
+            requirements.append(requirement)
+        else:
+            requirements.append(str(local))
+            plugins.append(local)
+    return requirements, plugins
 
 
 def _install_without_deps(session: nox.Session, plugins: list[Path]) -> None:
@@ -44,9 +65,9 @@ def kernel(session: nox.Session) -> None:
 def plugin(session: nox.Session, dist: str) -> None:
     """One plugin and the local kernel, nothing else."""
     path = ROOT / "carrier_plugins" / dist
-    tests = dependency_group(path / "pyproject.toml", "test")
+    tests, needed = _test_group(path)
     session.install(".", str(path), *KERNEL_TEST, *tests)
-    _install_without_deps(session, [path])
+    _install_without_deps(session, [path, *needed])
     session.run("pytest", str(path / "tests"), *session.posargs)
 
 
@@ -54,11 +75,7 @@ def plugin(session: nox.Session, dist: str) -> None:
 def together(session: nox.Session) -> None:
     """Every plugin installed at once: discovery, name clashes, the whole suite."""
     paths = [str(ROOT / "carrier_plugins" / d) for d in PLUGINS]
-    tests = [
-        g
-        for d in PLUGINS
-        for g in dependency_group(ROOT / "carrier_plugins" / d / "pyproject.toml", "test")
-    ]
+    tests = [r for d in PLUGINS for r in _test_group(ROOT / "carrier_plugins" / d)[0]]
     session.install(".", *paths, *KERNEL_TEST, *tests)
     _install_without_deps(session, [Path(p) for p in paths])
     session.run("pytest", *session.posargs)
