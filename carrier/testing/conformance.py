@@ -100,7 +100,10 @@ class MemoryStoreConformance:
 
     @pytest.fixture
     async def store(self) -> Any:  # pragma: no cover - always overridden
-        pytest.skip("MemoryStoreConformance needs a 'store' fixture in the subclass.")
+        pytest.fail(
+            f"{type(self).__name__} runs MemoryStoreConformance but defines no 'store' "
+            f"fixture; add an async fixture that yields an opened, empty store."
+        )
 
     # ---- memories: create, get, idempotence ------------------------------------
 

