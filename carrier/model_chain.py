@@ -11,8 +11,10 @@ so this is the only retry loop.
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from time import time
 from typing import Any
 
 from tenacity import (
@@ -28,7 +30,7 @@ from carrier.errors import ModelError, ModelRejectedError, TransientModelError
 from carrier.protocols import Model
 from carrier.types import ModelRequest, ModelResponse
 
-__all__ = ["ModelChain", "RetryPolicy", "parse_model_spec"]
+__all__ = ["ModelChain", "RetryPolicy", "parse_model_spec", "parse_retry_after"]
 
 #: ``on_event(kind, data)`` — the runtime turns these into MODEL_RETRY/FALLBACK events.
 ChainObserver = Callable[[str, dict[str, Any]], Awaitable[None]]
@@ -45,6 +47,37 @@ def parse_model_spec(spec: str) -> list[tuple[str, str | None]]:
         backend, _, model = part.partition(":")
         links.append((backend.strip(), model.strip() or None))
     return links
+
+
+def parse_retry_after(
+    headers: Mapping[str, str] | None, *, now: float | None = None
+) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` or ``retry-after`` (seconds or HTTP date).
+
+    For plugins translating a 429/503: pass the response headers and put the result in
+    ``TransientModelError(retry_after=...)``; the retry loop never waits less.
+    """
+    if not headers:
+        return None
+    lowered = {k.lower(): v for k, v in headers.items()}
+    raw_ms = lowered.get("retry-after-ms")
+    if raw_ms:
+        try:
+            return max(float(raw_ms) / 1000.0, 0.0)
+        except ValueError:
+            pass
+    raw = lowered.get("retry-after")
+    if not raw:
+        return None
+    try:
+        return max(float(raw), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(raw).timestamp()
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(when - (time() if now is None else now), 0.0)
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,10 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
-from time import time
 from typing import TYPE_CHECKING, Any
 
 from carrier.errors import ModelRejectedError
+from carrier.model_chain import parse_retry_after
 from carrier.types import ActionCall, ActionSpec, ModelRequest, ModelResponse, Usage
 
 if TYPE_CHECKING:
@@ -289,33 +288,6 @@ def _json_object(name: str, raw: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ModelRejectedError(f"The model streamed non-object input for tool {name!r}.")
     return value
-
-
-def parse_retry_after(
-    headers: Mapping[str, str] | None, *, now: float | None = None
-) -> float | None:
-    """Seconds to wait from ``retry-after-ms`` or ``retry-after`` (seconds or HTTP date)."""
-    if not headers:
-        return None
-    lowered = {k.lower(): v for k, v in headers.items()}
-    raw_ms = lowered.get("retry-after-ms")
-    if raw_ms:
-        try:
-            return max(float(raw_ms) / 1000.0, 0.0)
-        except ValueError:
-            pass
-    raw = lowered.get("retry-after")
-    if not raw:
-        return None
-    try:
-        return max(float(raw), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(raw).timestamp()
-    except (TypeError, ValueError, IndexError):
-        return None
-    return max(when - (time() if now is None else now), 0.0)
 
 
 def redact(text: str, secret: str | None) -> str:
