@@ -122,22 +122,30 @@ class AgentRuntime(LoopStages):
         await self.stop()
 
     async def start(self) -> None:
-        """Check plugins, open the store, resolve models, build actions and providers."""
+        """Check plugins, open the store, resolve models, build actions and providers.
+
+        If any of it fails, what was opened is closed again before the error propagates.
+        """
         if self._started:
             return
         check_plugins(self.character, self.host.plugins, source=self.character.name)
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
         if self._store is None:
             self._store = await self.host.open_store()
         for model_class in ModelClass:
             self._chains[model_class] = self._resolve_chain(model_class)
-        self._actions = ActionTable(
-            {e.name: e.factory() for e in self.host.actions if self._enabled(e.plugin)}
-        )
+        self._actions = ActionTable({e.name: e.factory() for e in self.host.actions})
         self._providers = sorted(
-            (e.factory() for e in self.host.providers if self._enabled(e.plugin)),
+            (e.factory() for e in self.host.providers),
             key=lambda p: p.position,
         )
-        self._evaluators = [e.factory() for e in self.host.evaluators if self._enabled(e.plugin)]
+        self._evaluators = [e.factory() for e in self.host.evaluators]
         executor_name = (
             self.settings.executor
             or self.host.choose(
@@ -183,10 +191,6 @@ class AgentRuntime(LoopStages):
             await self._store.close()
             self._store = None
         self._started = False
-
-    def _enabled(self, plugin: str) -> bool:
-        """Every installed plugin serves every agent (a character's list is a requirement)."""
-        return True
 
     def _resolve_chain(self, model_class: ModelClass) -> ModelChain | None:
         override = self._model_overrides.get(model_class.value, ...)

@@ -113,3 +113,27 @@ async def test_structured_output_parses_json_text_and_falls_back_when_there_is_n
         response = await runtime.generate(ModelRequest(response_schema={"type": "object"}))
     assert response.structured == {"ideas": ["a", "b"]}
     assert len(prose.requests) == 1
+
+
+async def test_a_failed_start_closes_the_store_it_opened(host, character) -> None:
+    from carrier.builtin.memory_store import InMemoryStore
+    from carrier.errors import UnknownNameError
+
+    closed: list[bool] = []
+
+    class TrackedStore(InMemoryStore):
+        async def close(self) -> None:
+            closed.append(True)
+
+    class Stores:
+        @carrier.hookimpl
+        def carrier_register_stores(self, stores: Any) -> None:
+            stores.add("tracked", TrackedStore)
+
+    host.register(Stores(), name="tracked")
+    host.carrier_settings.database_url = "tracked://"
+    runtime = AgentRuntime(character, host=host, models={"large": "no-such-model"})
+    with pytest.raises(UnknownNameError, match="No model named 'no-such-model'"):
+        async with runtime:
+            pass
+    assert closed == [True]
