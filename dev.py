@@ -54,7 +54,7 @@ def without_deps(pyproject: Path) -> list[str]:
 
 
 def run(*command: str | Path, **env: str) -> None:
-    print("+", " ".join(str(c) for c in command), flush=True)
+    print("+", " ".join(str(c) for c in command), file=sys.stderr, flush=True)
     result = subprocess.run([str(c) for c in command], cwd=ROOT, env={**os.environ, **env})
     if result.returncode != 0:
         sys.exit(result.returncode)

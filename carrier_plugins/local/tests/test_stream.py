@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 
 from carrier_plugin_local.model import LocalModel
+from carrier_plugin_local.plugin import build_model
+from carrier_plugin_local.settings import LocalSettings
 
 from carrier.types import ChatMessage, ModelRequest, StreamChunk
 
@@ -16,8 +18,14 @@ REQUEST = ModelRequest(
 )
 
 
-async def test_stream_yields_tokens_incrementally(model: LocalModel) -> None:
-    chunks: list[StreamChunk] = [chunk async for chunk in model.stream(REQUEST)]
+async def test_stream_yields_tokens_incrementally() -> None:
+    # Runs to max_tokens: no stop at a blank line here.
+    settings = LocalSettings(_env_file=None, context_size=2048, seed=0, stop_at_blank_line=False)
+    model = build_model(settings)
+    try:
+        chunks: list[StreamChunk] = [chunk async for chunk in model.stream(REQUEST)]
+    finally:
+        await model.aclose()
     deltas, final = chunks[:-1], chunks[-1]
     assert len(deltas) > 1
     assert all(chunk.text and chunk.response is None for chunk in deltas)

@@ -62,6 +62,7 @@ class Prompt:
     temperature: float
     seed: int | None
     stop: list[str] = field(default_factory=list)
+    repeat_penalty: float = 1.0
     json_schema: dict[str, Any] | None = None
     prompt_tokens: int = 0
     dropped: int = 0
@@ -75,6 +76,8 @@ class Prompt:
         }
         if self.seed is not None:
             body["seed"] = self.seed
+        if self.repeat_penalty != 1.0:
+            body["repeat_penalty"] = self.repeat_penalty
         if self.stop:
             body["stop"] = self.stop
         if self.json_schema is not None:

@@ -87,8 +87,12 @@ class LocalModel(Model):
             max_tokens=max_tokens,
             temperature=settings.temperature if temperature is None else temperature,
             seed=request.seed if request.seed is not None else settings.seed,
-            stop=list(request.stop),
+            stop=[
+                *request.stop,
+                *(["\n\n"] if settings.stop_at_blank_line and schema is None else []),
+            ],
             json_schema=schema,
+            repeat_penalty=settings.repeat_penalty,
         )
         return self.chat.fit(prompt), mode
 

@@ -22,7 +22,18 @@ class LocalSettings(BaseSettings):
     threads: int = Field(default=0, ge=0, description="CPU threads; 0 uses every core.")
     context_size: int = Field(default=4096, ge=512, description="Context window in tokens.")
     temperature: float = Field(default=0.7, ge=0.0, le=2.0)
-    max_tokens: int = Field(default=256, ge=1, description="Tokens generated at most per reply.")
+    max_tokens: int = Field(default=128, ge=1, description="Tokens generated at most per reply.")
+    repeat_penalty: float = Field(
+        default=1.1,
+        ge=1.0,
+        le=2.0,
+        description="Penalty on repeated tokens; keeps the small model from looping.",
+    )
+    stop_at_blank_line: bool = Field(
+        default=True,
+        description="End a plain reply at its first blank line: the 135M model tends to "
+        "go on inventing more conversation after its answer.",
+    )
     seed: int | None = Field(default=None, ge=0, description="Sampling seed; unset: random.")
     actions: bool = Field(
         default=False,
