@@ -1,6 +1,7 @@
-"""Carrier plugin: durable memory store on SQLite. Entry point ``sql``.
+"""Carrier plugin: durable memory store on SQLite or PostgreSQL. Entry point ``sql``.
 
-Registers the ``sqlite`` store scheme (``CARRIER_DATABASE_URL=sqlite:///...``).
+Registers the ``sqlite`` store scheme (``CARRIER_DATABASE_URL=sqlite:///...``) and
+the ``postgresql`` / ``postgres`` schemes (extra ``postgres``: asyncpg, pgvector).
 Only hook implementations live here: the settings class is declared as an import
 string, and SQLModel, SQLAlchemy, aiosqlite and numpy load when a store is
 built, so discovery stays cheap.
@@ -33,6 +34,13 @@ def carrier_register_stores(stores: Registry[MemoryStore]) -> None:
             settings="sql",
             description="Durable SQLite store with exact vector search (carrier-plugin-sql).",
         )
+    for scheme in ("postgresql", "postgres", "postgresql+asyncpg"):
+        stores.add(
+            scheme,
+            build_postgres_store,
+            settings="sql",
+            description="PostgreSQL store with pgvector search (carrier-plugin-sql[postgres]).",
+        )
 
 
 def build_store(settings: SqlSettings | None = None, *, url: str) -> MemoryStore:
@@ -55,3 +63,29 @@ def build_store(settings: SqlSettings | None = None, *, url: str) -> MemoryStore
         busy_timeout_s=settings.busy_timeout_s,
         write_retry_s=settings.write_retry_s,
     )
+
+
+def build_postgres_store(settings: SqlSettings | None = None, *, url: str) -> MemoryStore:
+    """Build an unopened ``PostgresStore`` for ``url``.
+
+    Args:
+        settings: The ``sql`` namespace's settings (unused by this store).
+        url: ``postgresql://user:password@host:5432/database`` (or ``postgres://``,
+            ``postgresql+asyncpg://``).
+
+    Returns:
+        The store; open it with ``async with``.
+
+    Raises:
+        ConfigurationError: The ``postgres`` extra is not installed, or the URL is invalid.
+    """
+    try:
+        from carrier_plugin_sql.postgres import PostgresStore  # asyncpg loads here only
+    except ImportError as exc:
+        from carrier.errors import ConfigurationError
+
+        raise ConfigurationError(
+            f"The PostgreSQL store needs asyncpg and pgvector ({exc}). "
+            f"Install them with: pip install 'carrier-plugin-sql[postgres]'"
+        ) from exc
+    return PostgresStore(url)

@@ -19,6 +19,7 @@ from sqlalchemy import JSON, BigInteger, Index, Integer, LargeBinary, Text
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import registry
 from sqlalchemy.schema import CreateIndex, CreateTable
+from sqlalchemy.types import UserDefinedType
 from sqlmodel import Field, SQLModel
 
 from carrier.errors import StoreError
@@ -55,6 +56,20 @@ class _Row(SQLModel, registry=registry()):
 def _json() -> Any:
     """A JSON document column type: ``TEXT`` on SQLite, ``JSON`` elsewhere."""
     return JSON().with_variant(Text(), "sqlite")
+
+
+class _PgVector(UserDefinedType[Any]):
+    """pgvector's ``vector`` type (its dimension is fixed by the first embedding)."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "vector"
+
+
+def _vector() -> Any:
+    """An embedding column: float32 bytes on SQLite, pgvector's ``vector`` on PostgreSQL."""
+    return LargeBinary().with_variant(_PgVector(), "postgresql")
 
 
 def _seq() -> Any:
@@ -138,7 +153,8 @@ class MemoryRow(_Row, table=True):
 
 
 class EmbeddingRow(_Row, table=True):
-    """A memory's embedding: little-endian float32 bytes, with its filters copied."""
+    """A memory's embedding (float32 bytes on SQLite, ``vector`` on PostgreSQL), with its
+    filters copied."""
 
     __tablename__ = "embeddings"
     __table_args__ = (Index("ix_embeddings_filter", "agent_id", "room_id", "type"),)
@@ -150,7 +166,7 @@ class EmbeddingRow(_Row, table=True):
     room_id: str
     type: str
     dimension: int
-    vector: bytes = Field(sa_type=LargeBinary())
+    vector: bytes = Field(sa_type=_vector())
 
 
 class PendingRow(_Row, table=True):

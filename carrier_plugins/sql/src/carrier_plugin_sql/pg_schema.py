@@ -1,0 +1,110 @@
+"""The schema on PostgreSQL: the same SQLModel tables compiled for PostgreSQL.
+
+The tables, their indexes and the schema version are those of :mod:`.schema`.
+PostgreSQL has no triggers here: the queue of unanswered messages is kept by the
+store's own transactions (:mod:`.postgres`). The embedding column is pgvector's
+``vector``; its dimension and the HNSW (cosine) index are fixed by the first
+embedding (:func:`fix_dimension`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.schema import CreateIndex, CreateTable
+
+from carrier.errors import StoreError
+from carrier_plugin_sql.schema import SCHEMA_VERSION, TABLES
+
+__all__ = ["DIMENSION_KEY", "fix_dimension", "open_schema", "postgres_ddl"]
+
+DIMENSION_KEY = "embedding_dimension"
+#: Serializes schema changes between processes (any constant works).
+_LOCK = 0x63617272  # "carr"
+HNSW_INDEX = "ix_embeddings_hnsw"
+
+
+def postgres_ddl() -> list[str]:
+    """``CREATE`` statements for the current schema, in PostgreSQL's dialect."""
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    statements = [str(CreateTable(table).compile(dialect=dialect)).strip() for table in TABLES]
+    for table in TABLES:
+        statements.extend(
+            str(CreateIndex(index).compile(dialect=dialect)).strip()
+            for index in sorted(table.indexes, key=lambda i: i.name or "")
+        )
+    return statements
+
+
+async def _create_v1(conn: Any) -> None:
+    for statement in postgres_ddl():
+        await conn.execute(statement)
+
+
+_MIGRATIONS = {1: _create_v1}
+
+
+async def open_schema(conn: Any, where: str) -> int | None:
+    """Create or migrate the schema in ``conn``'s current schema; the recorded
+    embedding dimension.
+
+    Raises:
+        StoreError: The database holds other tables, or is newer than this code.
+    """
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK)
+        tables = {
+            row[0]
+            for row in await conn.fetch(
+                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+            )
+        }
+        if not tables:
+            found = 0
+        elif "carrier_meta" not in tables:
+            raise StoreError(
+                f"The database {where} holds tables that are not Carrier's (no carrier_meta "
+                f"table); refusing to change it. Point CARRIER_DATABASE_URL at a new database."
+            )
+        else:
+            value = await conn.fetchval(
+                "SELECT value FROM carrier_meta WHERE key = 'schema_version'"
+            )
+            found = int(value) if value is not None else 0
+        if found > SCHEMA_VERSION:
+            raise StoreError(
+                f"The database {where} has schema version {found}, newer than the version "
+                f"{SCHEMA_VERSION} this carrier-plugin-sql understands; it was written by a "
+                f"newer release. Upgrade with: pip install -U carrier-plugin-sql (or point "
+                f"CARRIER_DATABASE_URL at another database)."
+            )
+        for version in range(found + 1, SCHEMA_VERSION + 1):
+            await _MIGRATIONS[version](conn)
+        if found != SCHEMA_VERSION:
+            await conn.execute(
+                "INSERT INTO carrier_meta (key, value) VALUES ('schema_version', $1) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                str(SCHEMA_VERSION),
+            )
+        value = await conn.fetchval("SELECT value FROM carrier_meta WHERE key = $1", DIMENSION_KEY)
+        if value is not None:
+            await fix_dimension(conn, int(value))
+    return None if value is None else int(value)
+
+
+async def fix_dimension(conn: Any, dimension: int) -> None:
+    """Give the ``vector`` column its dimension and the HNSW cosine index (idempotent;
+    run inside a transaction)."""
+    typmod = await conn.fetchval(
+        "SELECT atttypmod FROM pg_attribute "
+        "WHERE attrelid = 'embeddings'::regclass AND attname = 'vector'"
+    )
+    if typmod != dimension:
+        await conn.execute(
+            f"ALTER TABLE embeddings ALTER COLUMN vector TYPE vector({int(dimension)})"
+        )
+    await conn.execute(
+        f"CREATE INDEX IF NOT EXISTS {HNSW_INDEX} ON embeddings "
+        "USING hnsw (vector vector_cosine_ops)"
+    )

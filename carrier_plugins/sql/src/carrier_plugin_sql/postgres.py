@@ -1,0 +1,411 @@
+"""``PostgresStore``: Carrier's memory store on PostgreSQL with pgvector.
+
+An asyncpg connection pool serves every call; each call is one statement or one
+transaction. The tables are those of :mod:`.schema` (see :mod:`.pg_schema`);
+embeddings live in a pgvector ``vector`` column with an HNSW cosine index, and
+semantic search is ``ORDER BY vector <=> query`` within the agent (and room and
+type). The queue of unanswered messages is kept in the same transaction as the
+memory written or deleted. Goals, tasks, cache and logs come from
+:class:`~carrier_plugin_sql.records.RecordsMixin`, whose ``?`` placeholders are
+rewritten to ``$n``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from functools import cache
+from typing import Any
+
+import asyncpg
+from pgvector.asyncpg import register_vector
+
+from carrier.errors import CarrierError, ConfigurationError, EmbeddingDimensionError, StoreError
+from carrier.protocols import MemoryStore
+from carrier.types import Entity, Memory, MemoryType, Participant, ScoredMemory
+from carrier_plugin_sql import pg_schema
+from carrier_plugin_sql.ops import memory_params
+from carrier_plugin_sql.pg_url import PostgresTarget, parse_postgres_url
+from carrier_plugin_sql.records import RecordsMixin
+from carrier_plugin_sql.store import SqlStore
+
+__all__ = ["PostgresStore"]
+
+_MEMORY = (
+    "SELECT m.seq, m.id, m.agent_id, m.entity_id, m.room_id, m.world_id, m.type, m.content, "
+    "m.created_at, m.is_unique, m.meta, e.vector FROM memories AS m "
+    "LEFT JOIN embeddings AS e ON e.memory_seq = m.seq"
+)
+_INSERT_MEMORY = (
+    "INSERT INTO memories (id, agent_id, entity_id, room_id, world_id, type, content, "
+    "created_at, is_unique, internal, meta) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
+    "ON CONFLICT (id) DO NOTHING RETURNING seq"
+)
+# A message is pending until a memory with id "{message id}-{agent id}" exists.
+_ADD_PENDING = (
+    "INSERT INTO pending_messages (memory_id, agent_id, created_at, memory_seq) "
+    "SELECT m.id, m.agent_id, m.created_at, m.seq FROM memories AS m WHERE m.id = $1 "
+    "AND m.type = 'message' AND m.entity_id <> m.agent_id AND NOT m.internal "
+    "AND NOT EXISTS (SELECT 1 FROM memories WHERE id = m.id || '-' || m.agent_id) "
+    "ON CONFLICT (memory_id) DO NOTHING"
+)
+_PLACEHOLDER = re.compile(r"\?")
+
+
+@cache
+def _numbered(sql: str) -> str:
+    """SQLite's ``?`` placeholders as PostgreSQL's ``$1, $2, ...``; ``rowid`` as ``id``."""
+    count = iter(range(1, 10_000))
+    return _PLACEHOLDER.sub(lambda _: f"${next(count)}", sql).replace("rowid", "id")
+
+
+def _question_of(memory_id: str, agent_id: str) -> str | None:
+    """The id of the message that ``memory_id`` answers, if it is an answer's id."""
+    suffix = f"-{agent_id}"
+    if len(memory_id) > len(suffix) and memory_id.endswith(suffix):
+        return memory_id[: -len(suffix)]
+    return None
+
+
+def _memory(row: Sequence[Any]) -> Memory:
+    _, id_, agent, entity, room, world, type_, content, created_at, unique, meta, vector = row
+    return Memory.model_validate(
+        {
+            "id": id_,
+            "agent_id": agent,
+            "entity_id": entity,
+            "room_id": room,
+            "world_id": world,
+            "type": type_,
+            "content": json.loads(content),
+            "created_at": created_at,
+            "unique": unique,
+            "metadata": json.loads(meta),
+            "embedding": None if vector is None else vector.to_list(),
+        }
+    )
+
+
+class _Pool:
+    """The pool behind :class:`RecordsMixin`'s ``_db.run(fn, sql, values, op=...)``."""
+
+    def __init__(self, store: PostgresStore) -> None:
+        self._store = store
+
+    async def run(self, fn: Any, sql: str, values: Sequence[Any], *, op: str, **_: Any) -> Any:
+        fetch = fn.__name__ == "_fetchall"
+        async with self._store._connection(op) as conn:
+            if fetch:
+                return await conn.fetch(_numbered(sql), *values)
+            status = await conn.execute(_numbered(sql), *values)
+            return int(status.rsplit(" ", 1)[-1])
+
+
+class _Acquire:
+    """``async with store._connection(op) as conn``: a pooled connection whose driver
+    errors become ``StoreError``."""
+
+    def __init__(self, store: PostgresStore, op: str) -> None:
+        self._store, self._op = store, op
+        self._ctx: Any = None
+
+    async def __aenter__(self) -> Any:
+        pool = self._store._pool
+        if pool is None:
+            raise StoreError(f"{self._store!r} is not open; use 'async with store:' first.")
+        self._ctx = pool.acquire()
+        try:
+            return await self._ctx.__aenter__()
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise self._store._error(self._op, exc) from exc
+
+    async def __aexit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
+        await self._ctx.__aexit__(kind, exc, tb)
+        if exc is None or isinstance(exc, CarrierError):
+            return
+        if isinstance(exc, (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)):
+            raise self._store._error(self._op, exc) from exc
+
+
+class PostgresStore(RecordsMixin, MemoryStore):
+    """A ``MemoryStore`` on PostgreSQL with the pgvector extension.
+
+    Args:
+        url: ``postgresql://user:password@host:port/database`` (also ``postgres://``
+            and ``postgresql+asyncpg://``); query options are passed to asyncpg.
+        min_size: Connections the pool keeps open.
+        max_size: Most connections the pool opens.
+
+    Raises:
+        ConfigurationError: The URL is invalid.
+    """
+
+    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 10) -> None:
+        self.target: PostgresTarget = parse_postgres_url(url)
+        self.url = self.target.redacted
+        self._min_size, self._max_size = min_size, max_size
+        self._pool: Any = None
+        self._db = _Pool(self)  # type: ignore[assignment]
+        self._dimension: int | None = None
+
+    def __repr__(self) -> str:
+        return f"<PostgresStore {self.url!r}>"
+
+    def _error(self, op: str, exc: BaseException) -> StoreError:
+        if isinstance(exc, OSError):
+            return StoreError(
+                f"Cannot reach the PostgreSQL server at {self.target.host} ({self.url}) while "
+                f"{op}: {exc}. Is it running, and is CARRIER_DATABASE_URL right?"
+            )
+        return StoreError(f"PostgreSQL ({self.url}) failed while {op}: {exc}")
+
+    def _connection(self, op: str) -> _Acquire:
+        return _Acquire(self, op)
+
+    # lifecycle
+    async def open(self) -> None:
+        """Connect, create the pgvector extension and the schema (or migrate it),
+        then open the pool."""
+        try:
+            conn = await asyncpg.connect(self.target.dsn)
+        except (
+            asyncpg.InvalidPasswordError,
+            asyncpg.InvalidAuthorizationSpecificationError,
+            asyncpg.InvalidCatalogNameError,
+        ) as exc:
+            raise ConfigurationError(
+                f"PostgreSQL at {self.target.host} refused {self.url}: {exc}. "
+                f"Check the user, password and database in CARRIER_DATABASE_URL."
+            ) from exc
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise self._error("connecting", exc) from exc
+        try:
+            try:
+                await conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            except asyncpg.PostgresError as exc:
+                raise ConfigurationError(
+                    f"PostgreSQL ({self.url}) has no usable pgvector extension: {exc}. "
+                    f"Install pgvector on the server, or have an administrator run "
+                    f"'CREATE EXTENSION vector' in the database."
+                ) from exc
+            try:
+                self._dimension = await pg_schema.open_schema(conn, self.url)
+            except asyncpg.PostgresError as exc:
+                raise self._error("creating or migrating the schema", exc) from exc
+        finally:
+            await conn.close()
+        try:
+            self._pool = await asyncpg.create_pool(
+                self.target.dsn,
+                min_size=self._min_size,
+                max_size=self._max_size,
+                init=register_vector,
+            )
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise self._error("opening the connection pool", exc) from exc
+
+    async def close(self) -> None:
+        """Close the pool."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    @property
+    def embedding_dimension(self) -> int | None:
+        return self._dimension
+
+    # agents, entities, rooms and participants: the SQLite statements are portable
+    upsert_agent = SqlStore.upsert_agent
+    get_agent = SqlStore.get_agent
+    upsert_entity = SqlStore.upsert_entity
+    upsert_room = SqlStore.upsert_room
+    get_room = SqlStore.get_room
+    upsert_participant = SqlStore.upsert_participant
+    get_participant = SqlStore.get_participant
+    set_participant_state = SqlStore.set_participant_state
+    get_rooms_for_entity = SqlStore.get_rooms_for_entity
+    count_memories = SqlStore.count_memories
+
+    async def get_participants(self, room_id: str) -> list[Participant]:
+        rows = await self._fetch(
+            "SELECT room_id, entity_id, state, role FROM participants WHERE room_id = ? "
+            "ORDER BY entity_id",
+            (room_id,),
+            op="reading participants",
+        )
+        return [
+            Participant(room_id=room, entity_id=entity, state=state, role=role)
+            for room, entity, state, role in rows
+        ]
+
+    async def get_entities(self, entity_ids: Sequence[str]) -> list[Entity]:
+        ids = list(dict.fromkeys(entity_ids))
+        if not ids:
+            return []
+        rows = await self._fetch(
+            "SELECT data FROM entities WHERE id = ANY(?::varchar[])", (ids,), op="reading entities"
+        )
+        return [Entity.model_validate_json(row[0]) for row in rows]
+
+    # memories
+    async def create_memory(self, memory: Memory) -> bool:
+        params = memory_params(memory)
+        embedding = memory.embedding
+        async with self._connection("storing a memory") as conn, conn.transaction():
+            if embedding is not None:
+                found = len(embedding)
+                recorded = await self._record_dimension(conn, found)
+                if recorded != found:
+                    raise EmbeddingDimensionError(recorded=recorded, found=found)
+            seq = await conn.fetchval(_INSERT_MEMORY, *params)
+            if seq is None:
+                return False
+            if embedding is not None:
+                await conn.execute(
+                    "INSERT INTO embeddings (memory_seq, memory_id, agent_id, room_id, type, "
+                    "dimension, vector) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    seq,
+                    memory.id,
+                    memory.agent_id,
+                    memory.room_id,
+                    memory.type.value,
+                    len(embedding),
+                    list(embedding),
+                )
+            await conn.execute(_ADD_PENDING, memory.id)
+            question = _question_of(memory.id, memory.agent_id)
+            if question is not None:
+                await conn.execute("DELETE FROM pending_messages WHERE memory_id = $1", question)
+        return True
+
+    async def _record_dimension(self, conn: Any, found: int) -> int:
+        """The recorded dimension; records ``found`` (and fixes the column) if none."""
+        recorded = await conn.fetchval(
+            "INSERT INTO carrier_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING "
+            "RETURNING value",
+            pg_schema.DIMENSION_KEY,
+            str(found),
+        )
+        if recorded is not None:
+            await pg_schema.fix_dimension(conn, found)
+        else:
+            recorded = await conn.fetchval(
+                "SELECT value FROM carrier_meta WHERE key = $1", pg_schema.DIMENSION_KEY
+            )
+        self._dimension = int(recorded)
+        return self._dimension
+
+    async def get_memory(self, memory_id: str) -> Memory | None:
+        async with self._connection("reading a memory") as conn:
+            row = await conn.fetchrow(f"{_MEMORY} WHERE m.id = $1", memory_id)
+        return None if row is None else _memory(row)
+
+    async def get_memories(
+        self,
+        *,
+        agent_id: str,
+        room_id: str | None = None,
+        entity_id: str | None = None,
+        type: MemoryType | None = None,
+        limit: int = 50,
+        before: float | None = None,
+    ) -> list[Memory]:
+        if limit <= 0:
+            return []
+        where = ["m.agent_id = $1"]
+        values: list[Any] = [agent_id]
+        type_ = None if type is None else MemoryType(type).value
+        for column, value, op in (
+            ("room_id", room_id, "="),
+            ("entity_id", entity_id, "="),
+            ("type", type_, "="),
+            ("created_at", before, "<"),
+        ):
+            if value is not None:
+                values.append(value)
+                where.append(f"m.{column} {op} ${len(values)}")
+        values.append(limit)
+        async with self._connection("reading memories") as conn:
+            rows = await conn.fetch(
+                f"{_MEMORY} WHERE {' AND '.join(where)} "
+                f"ORDER BY m.created_at DESC, m.seq DESC LIMIT ${len(values)}",
+                *values,
+            )
+        return [_memory(row) for row in reversed(rows)]
+
+    async def delete_memory(self, memory_id: str) -> bool:
+        async with self._connection("deleting a memory") as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "DELETE FROM memories WHERE id = $1 RETURNING seq, agent_id", memory_id
+            )
+            if row is None:
+                return False
+            await conn.execute("DELETE FROM embeddings WHERE memory_seq = $1", row[0])
+            await conn.execute("DELETE FROM pending_messages WHERE memory_id = $1", memory_id)
+            question = _question_of(memory_id, row[1])
+            if question is not None:
+                await conn.execute(_ADD_PENDING, question)
+        return True
+
+    async def search_memories(
+        self,
+        *,
+        agent_id: str,
+        embedding: Sequence[float],
+        room_id: str | None = None,
+        type: MemoryType | None = None,
+        limit: int = 10,
+        threshold: float = 0.0,
+    ) -> list[ScoredMemory]:
+        query = list(embedding)
+        values: list[Any] = [query, agent_id, 1.0 - threshold]
+        where = ["e.agent_id = $2", "e.vector <=> $1 <= $3"]
+        for column, value in (
+            ("room_id", room_id),
+            ("type", None if type is None else MemoryType(type).value),
+        ):
+            if value is not None:
+                values.append(value)
+                where.append(f"e.{column} = ${len(values)}")
+        values.append(max(limit, 0))
+        async with self._connection("searching memories") as conn, conn.transaction():
+            value = await conn.fetchval(
+                "SELECT value FROM carrier_meta WHERE key = $1", pg_schema.DIMENSION_KEY
+            )
+            if value is None:
+                return []
+            self._dimension = recorded = int(value)
+            if len(query) != recorded:
+                raise EmbeddingDimensionError(recorded=recorded, found=len(query))
+            if limit <= 0:
+                return []
+            # HNSW is approximate: look at enough candidates, and keep scanning
+            # past filtered-out rows (pgvector >= 0.8).
+            await conn.execute(f"SET LOCAL hnsw.ef_search = {min(max(limit, 40), 1000)}")
+            await conn.execute("SET LOCAL hnsw.iterative_scan = strict_order")
+            rows = await conn.fetch(
+                f"SELECT s.*, 1.0 - s.distance AS similarity FROM (SELECT m.seq, m.id, "
+                "m.agent_id, m.entity_id, m.room_id, m.world_id, m.type, m.content, "
+                "m.created_at, m.is_unique, m.meta, e.vector, e.vector <=> $1 AS distance "
+                "FROM embeddings AS e JOIN memories AS m ON m.seq = e.memory_seq "
+                f"WHERE {' AND '.join(where)} ORDER BY e.vector <=> $1, e.memory_seq "
+                f"LIMIT ${len(values)}) AS s",
+                *values,
+            )
+        return [
+            ScoredMemory(memory=_memory(tuple(row)[:12]), similarity=float(row["similarity"]))
+            for row in rows
+        ]
+
+    async def unanswered_messages(self, *, agent_id: str, limit: int = 100) -> list[Memory]:
+        if limit <= 0:
+            return []
+        async with self._connection("reading unanswered messages") as conn:
+            rows = await conn.fetch(
+                f"{_MEMORY} JOIN pending_messages AS p ON p.memory_seq = m.seq "
+                "WHERE p.agent_id = $1 ORDER BY p.created_at, p.memory_seq LIMIT $2",
+                agent_id,
+                limit,
+            )
+        return [_memory(row) for row in rows]
