@@ -70,3 +70,18 @@ def test_discovering_a_plugin_imports_nothing_heavy(entry: str) -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == []
+
+
+def test_carrier_help_loads_no_pydantic() -> None:
+    """``carrier --help`` loads every plugin and lists their commands; it must stay cheap,
+    so no plugin may import pydantic (or anything heavier) to be discovered."""
+    code = (
+        "import json, sys\n"
+        "from carrier.host import PluginHost\n"
+        "host = PluginHost()\n"
+        "host.commands.names()\n"
+        "print(json.dumps([m for m in ('pydantic', 'pydantic_settings') if m in sys.modules]))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == []

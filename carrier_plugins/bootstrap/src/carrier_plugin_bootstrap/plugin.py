@@ -60,9 +60,18 @@ def carrier_register_evaluators(evaluators: Registry[Evaluator]) -> None:
 @carrier.hookimpl
 def carrier_register_commands(commands: Registry[Command]) -> None:
     """``carrier knowledge add PATH``."""
+    commands.add(
+        "knowledge",
+        build_knowledge_command,
+        description="Add knowledge documents (.md/.txt files or folders) to an agent.",
+    )
+
+
+def build_knowledge_command() -> Command:
+    """The ``knowledge`` command, imported only when it runs (``--help`` stays cheap)."""
     from carrier_plugin_bootstrap.commands import KnowledgeCommand
 
-    commands.add("knowledge", KnowledgeCommand, description=KnowledgeCommand.help)
+    return KnowledgeCommand()
 
 
 @carrier.hookimpl

@@ -7,13 +7,11 @@ command runs, so ``carrier --help`` stays fast.
 
 from __future__ import annotations
 
-import argparse
 from typing import TYPE_CHECKING
 
 import carrier
 
 if TYPE_CHECKING:
-    from carrier.host import PluginHost
     from carrier.plugin_settings import SettingsRegistry
     from carrier.registry import Registry
 
@@ -27,29 +25,13 @@ def carrier_add_settings(settings: SettingsRegistry) -> None:
 def carrier_register_commands(commands: Registry[carrier.Command]) -> None:
     commands.add(
         "serve",
-        ServeCommand,
+        build_serve_command,
         description="Serve agents over HTTP: the ElizaOS-compatible API and a chat page.",
     )
 
 
-class ServeCommand(carrier.Command):
-    """``carrier serve [CHARACTER ...]``: host one or many agents in one process."""
+def build_serve_command() -> carrier.Command:
+    """The ``serve`` command, imported only when it runs."""
+    from carrier_plugin_http.commands import ServeCommand
 
-    help = "Serve agents over HTTP."
-
-    def configure(self, parser: argparse.ArgumentParser) -> None:
-        """Add the command's arguments."""
-        parser.add_argument(
-            "characters",
-            nargs="*",
-            metavar="CHARACTER",
-            help="Character files (default: CARRIER_CHARACTER or the builtin 'Nova').",
-        )
-        parser.add_argument("--host", help="Address to bind (default: CARRIER_HTTP_HOST).")
-        parser.add_argument("--port", type=int, help="Port (default: CARRIER_HTTP_PORT).")
-
-    async def run(self, args: argparse.Namespace, host: PluginHost) -> int:
-        """Start the agents and serve them until interrupted."""
-        from carrier_plugin_http.server import serve
-
-        return await serve(host, args.characters, bind_host=args.host, port=args.port)
+    return ServeCommand()
