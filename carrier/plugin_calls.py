@@ -21,7 +21,13 @@ if TYPE_CHECKING:
     from carrier.protocols import Evaluator, Provider
     from carrier.runtime import AgentRuntime
 
-__all__ = ["run_evaluators", "run_providers", "run_with_timeouts", "trim_to_tokens"]
+__all__ = [
+    "run_evaluators",
+    "run_providers",
+    "run_with_timeouts",
+    "token_counter",
+    "trim_to_tokens",
+]
 
 logger = logging.getLogger("carrier.runtime")
 
@@ -84,7 +90,7 @@ async def run_providers(
     for provider, outcome in zip(providers, outcomes, strict=True):
         if isinstance(outcome, ProviderOutput):
             if provider.max_tokens is not None and outcome.text:
-                count = count or _counter(runtime)
+                count = count or token_counter(runtime)
                 outcome.text = trim_to_tokens(outcome.text, provider.max_tokens, count)
             state.providers[provider.name] = outcome
             continue
@@ -104,7 +110,7 @@ async def run_providers(
 
 def trim_to_tokens(text: str, budget: int, count: Callable[[str], int]) -> str:
     """Cut ``text`` to fit ``budget`` tokens, ellipsis included, at a line or word
-    boundary when there is one in the second half."""
+    boundary when there is one in the second half; ``""`` when nothing fits."""
     if count(text) <= budget:
         return text
     low, high = 0, len(text)
@@ -119,10 +125,10 @@ def trim_to_tokens(text: str, budget: int, count: Callable[[str], int]) -> str:
         if separator in cut[len(cut) // 2 :]:
             cut = cut[: cut.rindex(separator)]
             break
-    return cut.rstrip() + " …"
+    return (cut.rstrip() + " …") if cut.strip() else ""
 
 
-def _counter(runtime: AgentRuntime) -> Callable[[str], int]:
+def token_counter(runtime: AgentRuntime) -> Callable[[str], int]:
     """The large model's token counter, or a four-characters-per-token estimate."""
     chain = runtime._chains.get(ModelClass.LARGE)
     if chain is not None:

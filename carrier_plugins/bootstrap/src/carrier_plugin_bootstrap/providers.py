@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from carrier.errors import CarrierError
+from carrier.plugin_calls import token_counter, trim_to_tokens
 from carrier.protocols import Provider
 from carrier.types import MemoryType, ParticipantState, ProviderOutput, RoomType
 
@@ -50,35 +49,10 @@ logger = logging.getLogger("carrier_plugin_bootstrap.providers")
 _PERSONA_EXAMPLES, _PERSONA_LORE = 2, 5
 
 
-def _estimate(text: str) -> int:
-    return len(text) // 4 + 1
-
-
 def fit(runtime: AgentRuntime, text: str, budget: int) -> str:
     """``text`` cut at a line or word so that it, with a closing " …", fits ``budget``
-    tokens of the large model (the kernel's own trim may overshoot by the ellipsis)."""
-    count: Callable[[str], int]
-    try:
-        count = runtime.model().primary.count_tokens
-    except CarrierError:
-        count = _estimate
-    if budget <= 0:
-        return ""
-    if count(text) <= budget:
-        return text
-    low, high = 0, len(text)
-    while low < high:  # the longest prefix that fits with the ellipsis
-        middle = (low + high + 1) // 2
-        if count(text[:middle] + " …") <= budget:
-            low = middle
-        else:
-            high = middle - 1
-    cut = text[:low]
-    for separator in ("\n", " "):
-        if separator in cut[len(cut) // 2 :]:
-            cut = cut[: cut.rindex(separator)]
-            break
-    return (cut.rstrip() + " …") if cut.strip() else ""
+    tokens of the large model (``""`` when nothing fits)."""
+    return trim_to_tokens(text, budget, token_counter(runtime))
 
 
 def _fill(text: str, agent: str) -> str:
@@ -90,13 +64,10 @@ def _fill(text: str, agent: str) -> str:
 
 
 class Section(Provider):
-    """A provider whose text is cut to its own ``max_tokens`` before the kernel sees it."""
+    """A provider computed by ``section``; the kernel cuts its text to ``max_tokens``."""
 
     async def get(self, runtime: AgentRuntime, message: Memory, state: State) -> ProviderOutput:
-        output = await self.section(runtime, message, state)
-        if self.max_tokens is not None and output.text:
-            output.text = fit(runtime, output.text, self.max_tokens)
-        return output
+        return await self.section(runtime, message, state)
 
     async def section(self, runtime: AgentRuntime, message: Memory, state: State) -> ProviderOutput:
         """Compute the section (subclasses)."""
