@@ -51,9 +51,14 @@ async def test_elizaos_form_data_with_a_file(serve_agents, tmp_path: Path) -> No
         assert attachment.title == "notes.txt"
         assert attachment.text == "the secret word is plover"
         assert attachment.size == 25
-        stored = Path(attachment.url.removeprefix("file://"))
-        assert stored.read_bytes() == b"the secret word is plover"  # noqa: ASYNC240
-        assert stored.parent == served.settings.upload_dir
+        assert attachment.url == (
+            f"/agents/{agent.agent_id}/rooms/room-1/memories/{message.id}"
+            f"/attachments/{attachment.id}"
+        )
+        upload_dir = served.settings.upload_dir
+        assert upload_dir is not None
+        (stored,) = upload_dir.iterdir()
+        assert stored.read_bytes() == b"the secret word is plover"
         assert message.metadata["user_name"] == "Al"
 
 

@@ -1,5 +1,8 @@
 """The chat page in a real headless Chromium (Debian's ``chromium`` + ``chromedriver``).
 
+One conversation is driven through the page: a streamed answer with action chips, then
+a reload that must show it again (with its file as a working link) before new messages.
+
 Selenium drives ``/usr/bin/chromedriver`` directly (no driver download). The server
 runs in the test's event loop, so every blocking WebDriver call goes to a thread.
 A screenshot is saved under ``.artifacts/`` (git-ignored).
@@ -143,3 +146,50 @@ async def test_chat_page_streams_an_answer_and_shows_actions(
         assert stored[0].content.text == "Tell me about herons"
         assert stored[0].content.attachments[0].text == "Herons wade."
         assert (ARTIFACTS / "http-chat-page.png").stat().st_size > 1000
+
+        def reload_and_continue() -> tuple[str, list[str], str, list[str]]:
+            driver.refresh()  # type: ignore[attr-defined]
+            wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#log .msg.agent"))
+            picked = Select(driver.find_element(By.ID, "agent")).first_selected_option.text  # type: ignore[attr-defined]
+            earlier = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#log .msg")]  # type: ignore[attr-defined]
+            link = driver.find_element(By.CSS_SELECTOR, "#log .msg.user a.file")  # type: ignore[attr-defined]
+            downloaded = driver.execute_async_script(FETCH_TEXT, link.get_attribute("href"))  # type: ignore[attr-defined]
+            driver.find_element(By.ID, "text").send_keys("And egrets?")  # type: ignore[attr-defined]
+            driver.find_element(By.ID, "send").click()  # type: ignore[attr-defined]
+            wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#log .msg")) == 4)
+            wait.until(ec.invisibility_of_element_located((By.CSS_SELECTOR, ".streaming")))
+            after = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#log .msg")]  # type: ignore[attr-defined]
+            return picked, earlier, downloaded, after
+
+        picked, earlier, downloaded, after = await asyncio.to_thread(reload_and_continue)
+        assert picked == "Ada"
+        assert earlier == ["Tell me about herons\nattached: herons.txt", answer]
+        assert downloaded == "200 Herons wade."
+        assert after == [*earlier, "And egrets?", "ok"]
+
+        def switch_agents() -> tuple[list[str], list[str]]:
+            agent = Select(driver.find_element(By.ID, "agent"))  # type: ignore[attr-defined]
+            agent.select_by_visible_text("Nova")
+            with_nova: list[str] = driver.execute_async_script(SHOWN_WHEN_LOADED)  # type: ignore[attr-defined]
+            agent.select_by_visible_text("Ada")
+            wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#log .msg")) == 4)
+            with_ada = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#log .msg")]  # type: ignore[attr-defined]
+            return with_nova, with_ada
+
+        with_nova, with_ada = await asyncio.to_thread(switch_agents)
+        assert with_nova == []
+        assert with_ada == after
+
+
+#: Fetches a URL from the page; answers "status body".
+FETCH_TEXT = """
+const done = arguments[arguments.length - 1];
+fetch(arguments[0]).then(async (r) => done(r.status + " " + await r.text()),
+                         (e) => done("failed: " + e));
+"""
+
+#: The log's entries once the page has loaded the picked agent's earlier messages.
+SHOWN_WHEN_LOADED = """
+const done = arguments[arguments.length - 1];
+loading.then(() => done([...document.getElementById("log").children].map((e) => e.textContent)));
+"""

@@ -68,4 +68,6 @@ async def test_generated_requests_never_get_a_server_error(serve_agents) -> None
     assert 400 in statuses  # and some were refused
     assert all(status < 500 for status in statuses)
     assert "POST /{agent_id}/message" in tried
-    assert "GET /agents/{agent_id}/rooms/{room_id}/memories" in tried
+    room = "/agents/{agent_id}/rooms/{room_id}"
+    assert f"GET {room}/memories" in tried
+    assert f"GET {room}/memories/{{memory_id}}/attachments/{{attachment_id}}" in tried

@@ -2,28 +2,48 @@
 
 Routes: ``POST /{agent_id}/message`` (ElizaOS direct client), its streaming twin
 ``POST /{agent_id}/message/stream`` (Server-Sent Events), ``GET /agents``,
-``GET /agents/{agent_id}``, ``GET /agents/{agent_id}/rooms/{room_id}/memories``,
+``GET /agents/{agent_id}``, ``GET /agents/{agent_id}/rooms/{room_id}/memories``, the
+uploaded files under ``.../memories/{memory_id}/attachments/{attachment_id}``,
 ``GET /health``, ``GET /ready``, the chat page at ``/`` and ``/openapi.json``.
 Every error is a JSON object ``{"error": "..."}``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
+import os
+import stat
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from importlib.resources import files
+from pathlib import Path as FilePath
 from typing import TYPE_CHECKING, Annotated, Any
+from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from fastapi.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    Response,
+    StreamingResponse,
+)
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from carrier.types import IncomingMessage
 from carrier_plugin_http import schemas
-from carrier_plugin_http.messages import BadRequestError, read_message, store_upload
+from carrier_plugin_http.messages import (
+    BadRequestError,
+    media_type,
+    read_message,
+    store_upload,
+    upload_path,
+)
 from carrier_plugin_http.security import (
     BodyLimitMiddleware,
     Identity,
@@ -41,6 +61,14 @@ __all__ = ["create_app"]
 
 _bearer = HTTPBearer(auto_error=False, description="CARRIER_HTTP_TOKEN or a per-user token.")
 _AgentId = Annotated[str, Path(description="The agent's id or name (any case).", max_length=200)]
+_RoomId = Annotated[str, Path(max_length=200)]
+_Reader = Annotated[
+    str | None, Query(alias="userId", max_length=200, description="Reader; default 'user'.")
+]
+#: Uploads a browser may show in the page; anything else is served as a download.
+_INLINE_TYPES = frozenset(
+    {"image/png", "image/jpeg", "image/gif", "image/webp", "text/plain", "application/pdf"}
+)
 
 
 def _caller(
@@ -127,6 +155,17 @@ def create_app(hub: AgentHub, settings: HttpSettings) -> FastAPI:
         if await store.get_room(room_id) is not None:
             raise HTTPException(403, f"User {user_id!r} does not take part in room {room_id!r}.")
 
+    async def may_read(runtime: AgentRuntime, room_id: str, reader: str) -> None:
+        if await runtime.store.get_participant(room_id, reader) is None:
+            raise HTTPException(403, f"User {reader!r} does not take part in room {room_id!r}.")
+
+    def attachment_url(
+        request: Request, agent_id: str, room_id: str, memory_id: str, attachment_id: str
+    ) -> str:
+        parts = (agent_id, "rooms", room_id, "memories", memory_id, "attachments", attachment_id)
+        path = "/".join(quote(part, safe=":@") for part in parts)
+        return f"{request.scope.get('root_path', '')}/agents/{path}"
+
     async def incoming(
         request: Request, runtime: AgentRuntime, identity: Identity
     ) -> IncomingMessage:
@@ -134,11 +173,18 @@ def create_app(hub: AgentHub, settings: HttpSettings) -> FastAPI:
             message, upload = await read_message(request, settings)
         except BadRequestError as exc:
             raise HTTPException(exc.status, str(exc)) from None
+        # a message with a file gets its id here, so the file's URL can name it
+        message_id = str(uuid.uuid4()) if upload is not None else None
+        attachments = []
         try:
             user_id = speaker(identity, message.user_id)
             room_id = message.room_id or f"default-room-{runtime.agent_id}"
             await take_part(runtime, room_id, user_id)
-            attachments = [await store_upload(upload, settings)] if upload is not None else []
+            if upload is not None and message_id is not None:
+                url = functools.partial(
+                    attachment_url, request, runtime.agent_id, room_id, message_id
+                )
+                attachments.append(await store_upload(upload, settings, url=url))
         finally:
             if upload is not None:
                 await upload.close()
@@ -148,6 +194,7 @@ def create_app(hub: AgentHub, settings: HttpSettings) -> FastAPI:
             user_name=message.user_name or message.name,
             room_id=room_id,
             source="http",
+            message_id=message_id,
             attachments=attachments,
         )
 
@@ -234,20 +281,16 @@ def create_app(hub: AgentHub, settings: HttpSettings) -> FastAPI:
     )
     async def memories(
         agent_id: _AgentId,
-        room_id: Annotated[str, Path(max_length=200)],
+        room_id: _RoomId,
         identity: Caller,
-        user_id: Annotated[
-            str | None, Query(alias="userId", max_length=200, description="Reader; default 'user'.")
-        ] = None,
+        user_id: _Reader = None,
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
         before: Annotated[
             float | None, Query(ge=0, le=1e11, description="Only memories created before this.")
         ] = None,
     ) -> dict[str, Any]:
         runtime = agent(agent_id)
-        reader = speaker(identity, user_id)
-        if await runtime.store.get_participant(room_id, reader) is None:
-            raise HTTPException(403, f"User {reader!r} does not take part in room {room_id!r}.")
+        await may_read(runtime, room_id, speaker(identity, user_id))
         found = await runtime.store.get_memories(
             agent_id=runtime.agent_id, room_id=room_id, limit=limit, before=before
         )
@@ -256,6 +299,53 @@ def create_app(hub: AgentHub, settings: HttpSettings) -> FastAPI:
             "memories": [schemas.memory_out(m) for m in found],
             "nextBefore": found[0].created_at if len(found) == limit else None,
         }
+
+    @app.get(
+        "/agents/{agent_id}/rooms/{room_id}/memories/{memory_id}/attachments/{attachment_id}",
+        tags=["agents"],
+        summary="A file sent with a message, with the content type it was uploaded with.",
+        response_class=FileResponse,
+        responses={
+            200: {
+                "description": "The file as uploaded.",
+                "content": {"application/octet-stream": {"schema": {"type": "string"}}},
+            },
+            403: {"model": schemas.Error},
+            404: {"model": schemas.Error},
+        },
+    )
+    async def attachment(
+        agent_id: _AgentId,
+        room_id: _RoomId,
+        memory_id: Annotated[str, Path(max_length=200)],
+        attachment_id: Annotated[str, Path(max_length=200)],
+        identity: Caller,
+        user_id: _Reader = None,
+    ) -> Response:
+        runtime = agent(agent_id)
+        await may_read(runtime, room_id, speaker(identity, user_id))
+        memory = await runtime.store.get_memory(memory_id)
+        found = None
+        if memory is not None and (memory.agent_id, memory.room_id) == (runtime.agent_id, room_id):
+            found = next((a for a in memory.content.attachments if a.id == attachment_id), None)
+        path = upload_path(found, settings) if found is not None else None
+        stat_result = await asyncio.to_thread(_stat_file, path) if path is not None else None
+        if found is None or path is None or stat_result is None:
+            raise HTTPException(
+                404,
+                f"Message {memory_id!r} in room {room_id!r} has no uploaded file "
+                f"{attachment_id!r} on this server.",
+            )
+        content_type = media_type(found.content_type)
+        inline = content_type.split(";")[0].strip().lower() in _INLINE_TYPES
+        return FileResponse(
+            path,
+            media_type=content_type,
+            filename=found.title or path.name,
+            stat_result=stat_result,
+            content_disposition_type="inline" if inline else "attachment",
+            headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "private"},
+        )
 
     # ---- health, readiness, the page ------------------------------------------------
 
@@ -296,3 +386,12 @@ def create_app(hub: AgentHub, settings: HttpSettings) -> FastAPI:
         max_upload_bytes=settings.max_upload_bytes,
     )
     return app
+
+
+def _stat_file(path: FilePath) -> os.stat_result | None:
+    """The file's ``stat``, or ``None`` if it is gone or not a regular file."""
+    try:
+        found = path.stat()
+    except OSError:
+        return None
+    return found if stat.S_ISREG(found.st_mode) else None

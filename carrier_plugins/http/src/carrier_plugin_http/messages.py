@@ -1,4 +1,5 @@
-"""The ``POST /{agent_id}/message`` request: form data or JSON, with an optional file."""
+"""The ``POST /{agent_id}/message`` request: form data or JSON, with an optional file,
+and where an uploaded file is kept."""
 
 from __future__ import annotations
 
@@ -15,15 +16,26 @@ from carrier.settings import data_dir
 from carrier.types import Attachment
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from starlette.datastructures import UploadFile
     from starlette.requests import Request
 
     from carrier_plugin_http.settings import HttpSettings
 
-__all__ = ["BadRequestError", "MessageForm", "MessageIn", "read_message", "store_upload"]
+__all__ = [
+    "BadRequestError",
+    "MessageForm",
+    "MessageIn",
+    "media_type",
+    "read_message",
+    "store_upload",
+    "upload_path",
+]
 
 _ID = r"^[A-Za-z0-9._:@\-]+$"
 _TEXT_TYPES = ("text/", "application/json", "application/xml", "application/yaml")
+_MEDIA_TYPE = re.compile(r"[\w!#$&^.+-]+/[\w!#$&^.+-]+(;[\x20-\x7e]*)?", re.ASCII)
 
 
 class BadRequestError(Exception):
@@ -143,16 +155,22 @@ def _validate(
     return message
 
 
-async def store_upload(upload: UploadFile, settings: HttpSettings) -> Attachment:
+async def store_upload(
+    upload: UploadFile, settings: HttpSettings, *, url: Callable[[str], str]
+) -> Attachment:
     """Write an uploaded file to the upload folder and describe it as an attachment.
 
     Small text files are also kept inline (``Attachment.text``) so the model reads them.
+
+    Args:
+        upload: The file of the request.
+        settings: The upload folder and the inline-text limit.
+        url: Makes the attachment's URL (where the server serves it) from its id.
     """
-    folder = settings.upload_dir or data_dir() / "uploads"
     original = upload.filename or "upload"
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", Path(original).name)[-100:] or "upload"
     attachment_id = str(uuid.uuid4())
-    path = folder / f"{attachment_id}-{safe}"
+    folder = _upload_folder(settings)
+    path = folder / _file_name(attachment_id, original)
     data = await upload.read()
     await upload.close()
 
@@ -167,10 +185,44 @@ async def store_upload(upload: UploadFile, settings: HttpSettings) -> Attachment
         text = data.decode("utf-8", errors="replace")
     return Attachment(
         id=attachment_id,
-        url=path.as_uri(),
+        url=url(attachment_id),
         title=original,
         source="http",
         content_type=content_type,
         text=text,
         size=len(data),
     )
+
+
+def upload_path(attachment: Attachment, settings: HttpSettings) -> Path | None:
+    """Where :func:`store_upload` wrote this attachment's file, or ``None`` if it did not.
+
+    The name is made from the attachment's id, which must be a UUID in its canonical
+    form, and its title reduced to ``[A-Za-z0-9._-]``, so the path is always a plain
+    file name inside the upload folder, whatever a stored record says.
+    """
+    if attachment.source != "http":
+        return None
+    try:
+        canonical = str(uuid.UUID(attachment.id))
+    except ValueError:
+        return None
+    if canonical != attachment.id:
+        return None
+    return _upload_folder(settings) / _file_name(canonical, attachment.title or "upload")
+
+
+def media_type(content_type: str | None) -> str:
+    """The stored content type if it is well-formed, else ``application/octet-stream``."""
+    if content_type and _MEDIA_TYPE.fullmatch(content_type):
+        return content_type
+    return "application/octet-stream"
+
+
+def _upload_folder(settings: HttpSettings) -> Path:
+    return settings.upload_dir or data_dir() / "uploads"
+
+
+def _file_name(attachment_id: str, original: str) -> str:
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", Path(original).name)[-100:] or "upload"
+    return f"{attachment_id}-{safe}"
