@@ -306,15 +306,9 @@ class AgentRuntime(LoopStages):
         room = await self.connect(message, incoming)
         message, fresh = await self.store_message(message)
         if not fresh:
-            previous = await self._stored_responses(message)
-            if previous:
-                ignored = bool(previous[0].metadata.get("ignored"))
-                return Reply(
-                    message=message,
-                    responses=[] if ignored else previous,
-                    duplicate=True,
-                    ignored=ignored,
-                )
+            previous = await self._answer_to(message)
+            if previous is not None:
+                return previous.model_copy(update={"duplicate": True})
         try:
             reply = await self.respond(message, room, role=incoming.role, on_text=on_text)
         except (ModelError, StoreError, ConfigurationError) as exc:
@@ -335,14 +329,31 @@ class AgentRuntime(LoopStages):
         )
         return reply
 
-    async def _stored_responses(self, message: Memory) -> list[Memory]:
+    async def stored_reply(self, message_id: str) -> Reply | None:
+        """The stored outcome of a message handled here or by another process.
+
+        Returns ``None`` if the message is not stored; a ``Reply`` without
+        responses if it is stored but not answered yet; otherwise its stored
+        responses (``ignored`` when the agent chose not to answer).
+        """
+        message = await self.store.get_memory(message_id)
+        if message is None:
+            return None
+        answer = await self._answer_to(message)
+        return answer if answer is not None else Reply(message=message)
+
+    async def _answer_to(self, message: Memory) -> Reply | None:
         found: list[Memory] = []
         while True:
             suffix = f"-{len(found)}" if found else ""
             memory = await self.store.get_memory(f"{message.id}-{self.agent_id}{suffix}")
             if memory is None:
-                return found
+                break
             found.append(memory)
+        if not found:
+            return None
+        ignored = bool(found[0].metadata.get("ignored"))
+        return Reply(message=message, responses=[] if ignored else found, ignored=ignored)
 
     async def recover(self, *, limit: int = 1000) -> list[Reply]:
         """Answer the messages a crash left stored but unanswered, once each, in order."""

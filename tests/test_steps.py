@@ -54,3 +54,28 @@ def test_camel_case_aliases_round_trip() -> None:
     dumped = memory.model_dump(by_alias=True)
     assert dumped["roomId"] == "r"
     assert dumped["content"]["inReplyTo"] == "m0"
+
+
+async def test_stored_reply_reads_the_outcome_of_a_message_from_the_store(
+    runtime: AgentRuntime, fake_model: FakeModel
+) -> None:
+    assert await runtime.stored_reply("never-sent") is None
+
+    incoming = IncomingMessage(text="hi", user_id="u1", room_id="r1", message_id="m7")
+    message = runtime.receive(incoming)
+    room = await runtime.connect(message, incoming)
+    await runtime.store_message(message)
+    pending = await runtime.stored_reply("m7")
+    assert pending is not None
+    assert pending.message.content.text == "hi"
+    assert pending.responses == []
+
+    fake_model.queue("hello again")
+    state = await runtime.compose_state(message, room)
+    response = await runtime.generate(runtime.compose_context(state), message)
+    contents, _ = await runtime.act(message, state, response)
+    await runtime.remember(message, contents)
+    answered = await runtime.stored_reply("m7")
+    assert answered is not None
+    assert answered.texts == ["hello again"]
+    assert not answered.duplicate

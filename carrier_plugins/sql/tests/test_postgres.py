@@ -3,6 +3,7 @@ errors, the schema version, the vector column and its HNSW index."""
 
 from __future__ import annotations
 
+import asyncio
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -100,11 +101,29 @@ async def test_reopen_keeps_memories_and_dimension(database: str) -> None:
         assert [s.memory.id for s in found] == ["m1"]
 
 
-async def test_foreign_tables_are_refused(database: str) -> None:
+async def test_tables_named_like_carriers_are_refused_others_may_share(database: str) -> None:
     conn = await asyncpg.connect(database)
     try:
-        await conn.execute("CREATE TABLE something_else (x int)")
+        await conn.execute("CREATE TABLE something_else (x int)")  # e.g. a job queue's
+        async with PostgresStore(database) as store:
+            assert await store.count_memories(agent_id="a") == 0
+        assert await conn.fetchval("SELECT count(*) FROM something_else") == 0
     finally:
         await conn.close()
-    with pytest.raises(StoreError, match="not Carrier's"):
+
+
+async def test_a_foreign_table_with_a_carrier_name_is_refused(database: str) -> None:
+    conn = await asyncpg.connect(database)
+    try:
+        await conn.execute("CREATE TABLE memories (x int)")
+    finally:
+        await conn.close()
+    with pytest.raises(StoreError, match=r"not Carrier's \(memories, but no carrier_meta"):
         await PostgresStore(database).open()
+
+
+async def test_first_opens_in_parallel_all_succeed(database: str) -> None:
+    stores = [PostgresStore(database) for _ in range(4)]
+    await asyncio.gather(*(store.open() for store in stores))
+    for store in stores:
+        await store.close()

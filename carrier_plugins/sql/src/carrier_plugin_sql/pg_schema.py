@@ -17,11 +17,11 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 from carrier.errors import StoreError
 from carrier_plugin_sql.schema import SCHEMA_VERSION, TABLES
 
-__all__ = ["DIMENSION_KEY", "fix_dimension", "open_schema", "postgres_ddl"]
+__all__ = ["DIMENSION_KEY", "SCHEMA_LOCK", "fix_dimension", "open_schema", "postgres_ddl"]
 
 DIMENSION_KEY = "embedding_dimension"
 #: Serializes schema changes between processes (any constant works).
-_LOCK = 0x63617272  # "carr"
+SCHEMA_LOCK = 0x63617272  # "carr"
 HNSW_INDEX = "ix_embeddings_hnsw"
 
 
@@ -53,20 +53,22 @@ async def open_schema(conn: Any, where: str) -> int | None:
         StoreError: The database holds other tables, or is newer than this code.
     """
     async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK)
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK)
         tables = {
             row[0]
             for row in await conn.fetch(
                 "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
             )
         }
-        if not tables:
-            found = 0
-        elif "carrier_meta" not in tables:
+        clashing = sorted(tables & {table.name for table in TABLES})
+        if "carrier_meta" not in tables and clashing:
             raise StoreError(
-                f"The database {where} holds tables that are not Carrier's (no carrier_meta "
-                f"table); refusing to change it. Point CARRIER_DATABASE_URL at a new database."
+                f"The database {where} holds tables named like Carrier's that are not "
+                f"Carrier's ({', '.join(clashing)}, but no carrier_meta table); refusing to "
+                f"change them. Point CARRIER_DATABASE_URL at another database."
             )
+        if "carrier_meta" not in tables:  # other applications' tables may share the database
+            found = 0
         else:
             value = await conn.fetchval(
                 "SELECT value FROM carrier_meta WHERE key = 'schema_version'"

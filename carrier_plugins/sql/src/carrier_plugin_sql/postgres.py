@@ -87,6 +87,16 @@ def _memory(row: Sequence[Any]) -> Memory:
     )
 
 
+#: What asyncpg raises when a call fails; ``InternalClientError`` comes from a
+#: connection the server dropped mid-call (a restart).
+_DRIVER_ERRORS = (
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
+
+
 class _Pool:
     """The pool behind :class:`RecordsMixin`'s ``_db.run(fn, sql, values, op=...)``."""
 
@@ -117,14 +127,14 @@ class _Acquire:
         self._ctx = pool.acquire()
         try:
             return await self._ctx.__aenter__()
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except _DRIVER_ERRORS as exc:
             raise self._store._error(self._op, exc) from exc
 
     async def __aexit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
         await self._ctx.__aexit__(kind, exc, tb)
         if exc is None or isinstance(exc, CarrierError):
             return
-        if isinstance(exc, (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)):
+        if isinstance(exc, _DRIVER_ERRORS):
             raise self._store._error(self._op, exc) from exc
 
 
@@ -182,7 +192,9 @@ class PostgresStore(RecordsMixin, MemoryStore):
             raise self._error("connecting", exc) from exc
         try:
             try:
-                await conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+                async with conn.transaction():  # two first opens would both create it
+                    await conn.execute("SELECT pg_advisory_xact_lock($1)", pg_schema.SCHEMA_LOCK)
+                    await conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
             except asyncpg.PostgresError as exc:
                 raise ConfigurationError(
                     f"PostgreSQL ({self.url}) has no usable pgvector extension: {exc}. "

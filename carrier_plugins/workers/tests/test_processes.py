@@ -1,0 +1,214 @@
+"""Worker processes on a real PostgreSQL: four sharing the load, one killed with
+SIGKILL mid-run, and PostgreSQL restarted mid-run. Each run checks that every
+message is stored once and answered once, and that each room's messages were
+handled one at a time, in the order they were enqueued."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from carrier_plugin_sql.testing import LocalPostgres
+from carrier_plugin_workers.executor import Enqueued, WorkersExecutor
+
+from carrier.host import PluginHost
+from carrier.runtime import AgentRuntime
+from carrier.settings import CarrierSettings
+from carrier.types import IncomingMessage, Reply
+
+SLOW_WORKER = Path(__file__).with_name("slow_worker.py")
+CARRIER = Path(sys.executable).with_name("carrier")
+
+
+class Workers:
+    """Worker processes started with one environment; stopped (SIGTERM) at the end."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.processes: list[subprocess.Popen[str]] = []
+        self.logs: list[list[str]] = []
+        self.readers: list[threading.Thread] = []
+
+    def start(self, command: list[str]) -> subprocess.Popen[str]:
+        process = subprocess.Popen(
+            command, env=self.env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True
+        )
+        log: list[str] = []
+        ready = threading.Event()
+
+        def read() -> None:
+            assert process.stderr is not None
+            for line in process.stderr:
+                log.append(line)
+                if line.startswith("carrier worker "):
+                    ready.set()
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        self.readers.append(reader)
+        self.processes.append(process)
+        self.logs.append(log)
+        deadline = time.monotonic() + 60
+        while not ready.wait(0.1):
+            assert process.poll() is None, "".join(log)
+            assert time.monotonic() < deadline, "".join(log)
+        return process
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process, log in zip(self.processes, self.logs, strict=True):
+            try:
+                code = process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                raise
+            finally:
+                for reader in self.readers:
+                    reader.join(10)
+                if process.stderr is not None:
+                    process.stderr.close()
+            assert code in (0, -signal.SIGKILL), "".join(log)
+
+
+@pytest.fixture
+def worker_env(database: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARRIER_")}
+    env.update(
+        CARRIER_DATABASE_URL=database,
+        CARRIER_PLUGINS="sql,workers",
+        CARRIER_MODEL_LARGE="echo",
+        CARRIER_MODEL_EMBEDDING="none",
+        CARRIER_WORKERS_HEARTBEAT_S="0.5",
+        CARRIER_WORKERS_STALLED_AFTER_S="2",
+        CARRIER_WORKERS_RETRY_WAIT_S="0.2",
+        CARRIER_WORKERS_POLL_S="0.5",
+        SLOW_MODEL_LATENCY_S="0.05",
+    )
+    return env
+
+
+@pytest.fixture
+def workers(worker_env: dict[str, str]) -> Iterator[Workers]:
+    started = Workers(worker_env)
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+async def client(database: str) -> AsyncIterator[AgentRuntime]:
+    """The default character, enqueueing (its own model is never called)."""
+    settings = CarrierSettings(
+        database_url=database,
+        executor="workers",
+        model_large="echo",
+        model_embedding="none",
+        _env_file=None,
+    )
+    host = PluginHost(settings=settings)
+    async with AgentRuntime(host=host) as runtime:
+        yield runtime
+
+
+async def _enqueue(client: AgentRuntime, rooms: int, per_room: int) -> list[Enqueued]:
+    executor = client.executor
+    assert isinstance(executor, WorkersExecutor)
+    messages = [
+        IncomingMessage(text=f"room {r} message {n}", room_id=f"room-{r}", user_id=f"user-{r}")
+        for r in range(rooms)
+        for n in range(per_room)
+    ]
+    return await executor.enqueue_many(client, messages)
+
+
+async def _wait_all(client: AgentRuntime, enqueued: list[Enqueued]) -> list[Reply]:
+    executor = client.executor
+    assert isinstance(executor, WorkersExecutor)
+    return await asyncio.wait_for(
+        asyncio.gather(*(executor.wait(client, e) for e in enqueued)), 120
+    )
+
+
+async def _check_once_and_in_order(
+    client: AgentRuntime, enqueued: list[Enqueued], replies: list[Reply]
+) -> None:
+    assert [r.error for r in replies] == [None] * len(enqueued)
+    assert all(len(r.responses) == 1 for r in replies)
+    store = client.store
+    by_room: dict[str, list[Enqueued]] = {}
+    for e in enqueued:
+        by_room.setdefault(e.room_id, []).append(e)
+    for room_id, queued in by_room.items():
+        stored = await store.get_memories(
+            agent_id=client.agent_id, room_id=room_id, limit=10 * len(queued)
+        )
+        ids = sorted(m.id for m in stored)
+        expected = sorted(
+            [e.message_id for e in queued] + [f"{e.message_id}-{client.agent_id}" for e in queued]
+        )
+        assert ids == expected, f"{room_id}: stored {len(ids)}, expected {len(expected)}"
+        by_id = {m.id: m for m in stored}
+        for earlier, later in itertools.pairwise(queued):
+            answer = by_id[f"{earlier.message_id}-{client.agent_id}"]
+            # the later message was received only after the earlier one was answered
+            assert by_id[later.message_id].created_at >= answer.created_at, room_id
+            assert answer.content.in_reply_to == earlier.message_id
+
+
+async def test_four_worker_processes_share_the_load_in_order(
+    client: AgentRuntime, workers: Workers
+) -> None:
+    for _ in range(4):
+        workers.start([str(CARRIER), "worker"])
+    enqueued = await _enqueue(client, rooms=50, per_room=20)
+    replies = await _wait_all(client, enqueued)
+    await _check_once_and_in_order(client, enqueued, replies)
+    assert replies[0].texts == ["You said: room 0 message 0"]
+    served = [sum("Requeueing" in line for line in log) for log in workers.logs]
+    assert served == [0, 0, 0, 0]
+
+
+async def test_a_worker_killed_mid_run_loses_nothing(
+    client: AgentRuntime, workers: Workers, worker_env: dict[str, str]
+) -> None:
+    worker_env["CARRIER_MODEL_LARGE"] = "slow"
+    victim = workers.start([sys.executable, str(SLOW_WORKER)])
+    for _ in range(2):
+        workers.start([sys.executable, str(SLOW_WORKER)])
+    enqueued = await _enqueue(client, rooms=24, per_room=10)
+    await asyncio.sleep(0.4)  # ~100 of 240 answered: the victim has messages in hand
+    answered_before = sum(
+        [await client.stored_reply(e.message_id) is not None for e in enqueued[:12]]
+    )
+    victim.send_signal(signal.SIGKILL)
+    started = time.monotonic()
+    replies = await _wait_all(client, enqueued)
+    assert answered_before > 0
+    await _check_once_and_in_order(client, enqueued, replies)
+    assert time.monotonic() - started < 60
+    assert any("Requeueing job" in line for log in workers.logs[1:] for line in log)
+
+
+async def test_postgres_restarted_mid_run_loses_nothing(
+    client: AgentRuntime, workers: Workers, worker_env: dict[str, str], postgres: LocalPostgres
+) -> None:
+    worker_env["CARRIER_MODEL_LARGE"] = "slow"
+    for _ in range(2):
+        workers.start([sys.executable, str(SLOW_WORKER)])
+    enqueued = await _enqueue(client, rooms=20, per_room=10)
+    await asyncio.sleep(0.5)
+    await asyncio.to_thread(postgres.restart)
+    replies = await _wait_all(client, enqueued)
+    await _check_once_and_in_order(client, enqueued, replies)
+    for process in workers.processes:
+        assert process.poll() is None  # still serving
