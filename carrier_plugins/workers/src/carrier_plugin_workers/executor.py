@@ -42,9 +42,13 @@ __all__ = ["Enqueued", "WorkersExecutor"]
 logger = logging.getLogger("carrier.workers")
 
 _FINAL = ("succeeded", "failed", "cancelled", "aborted")
+#: Finished jobs among ``ids``; a job that is gone succeeded (workers delete
+#: succeeded jobs unless ``CARRIER_WORKERS_KEEP_JOBS`` is set).
 _FINISHED_JOBS = (
-    "SELECT id, status FROM procrastinate_jobs "
-    "WHERE id = ANY(%(ids)s) AND status = ANY(%(final)s::procrastinate_job_status[])"
+    "SELECT wanted.id, coalesce(jobs.status::text, 'succeeded') AS status "
+    "FROM unnest(%(ids)s::bigint[]) AS wanted(id) "
+    "LEFT JOIN procrastinate_jobs AS jobs ON jobs.id = wanted.id "
+    "WHERE jobs.id IS NULL OR jobs.status = ANY(%(final)s::procrastinate_job_status[])"
 )
 
 

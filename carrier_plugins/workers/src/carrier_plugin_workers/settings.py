@@ -41,4 +41,9 @@ class WorkersSettings(BaseSettings):
     reply_timeout_s: float = Field(
         default=120.0, gt=0, description="Seconds a client waits for a worker's answer."
     )
+    keep_jobs: bool = Field(
+        default=False,
+        description="Keep succeeded jobs in procrastinate_jobs (an audit trail) instead of "
+        "deleting them; the table then grows with every message.",
+    )
     pool_size: int = Field(default=10, ge=1, description="Most queue connections per process.")

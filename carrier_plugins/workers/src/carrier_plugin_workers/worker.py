@@ -174,6 +174,7 @@ async def run_worker(
                             update_heartbeat_interval=settings.heartbeat_s,
                             stalled_worker_timeout=settings.stalled_after_s,
                             install_signal_handlers=False,
+                            delete_jobs="never" if settings.keep_jobs else "successful",
                         )
                     )
                     if on_ready is not None:
