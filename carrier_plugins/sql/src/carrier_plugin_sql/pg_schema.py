@@ -4,11 +4,13 @@ The tables, their indexes and the schema version are those of :mod:`.schema`.
 PostgreSQL has no triggers here: the queue of unanswered messages is kept by the
 store's own transactions (:mod:`.postgres`). The embedding column is pgvector's
 ``vector``; its dimension and the HNSW (cosine) index are fixed by the first
-embedding (:func:`fix_dimension`).
+embedding (:func:`fix_dimension`), the index with the store's ``m`` and
+``ef_construction`` (:class:`HnswOptions`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.dialects import postgresql
@@ -17,12 +19,34 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 from carrier.errors import StoreError
 from carrier_plugin_sql.schema import SCHEMA_VERSION, TABLES
 
-__all__ = ["DIMENSION_KEY", "SCHEMA_LOCK", "fix_dimension", "open_schema", "postgres_ddl"]
+__all__ = [
+    "DIMENSION_KEY",
+    "HNSW_INDEX",
+    "SCHEMA_LOCK",
+    "HnswOptions",
+    "fix_dimension",
+    "open_schema",
+    "postgres_ddl",
+]
 
 DIMENSION_KEY = "embedding_dimension"
 #: Serializes schema changes between processes (any constant works).
 SCHEMA_LOCK = 0x63617272  # "carr"
 HNSW_INDEX = "ix_embeddings_hnsw"
+
+
+@dataclass(frozen=True, slots=True)
+class HnswOptions:
+    """Build options of the HNSW index (pgvector's defaults); they take effect when
+    the index is created, and an existing index keeps its own.
+
+    Attributes:
+        m: Links per node.
+        ef_construction: Candidate list size while building (at least ``2 * m``).
+    """
+
+    m: int = 16
+    ef_construction: int = 64
 
 
 def postgres_ddl() -> list[str]:
@@ -45,9 +69,9 @@ async def _create_v1(conn: Any) -> None:
 _MIGRATIONS = {1: _create_v1}
 
 
-async def open_schema(conn: Any, where: str) -> int | None:
+async def open_schema(conn: Any, where: str, *, hnsw: HnswOptions) -> int | None:
     """Create or migrate the schema in ``conn``'s current schema; the recorded
-    embedding dimension.
+    embedding dimension. ``hnsw`` shapes the HNSW index if it is created here.
 
     Raises:
         StoreError: The database holds other tables, or is newer than this code.
@@ -91,13 +115,14 @@ async def open_schema(conn: Any, where: str) -> int | None:
             )
         value = await conn.fetchval("SELECT value FROM carrier_meta WHERE key = $1", DIMENSION_KEY)
         if value is not None:
-            await fix_dimension(conn, int(value))
+            await fix_dimension(conn, int(value), hnsw=hnsw)
     return None if value is None else int(value)
 
 
-async def fix_dimension(conn: Any, dimension: int) -> None:
+async def fix_dimension(conn: Any, dimension: int, *, hnsw: HnswOptions) -> None:
     """Give the ``vector`` column its dimension and the HNSW cosine index (idempotent;
-    run inside a transaction)."""
+    run inside a transaction). On a table already full of embeddings the build takes
+    a while and uses up to ``maintenance_work_mem``."""
     typmod = await conn.fetchval(
         "SELECT atttypmod FROM pg_attribute "
         "WHERE attrelid = 'embeddings'::regclass AND attname = 'vector'"
@@ -108,5 +133,6 @@ async def fix_dimension(conn: Any, dimension: int) -> None:
         )
     await conn.execute(
         f"CREATE INDEX IF NOT EXISTS {HNSW_INDEX} ON embeddings "
-        "USING hnsw (vector vector_cosine_ops)"
+        f"USING hnsw (vector vector_cosine_ops) "
+        f"WITH (m = {int(hnsw.m)}, ef_construction = {int(hnsw.ef_construction)})"
     )

@@ -69,7 +69,8 @@ def build_postgres_store(settings: SqlSettings | None = None, *, url: str) -> Me
     """Build an unopened ``PostgresStore`` for ``url``.
 
     Args:
-        settings: The ``sql`` namespace's settings (unused by this store).
+        settings: The ``sql`` namespace's settings (``pool_*`` and ``hnsw_*``); read
+            from the environment if ``None``.
         url: ``postgresql://user:password@host:5432/database`` (or ``postgres://``,
             ``postgresql+asyncpg://``).
 
@@ -88,4 +89,14 @@ def build_postgres_store(settings: SqlSettings | None = None, *, url: str) -> Me
             f"The PostgreSQL store needs asyncpg and pgvector ({exc}). "
             f"Install them with: pip install 'carrier-plugin-sql[postgres]'"
         ) from exc
-    return PostgresStore(url)
+    from carrier_plugin_sql.settings import SqlSettings
+
+    settings = settings if settings is not None else SqlSettings()
+    return PostgresStore(
+        url,
+        min_size=settings.pool_min_size,
+        max_size=settings.pool_max_size,
+        hnsw_m=settings.hnsw_m,
+        hnsw_ef_construction=settings.hnsw_ef_construction,
+        hnsw_ef_search=settings.hnsw_ef_search,
+    )

@@ -146,15 +146,32 @@ class PostgresStore(RecordsMixin, MemoryStore):
             and ``postgresql+asyncpg://``); query options are passed to asyncpg.
         min_size: Connections the pool keeps open.
         max_size: Most connections the pool opens.
+        hnsw_m: Links per node of the HNSW index, used when the index is created.
+        hnsw_ef_construction: Candidate list size while building the HNSW index
+            (at least ``2 * hnsw_m``), used when the index is created.
+        hnsw_ef_search: Candidate list size while searching (``hnsw.ef_search``,
+            1 to 1000), set on every pooled connection; a search with a larger
+            ``limit`` raises it to the limit for that query.
 
     Raises:
         ConfigurationError: The URL is invalid.
     """
 
-    def __init__(self, url: str, *, min_size: int = 1, max_size: int = 10) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        hnsw_m: int = 16,
+        hnsw_ef_construction: int = 64,
+        hnsw_ef_search: int = 200,
+    ) -> None:
         self.target: PostgresTarget = parse_postgres_url(url)
         self.url = self.target.redacted
         self._min_size, self._max_size = min_size, max_size
+        self._hnsw = pg_schema.HnswOptions(m=hnsw_m, ef_construction=hnsw_ef_construction)
+        self._ef_search = hnsw_ef_search
         self._pool: Any = None
         self._db = _Pool(self)  # type: ignore[assignment]
         self._dimension: int | None = None
@@ -202,7 +219,7 @@ class PostgresStore(RecordsMixin, MemoryStore):
                     f"'CREATE EXTENSION vector' in the database."
                 ) from exc
             try:
-                self._dimension = await pg_schema.open_schema(conn, self.url)
+                self._dimension = await pg_schema.open_schema(conn, self.url, hnsw=self._hnsw)
             except asyncpg.PostgresError as exc:
                 raise self._error("creating or migrating the schema", exc) from exc
         finally:
@@ -213,6 +230,15 @@ class PostgresStore(RecordsMixin, MemoryStore):
                 min_size=self._min_size,
                 max_size=self._max_size,
                 init=register_vector,
+                # Startup parameters: they survive the RESET ALL that asyncpg runs
+                # when a connection goes back to the pool (a SET would not).
+                server_settings={
+                    "hnsw.ef_search": str(self._ef_search),
+                    # pgvector >= 0.8: keep scanning the index past rows the WHERE
+                    # clause filters out, so a room or type filter still gets `limit`
+                    # rows; older versions ignore it.
+                    "hnsw.iterative_scan": "relaxed_order",
+                },
             )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise self._error("opening the connection pool", exc) from exc
@@ -300,7 +326,7 @@ class PostgresStore(RecordsMixin, MemoryStore):
             str(found),
         )
         if recorded is not None:
-            await pg_schema.fix_dimension(conn, found)
+            await pg_schema.fix_dimension(conn, found, hnsw=self._hnsw)
         else:
             recorded = await conn.fetchval(
                 "SELECT value FROM carrier_meta WHERE key = $1", pg_schema.DIMENSION_KEY
@@ -392,17 +418,17 @@ class PostgresStore(RecordsMixin, MemoryStore):
                 raise EmbeddingDimensionError(recorded=recorded, found=len(query))
             if limit <= 0:
                 return []
-            # HNSW is approximate: look at enough candidates, and keep scanning
-            # past filtered-out rows (pgvector >= 0.8).
-            await conn.execute(f"SET LOCAL hnsw.ef_search = {min(max(limit, 40), 1000)}")
-            await conn.execute("SET LOCAL hnsw.iterative_scan = strict_order")
+            if limit > self._ef_search:  # HNSW returns at most ef_search rows per pass
+                await conn.execute(f"SET LOCAL hnsw.ef_search = {min(limit, 1000)}")
+            # relaxed_order may yield the index's rows slightly out of order: the
+            # outer ORDER BY sorts the `limit` rows found.
             rows = await conn.fetch(
                 f"SELECT s.*, 1.0 - s.distance AS similarity FROM (SELECT m.seq, m.id, "
                 "m.agent_id, m.entity_id, m.room_id, m.world_id, m.type, m.content, "
                 "m.created_at, m.is_unique, m.meta, e.vector, e.vector <=> $1 AS distance "
                 "FROM embeddings AS e JOIN memories AS m ON m.seq = e.memory_seq "
                 f"WHERE {' AND '.join(where)} ORDER BY e.vector <=> $1, e.memory_seq "
-                f"LIMIT ${len(values)}) AS s",
+                f"LIMIT ${len(values)}) AS s ORDER BY s.distance, s.seq",
                 *values,
             )
         return [
