@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 from carrier_plugin_sql.testing import fresh_database, local_postgres
 
 
 @pytest.fixture(scope="session")
-def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def postgres_url() -> Iterator[str]:
     """An admin URL of a PostgreSQL server with pgvector (its ``postgres`` database)."""
-    with local_postgres(tmp_path_factory.mktemp("pgdata")) as server:
+    # not under pytest's basetemp: another pytest run may rotate that away mid-session
+    with tempfile.TemporaryDirectory() as tmp, local_postgres(Path(tmp) / "pgdata") as server:
         yield server.url
 
 

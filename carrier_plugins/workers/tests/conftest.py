@@ -4,8 +4,10 @@ a fresh database per test, and a host wired for the ``workers`` executor."""
 from __future__ import annotations
 
 import asyncio
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import carrier_plugin_sql.plugin
 import carrier_plugin_workers.plugin
@@ -26,8 +28,12 @@ from carrier.types import ModelRequest
 
 
 @pytest.fixture(scope="session")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPostgres]:
-    with local_postgres(tmp_path_factory.mktemp("pgdata-workers")) as server:
+def postgres() -> Iterator[LocalPostgres]:
+    # not under pytest's basetemp: another pytest run may rotate that away mid-session
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        local_postgres(Path(tmp) / "pgdata-workers") as server,
+    ):
         yield server
 
 
