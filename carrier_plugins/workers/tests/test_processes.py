@@ -131,12 +131,23 @@ async def _enqueue(client: AgentRuntime, rooms: int, per_room: int) -> list[Enqu
     return await executor.enqueue_many(client, messages)
 
 
-async def _wait_all(client: AgentRuntime, enqueued: list[Enqueued]) -> list[Reply]:
+async def _wait_all(
+    client: AgentRuntime, enqueued: list[Enqueued], workers: Workers
+) -> list[Reply]:
     executor = client.executor
     assert isinstance(executor, WorkersExecutor)
-    return await asyncio.wait_for(
-        asyncio.gather(*(executor.wait(client, e) for e in enqueued)), 120
-    )
+    try:
+        return await asyncio.wait_for(
+            asyncio.gather(*(executor.wait(client, e) for e in enqueued)), 120
+        )
+    except TimeoutError:  # say what was left, and what the workers said
+        left = []
+        for e in enqueued:
+            reply = await client.stored_reply(e.message_id)
+            if reply is None or not reply.responses:
+                left.append(e.message_id)
+        logs = "".join(line for log in workers.logs for line in log[-20:])
+        raise AssertionError(f"{len(left)} unanswered, e.g. {left[:3]}\n{logs}") from None
 
 
 async def _check_once_and_in_order(
@@ -171,7 +182,7 @@ async def test_four_worker_processes_share_the_load_in_order(
     for _ in range(4):
         workers.start([str(CARRIER), "worker"])
     enqueued = await _enqueue(client, rooms=50, per_room=20)
-    replies = await _wait_all(client, enqueued)
+    replies = await _wait_all(client, enqueued, workers)
     await _check_once_and_in_order(client, enqueued, replies)
     assert replies[0].texts == ["You said: room 0 message 0"]
     served = [sum("Requeueing" in line for line in log) for log in workers.logs]
@@ -192,7 +203,7 @@ async def test_a_worker_killed_mid_run_loses_nothing(
     )
     victim.send_signal(signal.SIGKILL)
     started = time.monotonic()
-    replies = await _wait_all(client, enqueued)
+    replies = await _wait_all(client, enqueued, workers)
     assert answered_before > 0
     await _check_once_and_in_order(client, enqueued, replies)
     assert time.monotonic() - started < 60
@@ -206,9 +217,10 @@ async def test_postgres_restarted_mid_run_loses_nothing(
     for _ in range(2):
         workers.start([sys.executable, str(SLOW_WORKER)])
     enqueued = await _enqueue(client, rooms=20, per_room=10)
-    await asyncio.sleep(0.5)
-    await asyncio.to_thread(postgres.restart)
-    replies = await _wait_all(client, enqueued)
+    for _ in range(2):  # twice: some jobs end while the server is down
+        await asyncio.sleep(0.5)
+        await asyncio.to_thread(postgres.restart)
+    replies = await _wait_all(client, enqueued, workers)
     await _check_once_and_in_order(client, enqueued, replies)
     for process in workers.processes:
         assert process.poll() is None  # still serving

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from carrier.errors import StoreError
 from carrier.protocols import Executor
 from carrier.types import Reply
 from carrier_plugin_workers.queue import (
@@ -41,6 +42,8 @@ __all__ = ["Enqueued", "WorkersExecutor"]
 
 logger = logging.getLogger("carrier.workers")
 
+#: Tries to read a finished job's answer from the store (about 30 s with backoff).
+_READ_ATTEMPTS = 20
 _FINAL = ("succeeded", "failed", "cancelled", "aborted")
 #: Finished jobs among ``ids``; a job that is gone succeeded (workers delete
 #: succeeded jobs unless ``CARRIER_WORKERS_KEEP_JOBS`` is set).
@@ -172,7 +175,17 @@ class WorkersExecutor(Executor):
         )
 
     async def _reply(self, runtime: AgentRuntime, enqueued: Enqueued, error: str | None) -> Reply:
-        reply = await runtime.stored_reply(enqueued.message_id)
+        delay = 0.1
+        for attempt in range(_READ_ATTEMPTS):
+            try:
+                reply = await runtime.stored_reply(enqueued.message_id)
+                break
+            except StoreError as exc:  # the store restarting: the answer is there, wait
+                if attempt == _READ_ATTEMPTS - 1:
+                    raise
+                logger.warning("Reading the answer to %s failed: %s", enqueued.message_id, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
         if reply is None:
             from carrier.types import Memory
 
@@ -198,10 +211,10 @@ class WorkersExecutor(Executor):
                 rows: list[dict[str, Any]] = await app.connector.execute_query_all_async(
                     _FINISHED_JOBS, ids=ids, final=list(_FINAL)
                 )
-            except QUEUE_ERRORS as exc:
-                if not is_connection_error(exc):
-                    raise
-                logger.warning("Cannot check finished jobs yet: %s", exc)
+            except Exception as exc:  # the poller must outlive any failure
+                # (PostgreSQL restarting, a pool timeout): its waiters would hang otherwise
+                level = logging.WARNING if is_connection_error(exc) else logging.ERROR
+                logger.log(level, "Cannot check finished jobs yet: %s", exc)
                 await asyncio.sleep(min(1.0, 10 * self.settings.reply_poll_s))
                 continue
             for row in rows:

@@ -22,6 +22,7 @@ from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any
 
 import procrastinate
+import procrastinate.worker
 import psycopg
 
 from carrier.errors import CarrierError, InputError
@@ -48,6 +49,8 @@ __all__ = ["MessageNotAnsweredError", "run_worker"]
 
 logger = logging.getLogger("carrier.workers")
 
+#: How long a worker keeps trying to record a job's outcome.
+_PERSIST_FOR_S = 60.0
 _SWEEP_ERRORS: tuple[type[BaseException], ...] = (
     *QUEUE_ERRORS,
     procrastinate.exceptions.ProcrastinateException,
@@ -57,6 +60,29 @@ _SWEEP_LOCK = int.from_bytes(hashlib.blake2b(b"carrier-workers-sweep", digest_si
 
 class MessageNotAnsweredError(CarrierError):
     """A worker stored a message but could not answer it; the job is retried."""
+
+
+class _DurableWorker(procrastinate.worker.Worker):
+    """procrastinate's worker, but recording a job's outcome survives a PostgreSQL
+    restart: procrastinate gives up at the first error, leaving the job ``doing``
+    under a worker that still sends heartbeats, so the sweep never frees it and its
+    room waits forever. Here the outcome is retried with backoff for up to
+    ``_PERSIST_FOR_S``; a worker that still cannot reach the server is restarted by
+    :func:`run_worker`, and its jobs are swept. (Overrides a private method:
+    procrastinate is pinned to 3.10.x.)"""
+
+    async def _persist_job_status(self, *args: Any, **kwargs: Any) -> None:
+        delay, deadline = 0.1, asyncio.get_running_loop().time() + _PERSIST_FOR_S
+        while True:
+            try:
+                await super()._persist_job_status(*args, **kwargs)
+                return
+            except QUEUE_ERRORS as exc:
+                if not is_connection_error(exc) or asyncio.get_running_loop().time() > deadline:
+                    raise
+                logger.warning("Recording a job's outcome failed (%s); retrying", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
 
 class _Backoff(procrastinate.BaseRetryStrategy):
@@ -166,7 +192,8 @@ async def run_worker(
                 async with app.open_async():
                     sweeper = asyncio.create_task(_sweep_stalled(app, target, settings))
                     worker = asyncio.create_task(
-                        app.run_worker_async(
+                        _DurableWorker(
+                            app=app,
                             queues=[queue_for(agent_id) for agent_id in runtimes],
                             name=name,
                             concurrency=settings.concurrency,
@@ -175,7 +202,7 @@ async def run_worker(
                             stalled_worker_timeout=settings.stalled_after_s,
                             install_signal_handlers=False,
                             delete_jobs="never" if settings.keep_jobs else "successful",
-                        )
+                        ).run()  # type: ignore[no-untyped-call]
                     )
                     if on_ready is not None:
                         on_ready(f"carrier worker {name}: {names}, {settings.concurrency} at once")
