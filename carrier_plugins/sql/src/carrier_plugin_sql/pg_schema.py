@@ -46,7 +46,7 @@ class HnswOptions:
     """
 
     m: int = 16
-    ef_construction: int = 64
+    ef_construction: int = 128
 
 
 def postgres_ddl() -> list[str]:

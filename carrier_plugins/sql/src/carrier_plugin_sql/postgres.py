@@ -164,7 +164,7 @@ class PostgresStore(RecordsMixin, MemoryStore):
         min_size: int = 1,
         max_size: int = 10,
         hnsw_m: int = 16,
-        hnsw_ef_construction: int = 64,
+        hnsw_ef_construction: int = 128,
         hnsw_ef_search: int = 200,
     ) -> None:
         self.target: PostgresTarget = parse_postgres_url(url)

@@ -32,7 +32,7 @@ class SqlSettings(BaseSettings):
     #: PostgreSQL: HNSW links per node (pgvector's ``m``), used when the index is created.
     hnsw_m: int = Field(default=16, ge=2, le=100)
     #: PostgreSQL: HNSW candidate list while building (``ef_construction``), at least 2 * m.
-    hnsw_ef_construction: int = Field(default=64, ge=4, le=1000)
+    hnsw_ef_construction: int = Field(default=128, ge=4, le=1000)
     #: PostgreSQL: HNSW candidate list while searching (``hnsw.ef_search``, per connection).
     hnsw_ef_search: int = Field(default=200, ge=1, le=1000)
 
