@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -49,7 +50,7 @@ if TYPE_CHECKING:
     from carrier.protocols import Action, Evaluator, Executor, MemoryStore, Model, Provider
     from carrier.types import Goal
 
-__all__ = ["DEFAULT_CHARACTER", "AgentRuntime"]
+__all__ = ["DEFAULT_CHARACTER", "AgentRuntime", "open_agents"]
 
 logger = logging.getLogger("carrier.runtime")
 
@@ -387,3 +388,35 @@ class AgentRuntime(LoopStages):
         from carrier.autonomy import run_autonomous
 
         return await run_autonomous(self, goal, max_steps=max_steps, on_step=on_step)
+
+
+@asynccontextmanager
+async def open_agents(
+    host: PluginHost, characters: Sequence[Character | str | Path | None] = ()
+) -> AsyncIterator[list[AgentRuntime]]:
+    """Start one runtime per character on one store they share (what ``carrier serve``
+    and ``carrier worker`` host); stop them and close the store on exit.
+
+    Args:
+        host: The plugin host.
+        characters: Characters or files; none means ``CARRIER_CHARACTER`` or the default.
+
+    Raises:
+        ConfigurationError: Two characters have the same agent id.
+    """
+    async with AsyncExitStack() as stack:
+        store = await host.open_store()
+        stack.push_async_callback(store.close)
+        runtimes: list[AgentRuntime] = []
+        for character in characters or [None]:
+            runtime = AgentRuntime(character, host=host, store=store)
+            await stack.enter_async_context(runtime)
+            clash = next((r for r in runtimes if r.agent_id == runtime.agent_id), None)
+            if clash is not None:
+                raise ConfigurationError(
+                    f"Two characters have the agent id {runtime.agent_id!r} "
+                    f"({clash.character.name!r} and {runtime.character.name!r}); give each "
+                    f"agent its own 'id' or name."
+                )
+            runtimes.append(runtime)
+        yield runtimes

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import random
+from abc import abstractmethod
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -69,9 +70,9 @@ class Section(Provider):
     async def get(self, runtime: AgentRuntime, message: Memory, state: State) -> ProviderOutput:
         return await self.section(runtime, message, state)
 
+    @abstractmethod
     async def section(self, runtime: AgentRuntime, message: Memory, state: State) -> ProviderOutput:
-        """Compute the section (subclasses)."""
-        raise NotImplementedError
+        """Compute the section (each subclass)."""
 
 
 class CharacterProvider(Section):

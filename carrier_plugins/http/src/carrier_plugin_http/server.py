@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import AsyncIterator, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 import uvicorn
@@ -19,15 +19,9 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from carrier.host import PluginHost
-    from carrier.protocols import MemoryStore
     from carrier_plugin_http.settings import HttpSettings
 
-__all__ = ["open_store", "running_server", "serve"]
-
-
-async def open_store(host: PluginHost) -> MemoryStore:
-    """Open the one store every served agent shares (the runtime's own default)."""
-    return await host.open_store()
+__all__ = ["running_server", "serve"]
 
 
 async def serve(
@@ -52,20 +46,13 @@ async def serve(
         carrier.ConfigurationError: A non-loopback address without a token, two
             agents with the same id, or bad settings.
     """
-    from carrier.runtime import AgentRuntime
+    from carrier.runtime import open_agents
 
     settings: HttpSettings = host.settings.get("http")
     bind_host = bind_host or settings.host
     port = settings.port if port is None else port
     check_bind_address(bind_host, settings)
-    async with AsyncExitStack() as stack:
-        store = await open_store(host)
-        stack.push_async_callback(store.close)
-        runtimes = []
-        for character in characters or [None]:
-            runtime = AgentRuntime(character, host=host, store=store)
-            await stack.enter_async_context(runtime)
-            runtimes.append(runtime)
+    async with open_agents(host, characters) as runtimes:
         hub = AgentHub(runtimes, host=host)
         app = create_app(hub, settings)
         config = uvicorn.Config(app, host=bind_host, port=port, log_level="info", access_log=False)
@@ -74,7 +61,7 @@ async def serve(
         print(f"carrier serve: {names} on http://{bind_host}:{port}/", file=sys.stderr)
         await server.serve()
         return 0 if server.started else 1
-    return 1  # pragma: no cover - the stack never swallows exceptions
+    return 1  # pragma: no cover - open_agents never swallows exceptions
 
 
 @asynccontextmanager

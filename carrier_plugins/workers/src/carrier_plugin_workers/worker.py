@@ -18,7 +18,7 @@ import os
 import socket
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import AsyncExitStack
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import procrastinate
@@ -41,6 +41,7 @@ from carrier_plugin_workers.queue import (
 if TYPE_CHECKING:
     from carrier_plugin_sql.pg_url import PostgresTarget
 
+    from carrier.character import Character
     from carrier.host import PluginHost
     from carrier.runtime import AgentRuntime
     from carrier_plugin_workers.settings import WorkersSettings
@@ -148,7 +149,7 @@ async def _sweep_stalled(
 
 async def run_worker(
     host: PluginHost,
-    characters: Sequence[str | None] = (),
+    characters: Sequence[Character | str | Path | None] = (),
     *,
     settings: WorkersSettings | None = None,
     stop: asyncio.Event | None = None,
@@ -166,21 +167,13 @@ async def run_worker(
     Returns:
         The exit status.
     """
-    from carrier.runtime import AgentRuntime
+    from carrier.runtime import open_agents
 
     settings = settings if settings is not None else host.settings.get("workers")
     stop = stop if stop is not None else asyncio.Event()
     target = queue_target(settings, host.carrier_settings)
-    async with AsyncExitStack() as stack:
-        store = await host.open_store()
-        stack.push_async_callback(store.close)
-        runtimes: dict[str, AgentRuntime] = {}
-        for character in characters or [None]:
-            runtime = AgentRuntime(character, host=host, store=store)
-            await stack.enter_async_context(runtime)
-            if runtime.agent_id in runtimes:
-                raise CarrierError(f"Two characters have the agent id {runtime.agent_id}.")
-            runtimes[runtime.agent_id] = runtime
+    async with open_agents(host, characters) as agents:
+        runtimes = {runtime.agent_id: runtime for runtime in agents}
         name = f"{socket.gethostname()}:{os.getpid()}"
         names = ", ".join(f"{r.character.name} ({r.agent_id})" for r in runtimes.values())
         delay = 0.5
