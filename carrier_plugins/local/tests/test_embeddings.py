@@ -47,9 +47,14 @@ async def test_vectors_are_normalized_and_ordered(model: LocalModel) -> None:
 
 async def test_a_batch_of_a_thousand(model: LocalModel) -> None:
     texts = [f"Sentence number {i} talks about topic {i % 17}." for i in range(1000)]
+    texts[500] = "A far longer sentence, about lighthouses and storms, that sorts last."
     vectors = await model.embed(texts)
     assert len(vectors) == 1000
     assert all(len(v) == 384 for v in vectors)
+    # Batches run in parallel in length order; each vector still lands at its text.
+    for i in (0, 7, 500, 999):
+        (alone,) = await model.embed([texts[i]])
+        assert cosine(alone, vectors[i]) > 0.999, i
 
 
 async def test_embedding_does_not_load_the_chat_model() -> None:

@@ -40,4 +40,4 @@ class LocalSettings(BaseSettings):
         description="Let the model choose actions (constrained JSON). Off by default: the "
         "135M model picks the right action rarely and replies worse when asked to.",
     )
-    embedding_batch_size: int = Field(default=64, ge=1, description="Texts per ONNX run.")
+    embedding_batch_size: int = Field(default=16, ge=1, description="Texts per ONNX run.")
