@@ -122,6 +122,9 @@ class MemoryStore(ABC):
 
     Every method is safe to call concurrently. ``create_memory`` is idempotent by id.
     Stores are async context managers; ``open`` creates or migrates the schema.
+    Memories a store returns may be the very objects it keeps (the builtin store's,
+    the SQL store's cache): treat them as read-only; ``model_copy(update=...)`` makes
+    a changed one.
     """
 
     #: URL the store was opened with, secrets removed.

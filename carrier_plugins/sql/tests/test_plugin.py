@@ -62,3 +62,5 @@ async def test_wal_mode(tmp_path: Path) -> None:
         assert rows[0][0] == "wal"
         rows = await store._fetch("PRAGMA synchronous", (), op="test")
         assert rows[0][0] == 1  # NORMAL
+        rows = await store._fetch("PRAGMA journal_size_limit", (), op="test")
+        assert rows[0][0] == 32 * 1024 * 1024  # a restarted WAL is cut back to 32 MiB

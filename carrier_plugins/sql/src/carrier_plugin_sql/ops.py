@@ -20,7 +20,7 @@ from carrier.errors import EmbeddingDimensionError
 from carrier.types import Memory, ScoredMemory
 from carrier_plugin_sql import vectors
 from carrier_plugin_sql.db import transaction
-from carrier_plugin_sql.rows import RowCache, memories_from_rows
+from carrier_plugin_sql.rows import MemoryCache, stored_row
 
 __all__ = [
     "create_memory",
@@ -67,12 +67,19 @@ def read_dimension(conn: Any) -> int | None:
 
 
 def create_memory(
-    conn: Any, params: tuple[Any, ...], embedding: Sequence[float] | None
+    conn: Any, cache: MemoryCache, params: tuple[Any, ...], embedding: Sequence[float] | None
 ) -> tuple[bool, int | None]:
-    """Insert a memory (and its embedding). Returns ``(created, recorded dimension)``."""
+    """Insert a memory (and its embedding), and keep its row in ``cache`` (the next
+    read of a room's history then neither fetches nor validates it again).
+    Returns ``(created, recorded dimension)``."""
     if embedding is None:
-        return conn.execute(_INSERT_MEMORY, params).rowcount == 1, None
+        cursor = conn.execute(_INSERT_MEMORY, params)
+        if cursor.rowcount != 1:
+            return False, None
+        cache.add(stored_row(cursor.lastrowid, params, None))
+        return True, None
     found = len(embedding)
+    vector = vectors.encode(embedding)
     with transaction(conn):
         if conn.execute("SELECT 1 FROM memories WHERE id = ?", (params[0],)).fetchone():
             return False, read_dimension(conn)
@@ -93,9 +100,10 @@ def create_memory(
                 params[3],
                 params[5],
                 found,
-                vectors.encode(embedding),
+                vector,
             ),
         )
+    cache.add(stored_row(cursor.lastrowid, params, vector))
     return True, found
 
 
@@ -125,7 +133,7 @@ def _select_sql(room: bool, entity: bool, type_: bool, before: bool) -> str:
 
 def select_memories(
     conn: Any,
-    cache: RowCache,
+    cache: MemoryCache,
     agent_id: str,
     room_id: str | None,
     entity_id: str | None,
@@ -134,7 +142,7 @@ def select_memories(
     before: float | None,
 ) -> list[Memory]:
     """The newest ``limit`` matching memories, oldest first: ``seq`` values from a
-    backward range scan of a covering index, then the rows (cached or fetched)."""
+    backward range scan of a covering index, then the memories (cached or fetched)."""
     sql = _select_sql(
         room_id is not None, entity_id is not None, type_ is not None, before is not None
     )
@@ -142,13 +150,12 @@ def select_memories(
     values = [v for v in params if v is not None] + [limit]
     seqs = [row[0] for row in conn.execute(sql, values)]
     seqs.reverse()
-    return memories_from_rows(cache.rows(conn, seqs))
+    return [memory for _, memory in cache.memories(conn, seqs)]
 
 
-def memories_by_seq(conn: Any, cache: RowCache, seqs: Sequence[int]) -> dict[int, Memory]:
+def memories_by_seq(conn: Any, cache: MemoryCache, seqs: Sequence[int]) -> dict[int, Memory]:
     """Memories by ``seq``; deleted ones are missing from the answer."""
-    rows = cache.rows(conn, seqs)
-    return {row[0]: memory for row, memory in zip(rows, memories_from_rows(rows), strict=True)}
+    return dict(cache.memories(conn, seqs))
 
 
 def _check_query(conn: Any, embedding: Sequence[float]) -> int | None:
@@ -161,7 +168,7 @@ def _check_query(conn: Any, embedding: Sequence[float]) -> int | None:
 def search_numpy(
     conn: Any,
     holder: dict[str, vectors.VectorIndex],
-    cache: RowCache,
+    cache: MemoryCache,
     query: Sequence[float],
     filters: dict[str, Any],
 ) -> tuple[int | None, list[ScoredMemory]]:
@@ -191,7 +198,7 @@ def search_numpy(
 
 
 def search_sqlite_vec(
-    conn: Any, cache: RowCache, query: Sequence[float], filters: dict[str, Any]
+    conn: Any, cache: MemoryCache, query: Sequence[float], filters: dict[str, Any]
 ) -> tuple[int | None, list[ScoredMemory]]:
     """Exact top-k inside SQLite with sqlite-vec's ``vec_distance_cosine``."""
     recorded = _check_query(conn, query)

@@ -1,10 +1,11 @@
-"""Memories read back: rows as JSON, validated in batches, and a cache of rows.
+"""Memories read back: rows as JSON, validated in batches, and a cache of memories.
 
 Memories are never updated in place (only inserted and deleted) and ``seq`` is
-never reused, so a row read once can be kept by its ``seq`` and served again
-without touching the table: a query then reads only ``seq`` values from a
-covering index, fetches the rows it has not seen, and validates them all in one
-call of pydantic's JSON validator.
+never reused, so a memory read once can be kept by its ``seq`` and served again
+without touching the table or validating it again: a query then reads only
+``seq`` values from a covering index, fetches the rows it has not seen, and
+validates them all in one call of pydantic's JSON validator. Cached memories are
+shared by every caller (the MemoryStore protocol says to treat them as read-only).
 """
 
 from __future__ import annotations
@@ -12,14 +13,22 @@ from __future__ import annotations
 import json
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from pydantic import TypeAdapter, ValidationError
 
 from carrier.types import Content, Memory
 from carrier_plugin_sql import vectors
 
-__all__ = ["FROM", "MEMORY_COLUMNS", "Row", "RowCache", "complete", "memories_from_rows"]
+__all__ = [
+    "FROM",
+    "MEMORY_COLUMNS",
+    "MemoryCache",
+    "Row",
+    "complete",
+    "memories_from_rows",
+    "stored_row",
+]
 
 #: Columns of a memory as read by :func:`memories_from_rows`: ``seq``, the memory as a
 #: JSON object up to its ``created_at`` value (built by SQLite from the stored JSON
@@ -46,6 +55,20 @@ def complete(row: Sequence[Any]) -> Row:
     """A row of :data:`MEMORY_COLUMNS` with its JSON completed by ``created_at``
     (Python's ``repr`` of a float reads back exactly; SQLite's keeps 15 digits)."""
     return (row[0], f"{row[1]}{row[2]!r}}}", row[2], row[3])
+
+
+def stored_row(seq: int, params: Sequence[Any], vector: bytes | None) -> Row:
+    """The completed row a read of the memory just inserted with ``params`` (the
+    values of ``ops.memory_params``) as ``seq`` would return."""
+    id_, agent_id, entity_id, room_id, world_id, type_, content, created_at, unique = params[:9]
+    text = (
+        f'{{"id":{json.dumps(id_)},"agent_id":{json.dumps(agent_id)},'
+        f'"entity_id":{json.dumps(entity_id)},"room_id":{json.dumps(room_id)},'
+        f'"world_id":{json.dumps(world_id)},"type":{json.dumps(type_)},"content":{content},'
+        f'"unique":{"true" if unique else "false"},"metadata":{params[10]},'
+        f'"embedding":null,"created_at":{created_at!r}}}'
+    )
+    return (seq, text, created_at, vector)
 
 
 def memories_from_rows(rows: Sequence[Row]) -> list[Memory]:
@@ -77,41 +100,60 @@ def _memory_from_row(row: Row) -> Memory:
 Row = tuple[int, str, float, "bytes | None"]
 
 
-class RowCache:
-    """Rows of :data:`MEMORY_COLUMNS` by ``seq``, the oldest dropped first.
+class MemoryCache:
+    """Memories by ``seq``, validated once, the least recently used dropped first.
 
+    A memory this connection stores is added as its row (:meth:`add`), as a read
+    would return it, and validated when first read.
     Only the connection's calls use it, one at a time (see :mod:`.db`).
 
     Args:
-        size: How many rows to keep.
+        size: How many memories to keep.
     """
 
     def __init__(self, size: int = 4096) -> None:
         self.size = size
-        self._rows: OrderedDict[int, Row] = OrderedDict()
+        self._memories: OrderedDict[int, Memory | Row] = OrderedDict()
 
-    def rows(self, conn: Any, seqs: Sequence[int]) -> list[Row]:
-        """The rows of ``seqs``, in that order; deleted ones are left out."""
-        cached = self._rows
+    def memories(self, conn: Any, seqs: Sequence[int]) -> list[tuple[int, Memory]]:
+        """``(seq, memory)`` for ``seqs``, in that order; deleted ones are left out."""
+        cached = self._memories
         missing = [seq for seq in seqs if seq not in cached]
-        fetched: dict[int, Row] = {}
+        rows: list[Row] = []  # to validate: rows fetched now and rows added unread
         for start in range(0, len(missing), 500):
             chunk = missing[start : start + 500]
             marks = ", ".join("?" * len(chunk))
-            for row in conn.execute(
-                f"SELECT {MEMORY_COLUMNS} {FROM} WHERE m.seq IN ({marks})", chunk
-            ):
-                fetched[row[0]] = complete(row)
-        found = [row for seq in seqs if (row := cached.get(seq) or fetched.get(seq))]
-        if fetched:
-            cached.update(fetched)
-            while len(cached) > self.size:
-                cached.popitem(last=False)
+            rows += [
+                complete(row)
+                for row in conn.execute(
+                    f"SELECT {MEMORY_COLUMNS} {FROM} WHERE m.seq IN ({marks})", chunk
+                )
+            ]
+        rows += [item for seq in seqs if isinstance(item := cached.get(seq), tuple)]
+        if rows:
+            cached.update(zip([row[0] for row in rows], memories_from_rows(rows), strict=True))
+        found: list[tuple[int, Memory]] = []
+        for seq in seqs:
+            memory = cached.get(seq)
+            if memory is not None:
+                cached.move_to_end(seq)
+                found.append((seq, cast(Memory, memory)))
+        self._trim()
         return found
 
+    def add(self, row: Row) -> None:
+        """Keep a row this connection just stored."""
+        self._memories[row[0]] = row
+        self._trim()
+
+    def _trim(self) -> None:
+        cached = self._memories
+        while len(cached) > self.size:
+            cached.popitem(last=False)
+
     def discard(self, seq: int) -> None:
-        """Forget a deleted memory's row."""
-        self._rows.pop(seq, None)
+        """Forget a deleted memory."""
+        self._memories.pop(seq, None)
 
     def clear(self) -> None:
-        self._rows.clear()
+        self._memories.clear()

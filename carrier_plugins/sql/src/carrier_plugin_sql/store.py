@@ -28,7 +28,7 @@ from carrier.types import (
 from carrier_plugin_sql import ops, schema
 from carrier_plugin_sql.db import Database
 from carrier_plugin_sql.records import INLINE_ROWS, RecordsMixin
-from carrier_plugin_sql.rows import FROM, MEMORY_COLUMNS, RowCache, complete, memories_from_rows
+from carrier_plugin_sql.rows import FROM, MEMORY_COLUMNS, MemoryCache, complete, memories_from_rows
 from carrier_plugin_sql.url import parse_sqlite_url
 from carrier_plugin_sql.vectors import VectorIndex
 
@@ -93,7 +93,7 @@ class SqlStore(RecordsMixin, MemoryStore):
         )
         self._dimension: int | None = None
         self._index: dict[str, VectorIndex] = {}
-        self._rows = RowCache()
+        self._memories = MemoryCache()
 
     def __repr__(self) -> str:
         return f"<SqlStore {self.url!r} vector_search={self.vector_search!r}>"
@@ -117,7 +117,7 @@ class SqlStore(RecordsMixin, MemoryStore):
         """Close the connection and drop the in-RAM vector index."""
         await self._db.close()
         self._index.clear()
-        self._rows.clear()
+        self._memories.clear()
 
     @property
     def embedding_dimension(self) -> int | None:
@@ -231,7 +231,11 @@ class SqlStore(RecordsMixin, MemoryStore):
     # memories
     async def create_memory(self, memory: Memory) -> bool:
         created, dimension = await self._db.run(
-            ops.create_memory, ops.memory_params(memory), memory.embedding, op="storing a memory"
+            ops.create_memory,
+            self._memories,
+            ops.memory_params(memory),
+            memory.embedding,
+            op="storing a memory",
         )
         if dimension is not None:
             self._dimension = dimension
@@ -259,7 +263,7 @@ class SqlStore(RecordsMixin, MemoryStore):
             return []
         return await self._db.run(
             ops.select_memories,
-            self._rows,
+            self._memories,
             agent_id,
             room_id,
             entity_id,
@@ -297,7 +301,7 @@ class SqlStore(RecordsMixin, MemoryStore):
         seq = ops.delete_memory(conn, memory_id)
         index = self._index.get("index")
         if seq is not None:
-            self._rows.discard(seq)
+            self._memories.discard(seq)
             if index is not None:
                 index.remove(seq)
         return seq
@@ -323,7 +327,7 @@ class SqlStore(RecordsMixin, MemoryStore):
         if self.vector_search == "sqlite-vec":
             dimension, found = await self._db.run(
                 ops.search_sqlite_vec,
-                self._rows,
+                self._memories,
                 query,
                 filters,
                 op="searching memories",
@@ -333,7 +337,7 @@ class SqlStore(RecordsMixin, MemoryStore):
             dimension, found = await self._db.run(
                 ops.search_numpy,
                 self._index,
-                self._rows,
+                self._memories,
                 query,
                 filters,
                 op="searching memories",
