@@ -140,6 +140,15 @@ async def test_per_user_tokens_fix_the_user(serve_agents, http_settings) -> None
         assert spoof.status_code == 403
         assert (await bob.get("/agents/Testy/rooms/r-a/memories")).status_code == 403
         assert (await alice.get("/agents/Testy/rooms/r-a/memories")).status_code == 200
+        assert (await alice.get("/me")).json() == {"userId": "alice"}
+        assert (await bob.get("/me")).json() == {"userId": "bob"}
+
+
+async def test_me_is_nobody_in_particular_without_a_per_user_token(serve_agents) -> None:
+    async with serve_agents() as served, served.client() as client:
+        response = await client.get("/me")
+        assert response.status_code == 200
+        assert response.json() == {"userId": None}
 
 
 async def test_memories_are_paged_oldest_first(serve_agents) -> None:

@@ -18,6 +18,8 @@ CASES: list[tuple[str, str, dict[str, Any], int, str]] = [
     ("text is a number", "/Testy/message", {"json": {"text": 5}}, 400, "string"),
     ("roomId is a list", "/Testy/message", {"json": {"text": "x", "roomId": [1]}}, 400, "roomId"),
     ("bad room id", "/Testy/message", {"json": {"text": "x", "roomId": "a/b"}}, 400, "roomId"),
+    ("room id '..'", "/Testy/message", {"json": {"text": "x", "roomId": ".."}}, 400, "roomId"),
+    ("user id '.'", "/Testy/message", {"json": {"text": "x", "userId": "."}}, 400, "userId"),
     (
         "not json",
         "/Testy/message",

@@ -193,3 +193,44 @@ SHOWN_WHEN_LOADED = """
 const done = arguments[arguments.length - 1];
 loading.then(() => done([...document.getElementById("log").children].map((e) => e.textContent)));
 """
+
+
+async def test_chat_page_with_a_per_user_token_speaks_as_that_user(
+    serve_agents, http_settings, browser
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    settings = http_settings.model_copy(update={"user_tokens": {"tok-ada": "ada"}})
+    model = FakeModel().queue("Hello, Ada.")
+    async with serve_agents([Character(name="Nova")], model=model, settings=settings) as served:
+        driver = browser
+        wait = WebDriverWait(driver, 20)  # type: ignore[arg-type]
+
+        def chat() -> list[str]:
+            driver.get(served.url + "/")  # type: ignore[attr-defined]
+            wait.until(lambda d: "Cannot list agents" in d.find_element(By.ID, "status").text)
+            token = driver.find_element(By.ID, "token")  # type: ignore[attr-defined]
+            token.send_keys("tok-ada")
+            driver.execute_script(  # type: ignore[attr-defined]
+                "arguments[0].dispatchEvent(new Event('change'))", token
+            )
+            wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#agent option"))
+            driver.execute_async_script(SHOWN_WHEN_LOADED)  # type: ignore[attr-defined]
+            driver.find_element(By.ID, "text").send_keys("Hi")  # type: ignore[attr-defined]
+            driver.find_element(By.ID, "send").click()  # type: ignore[attr-defined]
+            wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#log .msg")) == 2)
+            wait.until(ec.invisibility_of_element_located((By.CSS_SELECTOR, ".streaming")))
+            return [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#log .msg")]  # type: ignore[attr-defined]
+
+        shown = await asyncio.to_thread(chat)
+        assert shown == ["Hi", "Hello, Ada."]
+        nova = served.runtimes[0]
+        (room,) = await served.store.get_rooms_for_entity("ada")
+        assert room == f"web-ada-{nova.agent_id}"
+        stored = await served.store.get_memories(agent_id=nova.agent_id, room_id=room)
+        assert [(m.entity_id, m.content.text) for m in stored] == [
+            ("ada", "Hi"),
+            (nova.agent_id, "Hello, Ada."),
+        ]

@@ -1,7 +1,7 @@
 """``create_app``: the FastAPI application serving an :class:`AgentHub`.
 
 Routes: ``POST /{agent_id}/message`` (ElizaOS direct client), its streaming twin
-``POST /{agent_id}/message/stream`` (Server-Sent Events), ``GET /agents``,
+``POST /{agent_id}/message/stream`` (Server-Sent Events), ``GET /me``, ``GET /agents``,
 ``GET /agents/{agent_id}``, ``GET /agents/{agent_id}/rooms/{room_id}/memories``, the
 uploaded files under ``.../memories/{memory_id}/attachments/{attachment_id}``,
 ``GET /health``, ``GET /ready``, the chat page at ``/`` and ``/openapi.json``.
@@ -35,10 +35,12 @@ from fastapi.responses import (
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from carrier.errors import InputError, StoreError
 from carrier.types import IncomingMessage
 from carrier_plugin_http import schemas
 from carrier_plugin_http.messages import (
     BadRequestError,
+    discard_uploads,
     media_type,
     read_message,
     store_upload,
@@ -173,6 +175,15 @@ def create_app(hub: AgentHub, settings: HttpSettings) -> FastAPI:
             message, upload = await read_message(request, settings)
         except BadRequestError as exc:
             raise HTTPException(exc.status, str(exc)) from None
+        limit = runtime.settings.max_message_chars
+        if len(message.text) > limit:  # refused before its file is written
+            if upload is not None:
+                await upload.close()
+            raise HTTPException(
+                413,
+                f"The message has {len(message.text):,} characters; this agent accepts at "
+                f"most {limit:,} (CARRIER_MAX_MESSAGE_CHARS). Split it or send it as a file.",
+            )
         # a message with a file gets its id here, so the file's URL can name it
         message_id = str(uuid.uuid4()) if upload is not None else None
         attachments = []
@@ -204,6 +215,14 @@ def create_app(hub: AgentHub, settings: HttpSettings) -> FastAPI:
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse({"error": exc.detail}, exc.status_code, headers=exc.headers)
 
+    @app.exception_handler(InputError)
+    async def refused(request: Request, exc: InputError) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, 400)
+
+    @app.exception_handler(StoreError)
+    async def store_failed(request: Request, exc: StoreError) -> JSONResponse:
+        return JSONResponse({"error": f"The memory store failed: {exc}"}, 503)
+
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         details = [
@@ -227,7 +246,12 @@ def create_app(hub: AgentHub, settings: HttpSettings) -> FastAPI:
     )
     async def message(agent_id: _AgentId, request: Request, identity: Caller) -> Response:
         runtime = agent(agent_id)
-        reply = await hub.send(runtime, await incoming(request, runtime, identity))
+        received = await incoming(request, runtime, identity)
+        try:
+            reply = await hub.send(runtime, received)
+        except Exception:  # the message was not stored: neither is its file
+            await discard_uploads(received.attachments, settings)
+            raise
         if reply.error:
             return JSONResponse({"error": reply.error, "messageId": reply.message.id}, 503)
         return JSONResponse(schemas.contents(runtime, reply.responses))
@@ -245,7 +269,9 @@ def create_app(hub: AgentHub, settings: HttpSettings) -> FastAPI:
     )
     async def message_stream(agent_id: _AgentId, request: Request, identity: Caller) -> Response:
         runtime = agent(agent_id)
-        items = hub.stream(runtime, await incoming(request, runtime, identity))
+        received = await incoming(request, runtime, identity)
+        discard = functools.partial(discard_uploads, received.attachments, settings)
+        items = hub.stream(runtime, received, on_refused=discard)
 
         async def events() -> AsyncIterator[str]:
             async for item in items:
@@ -258,6 +284,11 @@ def create_app(hub: AgentHub, settings: HttpSettings) -> FastAPI:
         )
 
     # ---- agents and memories ---------------------------------------------------------
+
+    @app.get("/me", tags=["agents"], response_model=schemas.Me)
+    async def me(identity: Caller) -> dict[str, Any]:
+        """The user this request's token speaks for, if it is a per-user token."""
+        return {"userId": identity.user_id}
 
     @app.get("/agents", tags=["agents"], response_model=schemas.AgentList)
     async def agents(identity: Caller) -> dict[str, Any]:

@@ -9,8 +9,9 @@ the request's queue while tokens arrive through ``on_text``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -129,13 +130,18 @@ class AgentHub:
         return await runtime.handle(incoming)
 
     async def stream(
-        self, runtime: AgentRuntime, incoming: IncomingMessage
+        self,
+        runtime: AgentRuntime,
+        incoming: IncomingMessage,
+        *,
+        on_refused: Callable[[], Awaitable[None]] | None = None,
     ) -> AsyncIterator[StreamItem]:
         """Handle one message, yielding tokens, action events and the final answer.
 
         Yields ``token`` items (``{"text": delta}``), ``action`` items, then either
         ``done`` (``{"responses": [...]}``) or ``error``. If the client goes away, the
         message is still answered and stored; the hub waits for it on close.
+        ``on_refused`` runs if the message could not be stored.
         """
         message_id = incoming.message_id or str(uuid.uuid4())
         incoming = incoming.model_copy(update={"message_id": message_id})
@@ -156,9 +162,15 @@ class AgentHub:
                     contents = schemas.contents(runtime, reply.responses)
                     queue.put_nowait(StreamItem("done", {"responses": contents}))
             except Exception as exc:  # the message could not even be stored
-                queue.put_nowait(
-                    StreamItem("error", {"error": f"{type(exc).__name__}: {exc}", "status": 500})
-                )
+                if on_refused is not None:
+                    with contextlib.suppress(Exception):
+                        await on_refused()
+                status, error = 500, f"{type(exc).__name__}: {exc}"
+                if isinstance(exc, carrier.InputError):
+                    status, error = 400, str(exc)
+                elif isinstance(exc, carrier.StoreError):
+                    status, error = 503, f"The memory store failed: {exc}"
+                queue.put_nowait(StreamItem("error", {"error": error, "status": status}))
             finally:
                 queue.put_nowait(None)
                 self._streams.pop(message_id, None)

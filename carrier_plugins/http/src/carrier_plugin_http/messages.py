@@ -10,7 +10,7 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, field_validator
 
 from carrier.settings import data_dir
 from carrier.types import Attachment
@@ -27,6 +27,7 @@ __all__ = [
     "BadRequestError",
     "MessageForm",
     "MessageIn",
+    "discard_uploads",
     "media_type",
     "read_message",
     "store_upload",
@@ -72,6 +73,14 @@ class MessageIn(BaseModel):
     name: StrictStr | None = Field(
         default=None, max_length=200, description="Display name (ElizaOS clients send both)."
     )
+
+    @field_validator("room_id", "user_id")
+    @classmethod
+    def _not_a_path_segment(cls, value: str | None) -> str | None:
+        # '.' and '..' would name another path in the URLs that read the room back.
+        if value in (".", ".."):
+            raise ValueError(f"{value!r} is not an id; use letters, digits or . _ : @ -")
+        return value
 
 
 class MessageForm(MessageIn):
@@ -192,6 +201,18 @@ async def store_upload(
         text=text,
         size=len(data),
     )
+
+
+async def discard_uploads(attachments: list[Attachment], settings: HttpSettings) -> None:
+    """Delete the files of a message that was refused, so none stays behind unlinked."""
+
+    def delete() -> None:
+        for attachment in attachments:
+            path = upload_path(attachment, settings)
+            if path is not None:
+                path.unlink(missing_ok=True)
+
+    await asyncio.to_thread(delete)
 
 
 def upload_path(attachment: Attachment, settings: HttpSettings) -> Path | None:

@@ -57,6 +57,13 @@ class AgentSummary(BaseModel):
     username: str | None = None
 
 
+class Me(BaseModel):
+    """``GET /me``: the user a per-user token speaks for (``null`` for the shared token
+    or none: then the request names its user)."""
+
+    userId: str | None  # noqa: N815 - the JSON field's name
+
+
 class AgentList(BaseModel):
     """``GET /agents``."""
 
