@@ -129,18 +129,23 @@ class LoopStages:
 
     # ---- the stages ------------------------------------------------------------------
 
+    def refuse_oversized(self, text: str) -> None:
+        """Raise ``InputError`` if ``text`` is over ``CARRIER_MAX_MESSAGE_CHARS``, as
+        :meth:`receive` does; a client may call it before doing work for a message."""
+        limit = self.settings.max_message_chars
+        if len(text) > limit:
+            raise InputError(
+                f"The message has {len(text):,} characters; this agent accepts at "
+                f"most {limit:,} (CARRIER_MAX_MESSAGE_CHARS). Split it or send it as a file."
+            )
+
     def receive(self, incoming: IncomingMessage) -> Memory:
         """Stage 2: a client's message becomes a ``Memory``.
 
         Raises ``InputError`` (nothing stored) for a message over
         ``CARRIER_MAX_MESSAGE_CHARS``.
         """
-        limit = self.settings.max_message_chars
-        if len(incoming.text) > limit:
-            raise InputError(
-                f"The message has {len(incoming.text):,} characters; this agent accepts at "
-                f"most {limit:,} (CARRIER_MAX_MESSAGE_CHARS). Split it or send it as a file."
-            )
+        self.refuse_oversized(incoming.text)
         metadata: dict[str, Any] = {
             "room_type": incoming.room_type.value,
             "role": incoming.role.value,

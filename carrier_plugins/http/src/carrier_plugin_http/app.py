@@ -175,15 +175,12 @@ def create_app(hub: AgentHub, settings: HttpSettings) -> FastAPI:
             message, upload = await read_message(request, settings)
         except BadRequestError as exc:
             raise HTTPException(exc.status, str(exc)) from None
-        limit = runtime.settings.max_message_chars
-        if len(message.text) > limit:  # refused before its file is written
+        try:
+            runtime.refuse_oversized(message.text)  # before its file is written
+        except InputError as exc:
             if upload is not None:
                 await upload.close()
-            raise HTTPException(
-                413,
-                f"The message has {len(message.text):,} characters; this agent accepts at "
-                f"most {limit:,} (CARRIER_MAX_MESSAGE_CHARS). Split it or send it as a file.",
-            )
+            raise HTTPException(413, str(exc)) from None
         # a message with a file gets its id here, so the file's URL can name it
         message_id = str(uuid.uuid4()) if upload is not None else None
         attachments = []
@@ -216,12 +213,10 @@ def create_app(hub: AgentHub, settings: HttpSettings) -> FastAPI:
         return JSONResponse({"error": exc.detail}, exc.status_code, headers=exc.headers)
 
     @app.exception_handler(InputError)
-    async def refused(request: Request, exc: InputError) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, 400)
-
     @app.exception_handler(StoreError)
-    async def store_failed(request: Request, exc: StoreError) -> JSONResponse:
-        return JSONResponse({"error": f"The memory store failed: {exc}"}, 503)
+    async def carrier_error(request: Request, exc: Exception) -> JSONResponse:
+        status, error = schemas.failure(exc)
+        return JSONResponse({"error": error}, status)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -165,11 +165,7 @@ class AgentHub:
                 if on_refused is not None:
                     with contextlib.suppress(Exception):
                         await on_refused()
-                status, error = 500, f"{type(exc).__name__}: {exc}"
-                if isinstance(exc, carrier.InputError):
-                    status, error = 400, str(exc)
-                elif isinstance(exc, carrier.StoreError):
-                    status, error = 503, f"The memory store failed: {exc}"
+                status, error = schemas.failure(exc)
                 queue.put_nowait(StreamItem("error", {"error": error, "status": status}))
             finally:
                 queue.put_nowait(None)

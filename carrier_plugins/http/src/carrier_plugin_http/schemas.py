@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from carrier.errors import InputError, StoreError
 from carrier_plugin_http.messages import MessageForm, MessageIn
 
 if TYPE_CHECKING:
@@ -20,12 +21,14 @@ __all__ = [
     "AgentSummary",
     "ContentOut",
     "Error",
+    "Me",
     "MemoryOut",
     "MemoryPage",
     "Status",
     "agent_detail",
     "agent_summary",
     "contents",
+    "failure",
     "memory_out",
     "message_request_body",
 ]
@@ -118,6 +121,16 @@ MESSAGE_ERRORS: dict[int | str, dict[str, Any]] = {
         503: "The message was stored but the model could not answer it.",
     }.items()
 }
+
+
+def failure(exc: Exception) -> tuple[int, str]:
+    """The HTTP status and error text for a message the runtime could not take:
+    refused input is 400, a failing memory store 503, anything else 500."""
+    if isinstance(exc, InputError):
+        return 400, str(exc)
+    if isinstance(exc, StoreError):
+        return 503, f"The memory store failed: {exc}"
+    return 500, f"{type(exc).__name__}: {exc}"
 
 
 def message_request_body() -> dict[str, Any]:

@@ -133,10 +133,8 @@ class Embedder:
             for start in range(0, len(order), self.batch_size)
         ]
         pool = self._pool
-        if pool is None or len(batches) < 2:
-            results = map(self._embed_batch, [[texts[i] for i in b] for b in batches])
-        else:
-            results = pool.map(self._embed_batch, [[texts[i] for i in b] for b in batches])
+        run = pool.map if pool is not None and len(batches) > 1 else map
+        results = run(self._embed_batch, [[texts[i] for i in b] for b in batches])
         for indices, batch_vectors in zip(batches, results, strict=True):
             vectors[indices] = batch_vectors
         return vectors.tolist()
