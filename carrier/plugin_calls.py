@@ -1,19 +1,18 @@
-"""Running plugins' providers and evaluators concurrently, each under its timeout.
+"""Running plugins' providers and evaluators concurrently, each under its timeout
+(:func:`carrier.eager.run_with_timeouts`).
 
 A slow or failing one is reported (``provider_failed`` / ``evaluator_failed``) and
-never stalls or breaks the loop. All the calls of one stage share one timer per
-distinct timeout (not one per call): a turn runs many small providers, and a timer
-per call costs more than most of them.
+never stalls or breaks the loop.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
+from carrier.eager import TimedOut, run_with_timeouts
 from carrier.errors import CarrierError
 from carrier.types import EvaluatorResult, EventType, Memory, ModelClass, ProviderOutput, State
 
@@ -24,57 +23,11 @@ if TYPE_CHECKING:
 __all__ = [
     "run_evaluators",
     "run_providers",
-    "run_with_timeouts",
     "token_counter",
     "trim_to_tokens",
 ]
 
 logger = logging.getLogger("carrier.runtime")
-
-
-class TimedOut(Exception):  # noqa: N818 - an outcome, not raised
-    """The outcome of a call that ran past its timeout (it was cancelled)."""
-
-
-async def run_with_timeouts(
-    calls: Sequence[tuple[Coroutine[Any, Any, Any], float]],
-) -> list[Any]:
-    """Run coroutines concurrently, each cancelled after its own timeout.
-
-    Returns one outcome per call, in order: its result, the exception it raised,
-    or a ``TimedOut`` instance.
-    """
-    if not calls:
-        return []
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    tasks: list[asyncio.Future[Any]] = [asyncio.ensure_future(c) for c, _ in calls]
-    timeouts = {task: timeout for task, (_, timeout) in zip(tasks, calls, strict=True)}
-    pending = set(tasks)
-    timed_out: set[asyncio.Future[Any]] = set()
-    for deadline in sorted(set(timeouts.values())):
-        if not pending:
-            break
-        _, pending = await asyncio.wait(pending, timeout=max(0.0, started + deadline - loop.time()))
-        for task in [t for t in pending if timeouts[t] <= deadline]:
-            task.cancel()  # finishes in the background; a late error is retrieved there
-            task.add_done_callback(_retrieve)
-            timed_out.add(task)
-            pending.discard(task)
-    outcomes: list[Any] = []
-    for task in tasks:
-        if task in timed_out:
-            outcomes.append(TimedOut(f"timed out after {timeouts[task]} s"))
-        elif task.exception() is not None:
-            outcomes.append(task.exception())
-        else:
-            outcomes.append(task.result())
-    return outcomes
-
-
-def _retrieve(task: asyncio.Future[Any]) -> None:
-    if not task.cancelled():
-        task.exception()
 
 
 async def run_providers(

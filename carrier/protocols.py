@@ -378,7 +378,11 @@ ActionFactory = Callable[[], Action]
 
 
 class Provider(ABC):
-    """Adds a section to the state. Runs concurrently with the others, under a timeout."""
+    """Adds a section to the state. Runs concurrently with the others, under a timeout.
+
+    ``get`` starts eagerly in the message's task (``carrier.eager``): a provider that
+    never waits costs no task of its own.
+    """
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
