@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 __all__ = [
     "NO_ACTION",
     "SHOULD_RESPOND_TEMPLATE",
+    "TurnCache",
     "action_response_schema",
     "compose_context",
     "json_object",
@@ -165,6 +166,35 @@ def character_system_prompt(character: Character) -> str:
     return "\n\n".join(parts)
 
 
+class TurnCache:
+    """Chat turns already built, with their token cost, for one token counter.
+
+    A room's history is mostly the same from one message to the next; this keeps the
+    turns (and, for a local model, the tokenizer calls) of earlier prompts. Keyed by
+    role and content, so an edited text or a renamed speaker is a new entry, never a
+    stale one. Holds ``size`` turns; the oldest go first. The turns are shared between
+    requests: treat a request's messages as read-only.
+    """
+
+    def __init__(self, count_tokens: Callable[[str], int], size: int = 4096) -> None:
+        self.count_tokens = count_tokens
+        self.size = size
+        self._turns: dict[tuple[str, str], tuple[ChatMessage, int]] = {}
+
+    def turn(self, role: str, content: str) -> tuple[ChatMessage, int]:
+        """The turn and its cost in tokens (its text's tokens and 4 for the framing)."""
+        key = (role, content)
+        found = self._turns.get(key)
+        if found is None:
+            found = self._turns[key] = (
+                ChatMessage(role=role, content=content),
+                self.count_tokens(content) + 4,
+            )
+            if len(self._turns) > self.size:
+                del self._turns[next(iter(self._turns))]
+        return found
+
+
 def compose_context(
     state: State,
     character: Character,
@@ -173,10 +203,12 @@ def compose_context(
     max_prompt_tokens: int,
     count_tokens: Callable[[str], int],
     max_tokens: int | None = None,
+    turns: TurnCache | None = None,
 ) -> ModelRequest:
     """Render ``state`` into a request that fits ``max_prompt_tokens``.
 
-    ``persona`` is the precomputed :func:`character_system_prompt` (runtimes cache it).
+    ``persona`` is the precomputed :func:`character_system_prompt` (runtimes cache it);
+    ``turns`` keeps history turns between calls; it must count with ``count_tokens``.
 
     The system prompt holds the persona and the providers' sections; the history
     becomes chat turns. The oldest turns are dropped until the whole fits; the
@@ -217,12 +249,7 @@ def compose_context(
     group = state.room.type.value in ("group", "thread", "feed")
     names = {a.id: (a.names[0] if a.names else "user") for a in state.actors}
 
-    def turn(memory_entity: str, text: str) -> ChatMessage:
-        if memory_entity == state.agent_id:
-            return ChatMessage(role="assistant", content=text)
-        content = f"{names.get(memory_entity, 'user')}: {text}" if group else text
-        return ChatMessage(role="user", content=content)
-
+    cache = turns if turns is not None else TurnCache(count_tokens)
     # The message being answered is always the user's turn, even an autonomous step
     # that the agent wrote to itself.
     current = ChatMessage(role="user", content=state.message.content.text)
@@ -231,10 +258,14 @@ def compose_context(
         budget -= max_tokens
     history: list[ChatMessage] = []
     for memory in reversed(state.recent_messages):
-        if memory.id == state.message.id or not memory.content.text:
+        text = memory.content.text
+        if memory.id == state.message.id or not text:
             continue
-        message = turn(memory.entity_id, memory.content.text)
-        cost = count_tokens(message.content) + 4
+        if memory.entity_id == state.agent_id:
+            message, cost = cache.turn("assistant", text)
+        else:
+            speaker = names.get(memory.entity_id, "user")
+            message, cost = cache.turn("user", f"{speaker}: {text}" if group else text)
         if cost > budget:
             break
         budget -= cost

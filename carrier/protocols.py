@@ -81,7 +81,11 @@ class Model(ABC):
 
     @abstractmethod
     async def generate(self, request: ModelRequest) -> ModelResponse:
-        """Answer ``request``. Raise ``TransientModelError`` or ``ModelRejectedError``."""
+        """Answer ``request``. Raise ``TransientModelError`` or ``ModelRejectedError``.
+
+        The request's chat messages may be shared with later requests (the runtime
+        keeps history turns between prompts): treat them as read-only.
+        """
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[StreamChunk]:
         """Yield text deltas, then one chunk carrying the final ``ModelResponse``.

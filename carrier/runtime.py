@@ -103,6 +103,7 @@ class AgentRuntime(LoopStages):
         self._rooms: dict[str, Room] = {}
         self._actors: dict[str, list[Entity]] = {}
         self._persona = character_system_prompt(self.character)
+        self._turns = None
         # "Nova: hello" -> "hello": small models copy the example conversations' format.
         names = "|".join(re.escape(n) for n in (self.character.name, self.character.username) if n)
         self._speaker_label = re.compile(rf"^\s*(?:{names})\s*:\s*", re.IGNORECASE)

@@ -17,7 +17,13 @@ from carrier.acting import ActionTable
 from carrier.errors import CarrierError, ConfigurationError, InputError, ModelError
 from carrier.model_chain import ModelChain
 from carrier.plugin_calls import run_evaluators, run_providers
-from carrier.prompts import SHOULD_RESPOND_TEMPLATE, compose_context, json_object, render
+from carrier.prompts import (
+    SHOULD_RESPOND_TEMPLATE,
+    TurnCache,
+    compose_context,
+    json_object,
+    render,
+)
 from carrier.types import (
     ActionResult,
     ChatMessage,
@@ -72,6 +78,7 @@ class LoopStages:
     _rooms: dict[str, Room]
     _actors: dict[str, list[Entity]]
     _persona: str
+    _turns: TurnCache | None
     _speaker_label: re.Pattern[str]
 
     @property
@@ -373,14 +380,17 @@ class LoopStages:
         budget = self.settings.max_prompt_tokens
         if model.context_window:
             budget = min(budget, model.context_window)
-        request = compose_context(
+        turns = self._turns
+        if turns is None or turns.count_tokens != model.count_tokens:
+            turns = self._turns = TurnCache(model.count_tokens)
+        return compose_context(
             state,
             self.character,
             persona=self._persona,
             max_prompt_tokens=budget,
-            count_tokens=model.count_tokens,
+            count_tokens=turns.count_tokens,
+            turns=turns,
         )
-        return request
 
     async def generate(
         self,

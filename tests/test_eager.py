@@ -126,9 +126,7 @@ async def test_cancelling_the_caller_cancels_the_calls_and_leaves_none_unawaited
         return name
 
     runner = asyncio.create_task(
-        run_with_timeouts(
-            [(cancellable("in this task"), 10.0), (cancellable("in a task"), 10.0)]
-        )
+        run_with_timeouts([(cancellable("in this task"), 10.0), (cancellable("in a task"), 10.0)])
     )
     await asyncio.sleep(0.05)
     runner.cancel()

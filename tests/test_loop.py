@@ -8,6 +8,7 @@ from carrier.builtin.memory_store import InMemoryStore
 from carrier.character import Character
 from carrier.errors import ModelRejectedError, TransientModelError
 from carrier.host import PluginHost
+from carrier.prompts import TurnCache
 from carrier.runtime import AgentRuntime
 from carrier.settings import CarrierSettings
 from carrier.testing import EventRecorder, FakeModel
@@ -390,3 +391,74 @@ async def test_no_action_is_offered_to_a_model_that_cannot_choose_one(
     async with runtime:
         await runtime.handle(msg("hello"))
     assert model.requests[0].actions == []
+
+
+class TokenCountingModel(FakeModel):
+    """Counts which texts the loop asks it to count, as a local model's tokenizer runs."""
+
+    def __init__(self) -> None:
+        super().__init__(default_text="noted")
+        self.counted: list[str] = []
+
+    def count_tokens(self, text: str) -> int:
+        self.counted.append(text)
+        return len(text) // 4 + 1
+
+
+async def test_history_turns_are_counted_once_not_for_every_prompt(
+    host: PluginHost, character: Character
+) -> None:
+    model = TokenCountingModel()
+    runtime = AgentRuntime(
+        character,
+        host=host,
+        store=InMemoryStore(),
+        models={"large": model, "small": model, "embedding": None},
+    )
+    async with runtime:
+        for index in range(12):
+            await runtime.handle(msg(f"message number {index}"))
+    # the first message is counted as the current message, then once as history
+    assert model.counted.count("message number 0") == 2
+    assert model.counted.count("noted") == 1  # the agent's answer, as history
+    history = model.requests[-1].messages
+    assert [m.content for m in history[:3]] == ["message number 0", "noted", "message number 1"]
+    assert history[-1].content == "message number 11"
+
+
+async def test_a_group_room_labels_each_turn_with_its_speaker(
+    host: PluginHost, character: Character, fake_model: FakeModel
+) -> None:
+    runtime = AgentRuntime(
+        character,
+        host=host,
+        store=InMemoryStore(),
+        models={"large": fake_model, "small": fake_model, "embedding": None},
+    )
+    bob = {"user_id": "bob", "user_name": "Bob"}
+    async with runtime:
+        turns = [("Testy, hi", {}), ("Testy, hi", bob), ("Testy?", {}), ("Testy?", bob)]
+        for text, sender in turns:
+            await runtime.handle(msg(text, room_type=RoomType.GROUP, room_id="g", **sender))
+    contents = [m.content for m in fake_model.requests[-1].messages]
+    assert contents == [
+        *("Alice: Testy, hi", "ok", "Bob: Testy, hi", "ok", "Alice: Testy?", "ok"),
+        "Testy?",
+    ]
+
+
+def test_turn_cache_keeps_size_turns_and_counts_each_once() -> None:
+    counted: list[str] = []
+
+    def count(text: str) -> int:
+        counted.append(text)
+        return len(text)
+
+    cache = TurnCache(count, size=2)
+    first, cost = cache.turn("user", "hello")
+    assert (first.role, first.content, cost) == ("user", "hello", 9)
+    assert cache.turn("user", "hello")[0] is first
+    assert cache.turn("assistant", "hello")[0].role == "assistant"
+    cache.turn("user", "third")  # the oldest entry goes
+    assert cache.turn("user", "hello")[0] is not first
+    assert counted == ["hello", "hello", "third", "hello"]
