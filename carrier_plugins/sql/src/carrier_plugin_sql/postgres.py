@@ -37,12 +37,33 @@ _MEMORY = (
     "m.created_at, m.is_unique, m.meta, e.vector FROM memories AS m "
     "LEFT JOIN embeddings AS e ON e.memory_seq = m.seq"
 )
-_INSERT_MEMORY = (
-    "INSERT INTO memories (id, agent_id, entity_id, room_id, world_id, type, content, "
-    "created_at, is_unique, internal, meta) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
-    "ON CONFLICT (id) DO NOTHING RETURNING seq"
+# One statement, so one round trip and atomic on its own: the memory, its embedding
+# and the queue of unanswered messages. A message is pending until a memory with id
+# "{message id}-{agent id}" exists; storing that answer ($14: the message's id) takes
+# the message off the queue.
+_CREATE_MEMORY = """
+WITH new AS (
+    INSERT INTO memories (id, agent_id, entity_id, room_id, world_id, type, content,
+        created_at, is_unique, internal, meta)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+    ON CONFLICT (id) DO NOTHING
+    RETURNING seq, id, agent_id, entity_id, room_id, type, created_at, internal
+), vector AS (
+    INSERT INTO embeddings (memory_seq, memory_id, agent_id, room_id, type, dimension, vector)
+    SELECT seq, id, agent_id, room_id, type, $12::integer, $13::vector FROM new
+    WHERE $13::vector IS NOT NULL
+), pending AS (
+    INSERT INTO pending_messages (memory_id, agent_id, created_at, memory_seq)
+    SELECT n.id, n.agent_id, n.created_at, n.seq FROM new AS n
+    WHERE n.type = 'message' AND n.entity_id <> n.agent_id AND NOT n.internal
+        AND NOT EXISTS (SELECT 1 FROM memories WHERE id = n.id || '-' || n.agent_id)
+    ON CONFLICT (memory_id) DO NOTHING
+), answered AS (
+    DELETE FROM pending_messages WHERE memory_id = $14::text AND EXISTS (SELECT 1 FROM new)
 )
-# A message is pending until a memory with id "{message id}-{agent id}" exists.
+SELECT seq FROM new
+"""
+# Puts a message back on the queue (its answer was deleted).
 _ADD_PENDING = (
     "INSERT INTO pending_messages (memory_id, agent_id, created_at, memory_seq) "
     "SELECT m.id, m.agent_id, m.created_at, m.seq FROM memories AS m WHERE m.id = $1 "
@@ -58,6 +79,13 @@ def _numbered(sql: str) -> str:
     """SQLite's ``?`` placeholders as PostgreSQL's ``$1, $2, ...``; ``rowid`` as ``id``."""
     count = iter(range(1, 10_000))
     return _PLACEHOLDER.sub(lambda _: f"${next(count)}", sql).replace("rowid", "id")
+
+
+async def _keep_session(conn: Any) -> None:
+    """The pool's reset: none. asyncpg's default (``RESET ALL``, ``UNLISTEN *``, ...)
+    costs a round trip per store call; the store changes no session state (its
+    ``SET LOCAL`` and advisory locks end with their transaction, and asyncpg itself
+    rolls back a transaction left open)."""
 
 
 def _question_of(memory_id: str, agent_id: str) -> str | None:
@@ -230,6 +258,7 @@ class PostgresStore(RecordsMixin, MemoryStore):
                 min_size=self._min_size,
                 max_size=self._max_size,
                 init=register_vector,
+                reset=_keep_session,
                 # Startup parameters: they survive the RESET ALL that asyncpg runs
                 # when a connection goes back to the pool (a SET would not).
                 server_settings={
@@ -288,34 +317,22 @@ class PostgresStore(RecordsMixin, MemoryStore):
 
     # memories
     async def create_memory(self, memory: Memory) -> bool:
-        params = memory_params(memory)
         embedding = memory.embedding
-        async with self._connection("storing a memory") as conn, conn.transaction():
-            if embedding is not None:
-                found = len(embedding)
-                recorded = await self._record_dimension(conn, found)
-                if recorded != found:
-                    raise EmbeddingDimensionError(recorded=recorded, found=found)
-            seq = await conn.fetchval(_INSERT_MEMORY, *params)
-            if seq is None:
-                return False
-            if embedding is not None:
-                await conn.execute(
-                    "INSERT INTO embeddings (memory_seq, memory_id, agent_id, room_id, type, "
-                    "dimension, vector) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                    seq,
-                    memory.id,
-                    memory.agent_id,
-                    memory.room_id,
-                    memory.type.value,
-                    len(embedding),
-                    list(embedding),
-                )
-            await conn.execute(_ADD_PENDING, memory.id)
-            question = _question_of(memory.id, memory.agent_id)
-            if question is not None:
-                await conn.execute("DELETE FROM pending_messages WHERE memory_id = $1", question)
-        return True
+        values = (
+            *memory_params(memory),
+            None if embedding is None else len(embedding),
+            None if embedding is None else list(embedding),
+            _question_of(memory.id, memory.agent_id),
+        )
+        if embedding is not None and len(embedding) != self._dimension:
+            # No dimension known yet (record it), or a wrong one (raise).
+            async with self._connection("storing a memory") as conn, conn.transaction():
+                recorded = await self._record_dimension(conn, len(embedding))
+                if recorded != len(embedding):
+                    raise EmbeddingDimensionError(recorded=recorded, found=len(embedding))
+                return await conn.fetchval(_CREATE_MEMORY, *values) is not None
+        async with self._connection("storing a memory") as conn:
+            return await conn.fetchval(_CREATE_MEMORY, *values) is not None
 
     async def _record_dimension(self, conn: Any, found: int) -> int:
         """The recorded dimension; records ``found`` (and fixes the column) if none."""
