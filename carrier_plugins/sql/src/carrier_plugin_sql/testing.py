@@ -72,6 +72,10 @@ def local_postgres(datadir: Path) -> Iterator[LocalPostgres]:
                     bin_path=server.bin_path,
                     user=server.system_user,
                 )
+        with contextlib.suppress(Exception):
+            # Reap the first postmaster (a child of this process), so that pgserver sees
+            # it stopped instead of failing to stop it again and warning.
+            server.get_postmaster_info().process.wait(5)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             server.cleanup()
