@@ -11,7 +11,9 @@ The first coroutine that does wait goes on in the calling task, the one it start
 in, so ``asyncio.current_task()``, ``asyncio.timeout`` and anyio cancel scopes keep
 meaning what they meant at its start; the coroutines after it start as tasks of their
 own and run alongside it. Each coroutine runs in its own copy of the caller's context
-variables, as it would in a task.
+variables, as it would in a task. One difference remains: if that first waiting call
+swallows its cancellation (``except CancelledError`` without re-raising), it holds the
+stage until it ends, where a task of its own would have been left running behind.
 """
 
 from __future__ import annotations

@@ -4,10 +4,10 @@ An asyncpg connection pool serves every call; each call is one statement or one
 transaction. The tables are those of :mod:`.schema` (see :mod:`.pg_schema`);
 embeddings live in a pgvector ``vector`` column with an HNSW cosine index, and
 semantic search is ``ORDER BY vector <=> query`` within the agent (and room and
-type). The queue of unanswered messages is kept in the same transaction as the
-memory written or deleted. Goals, tasks, cache and logs come from
-:class:`~carrier_plugin_sql.records.RecordsMixin`, whose ``?`` placeholders are
-rewritten to ``$n``.
+type). The queue of unanswered messages is kept in the same statement as the
+memory written, or the same transaction as the memory deleted. Goals, tasks, cache
+and logs come from :class:`~carrier_plugin_sql.records.RecordsMixin`, whose ``?``
+placeholders are rewritten to ``$n``.
 """
 
 from __future__ import annotations
