@@ -25,14 +25,18 @@ def carrier_settings() -> CarrierSettings:
 @pytest.fixture
 async def agent(host: PluginHost, character: Character, fake_model: FakeModel):
     host.register(TestPlugin(slow=True), name="test-plugin")
-    runtime = AgentRuntime(
+    async with runtime_on(host, character, fake_model) as runtime:
+        yield runtime
+
+
+def runtime_on(host: PluginHost, character: Character, model: FakeModel) -> AgentRuntime:
+    """A runtime with ``model`` as its large and small model, on the in-memory store."""
+    return AgentRuntime(
         character,
         host=host,
         store=InMemoryStore(),
-        models={"large": fake_model, "small": fake_model, "embedding": None},
+        models={"large": model, "small": model, "embedding": None},
     )
-    async with runtime:
-        yield runtime
 
 
 def msg(text: str, **fields: object) -> IncomingMessage:
@@ -409,13 +413,7 @@ async def test_history_turns_are_counted_once_not_for_every_prompt(
     host: PluginHost, character: Character
 ) -> None:
     model = TokenCountingModel()
-    runtime = AgentRuntime(
-        character,
-        host=host,
-        store=InMemoryStore(),
-        models={"large": model, "small": model, "embedding": None},
-    )
-    async with runtime:
+    async with runtime_on(host, character, model) as runtime:
         for index in range(12):
             await runtime.handle(msg(f"message number {index}"))
     # the first message is counted as the current message, then once as history
@@ -427,19 +425,12 @@ async def test_history_turns_are_counted_once_not_for_every_prompt(
 
 
 async def test_a_group_room_labels_each_turn_with_its_speaker(
-    host: PluginHost, character: Character, fake_model: FakeModel
+    runtime: AgentRuntime, fake_model: FakeModel
 ) -> None:
-    runtime = AgentRuntime(
-        character,
-        host=host,
-        store=InMemoryStore(),
-        models={"large": fake_model, "small": fake_model, "embedding": None},
-    )
     bob = {"user_id": "bob", "user_name": "Bob"}
-    async with runtime:
-        turns = [("Testy, hi", {}), ("Testy, hi", bob), ("Testy?", {}), ("Testy?", bob)]
-        for text, sender in turns:
-            await runtime.handle(msg(text, room_type=RoomType.GROUP, room_id="g", **sender))
+    turns = [("Testy, hi", {}), ("Testy, hi", bob), ("Testy?", {}), ("Testy?", bob)]
+    for text, sender in turns:
+        await runtime.handle(msg(text, room_type=RoomType.GROUP, room_id="g", **sender))
     contents = [m.content for m in fake_model.requests[-1].messages]
     assert contents == [
         *("Alice: Testy, hi", "ok", "Bob: Testy, hi", "ok", "Alice: Testy?", "ok"),
