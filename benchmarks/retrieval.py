@@ -105,28 +105,33 @@ async def run(n: int, queries: int, vector_search: str, folder: Path) -> dict[st
     load_s = time.perf_counter() - started
     unit = data / np.linalg.norm(data, axis=1, keepdims=True)
     probes = _clustered(rng, centroids, queries)
+    async with SqlStore(url, vector_search=vector_search) as store:  # type: ignore[arg-type]
+        searched = await timed_searches(store, unit, probes)
+    return {"n": n, "vector_search": vector_search, **searched, "load_s": round(load_s, 1)}
+
+
+async def timed_searches(store: Any, unit: np.ndarray, probes: np.ndarray) -> dict[str, Any]:
+    """p50/p99 of ``store.search_memories(limit=10)`` for each probe, recall@10 against
+    exact search over ``unit`` (the normalized stored vectors, memory ``m{i}`` at row
+    ``i``), and the time of a first search (it may read the index into RAM)."""
+    started = time.perf_counter()
+    await store.search_memories(agent_id="agent", embedding=probes[0].tolist(), limit=10)
+    first_s = time.perf_counter() - started
     latencies: list[float] = []
     hits = 0
-    async with SqlStore(url, vector_search=vector_search) as store:  # type: ignore[arg-type]
+    for probe in probes:
+        query = probe.tolist()
         started = time.perf_counter()
-        await store.search_memories(agent_id="agent", embedding=probes[0].tolist(), limit=10)
-        first_s = time.perf_counter() - started  # includes reading the index into RAM
-        for probe in probes:
-            query = probe.tolist()
-            started = time.perf_counter()
-            found = await store.search_memories(agent_id="agent", embedding=query, limit=10)
-            latencies.append((time.perf_counter() - started) * 1000)
-            exact = np.argpartition(-(unit @ (probe / np.linalg.norm(probe))), 10)[:10]
-            hits += len({f"m{i}" for i in exact} & {s.memory.id for s in found})
+        found = await store.search_memories(agent_id="agent", embedding=query, limit=10)
+        latencies.append((time.perf_counter() - started) * 1000)
+        exact = np.argpartition(-(unit @ (probe / np.linalg.norm(probe))), 10)[:10]
+        hits += len({f"m{i}" for i in exact} & {s.memory.id for s in found})
     quantiles = statistics.quantiles(latencies, n=100)
     return {
-        "n": n,
-        "vector_search": vector_search,
         "p50_ms": round(quantiles[49], 2),
         "p99_ms": round(quantiles[98], 2),
-        "recall_at_10": round(hits / (10 * queries), 4),
-        "queries": queries,
-        "load_s": round(load_s, 1),
+        "recall_at_10": round(hits / (10 * len(probes)), 4),
+        "queries": len(probes),
         "first_search_s": round(first_s, 2),
     }
 
@@ -243,28 +248,9 @@ async def _search_postgres(
     """p50/p99 of ``search_memories(limit=10)`` through the store, and recall@10."""
     from carrier_plugin_sql.plugin import build_postgres_store
 
-    latencies: list[float] = []
-    hits = 0
     async with build_postgres_store(settings, url=url) as store:
-        started = time.perf_counter()
-        await store.search_memories(agent_id="agent", embedding=probes[0].tolist(), limit=10)
-        first_s = time.perf_counter() - started
-        for probe in probes:
-            query = probe.tolist()
-            started = time.perf_counter()
-            found = await store.search_memories(agent_id="agent", embedding=query, limit=10)
-            latencies.append((time.perf_counter() - started) * 1000)
-            exact = np.argpartition(-(unit @ (probe / np.linalg.norm(probe))), 10)[:10]
-            hits += len({f"m{i}" for i in exact} & {s.memory.id for s in found})
-    quantiles = statistics.quantiles(latencies, n=100)
-    return {
-        "ef_search": settings.hnsw_ef_search,
-        "p50_ms": round(quantiles[49], 2),
-        "p99_ms": round(quantiles[98], 2),
-        "recall_at_10": round(hits / (10 * len(probes)), 4),
-        "queries": len(probes),
-        "first_search_s": round(first_s, 2),
-    }
+        searched = await timed_searches(store, unit, probes)
+    return {"ef_search": settings.hnsw_ef_search, **searched}
 
 
 async def run_postgres(

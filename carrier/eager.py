@@ -123,21 +123,21 @@ async def run_with_timeouts(
             call.close()
         raise
     if tasks:
-        await _wait_for_tasks(tasks, [calls[i][1] for i in tasks], started, outcomes)
+        await _wait_for_tasks(tasks, calls, started, outcomes)
     return outcomes
 
 
 async def _wait_for_tasks(
     tasks: dict[int, asyncio.Task[Any]],
-    timeouts: list[float],
+    calls: Sequence[tuple[Coroutine[Any, Any, Any], float]],
     started: float,
     outcomes: list[Any],
 ) -> None:
-    """Wait for ``tasks`` (by call index, with ``timeouts`` in the same order) until
-    each one's deadline and put their outcomes in ``outcomes``. The tasks share one
-    timer per distinct timeout: a timer per task costs more than most providers."""
+    """Wait for ``tasks`` (by call index) until each one's deadline and put their
+    outcomes in ``outcomes``. The tasks share one timer per distinct timeout: a
+    timer per task costs more than most providers."""
     loop = asyncio.get_running_loop()
-    timeout_of = dict(zip(tasks.values(), timeouts, strict=True))
+    timeout_of = {task: calls[index][1] for index, task in tasks.items()}
     pending = {task for task in tasks.values() if not task.done()}
     timed_out: set[asyncio.Task[Any]] = set()
     try:

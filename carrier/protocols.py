@@ -487,6 +487,17 @@ class Command(ABC):
     def configure(self, parser: argparse.ArgumentParser) -> None:  # noqa: B027 - optional
         """Add the command's arguments."""
 
+    @staticmethod
+    def add_characters_argument(parser: argparse.ArgumentParser) -> None:
+        """Add ``CHARACTER ...``: the character files of a command that hosts many
+        agents (``args.characters``; none means CARRIER_CHARACTER or the builtin)."""
+        parser.add_argument(
+            "characters",
+            nargs="*",
+            metavar="CHARACTER",
+            help="Character files (default: CARRIER_CHARACTER or the builtin 'Nova').",
+        )
+
     @abstractmethod
     def run(self, args: argparse.Namespace, host: PluginHost) -> int | Awaitable[int]:
         """Run it; return the exit status. May be ``async def``."""

@@ -20,12 +20,7 @@ class ServeCommand(carrier.Command):
 
     def configure(self, parser: argparse.ArgumentParser) -> None:
         """Add the command's arguments."""
-        parser.add_argument(
-            "characters",
-            nargs="*",
-            metavar="CHARACTER",
-            help="Character files (default: CARRIER_CHARACTER or the builtin 'Nova').",
-        )
+        self.add_characters_argument(parser)
         parser.add_argument("--host", help="Address to bind (default: CARRIER_HTTP_HOST).")
         parser.add_argument("--port", type=int, help="Port (default: CARRIER_HTTP_PORT).")
 

@@ -23,12 +23,7 @@ class WorkerCommand(carrier.Command):
 
     def configure(self, parser: argparse.ArgumentParser) -> None:
         """Add the command's arguments."""
-        parser.add_argument(
-            "characters",
-            nargs="*",
-            metavar="CHARACTER",
-            help="Character files (default: CARRIER_CHARACTER or the builtin 'Nova').",
-        )
+        self.add_characters_argument(parser)
         parser.add_argument(
             "--concurrency",
             type=int,
