@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from carrier.errors import (
+    AccessError,
     ActionError,
     CarrierError,
     CarrierWarning,
@@ -71,6 +72,7 @@ if TYPE_CHECKING:
         GoalStatus,
         IncomingMessage,
         Memory,
+        MemoryScope,
         MemoryType,
         ModelClass,
         ModelRequest,
@@ -85,6 +87,7 @@ if TYPE_CHECKING:
         Room,
         RoomType,
         ScoredMemory,
+        SearchScope,
         State,
         StreamChunk,
         Task,
@@ -132,6 +135,7 @@ _LAZY = {
             "GoalStatus",
             "IncomingMessage",
             "Memory",
+            "MemoryScope",
             "MemoryType",
             "ModelClass",
             "ModelRequest",
@@ -146,6 +150,7 @@ _LAZY = {
             "Room",
             "RoomType",
             "ScoredMemory",
+            "SearchScope",
             "State",
             "StreamChunk",
             "Task",
@@ -166,6 +171,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "AccessError",
     "Action",
     "ActionCall",
     "ActionError",
@@ -196,6 +202,7 @@ __all__ = [
     "IncomingMessage",
     "InputError",
     "Memory",
+    "MemoryScope",
     "MemoryStore",
     "MemoryType",
     "Model",
@@ -222,6 +229,7 @@ __all__ = [
     "Room",
     "RoomType",
     "ScoredMemory",
+    "SearchScope",
     "SettingsRegistry",
     "State",
     "StoreError",

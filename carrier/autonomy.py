@@ -92,11 +92,23 @@ async def run_autonomous(
     *,
     max_steps: int = 10,
     on_step: Callable[[int, Reply, Goal], Awaitable[None]] | None = None,
+    role: Role | None = None,
 ) -> AutonomousRun:
-    """Plan, act and check progress until the goal is finished or ``max_steps`` are spent."""
-    room_id = f"autonomous-{runtime.agent_id}"
+    """Plan, act and check progress until the goal is finished or ``max_steps`` are spent.
+
+    Steps act with the role the goal was given by: ``role`` (recorded in the goal's
+    metadata), else the one recorded, else MEMBER. Only an owner's command (``carrier
+    run`` at the operator's terminal) passes ``Role.OWNER``.
+    """
+    room_id = runtime.system_room("autonomous")
     if isinstance(goal, str):
         goal = Goal(agent_id=runtime.agent_id, room_id=room_id, name=goal)
+    if role is not None:
+        goal = goal.model_copy(update={"metadata": {**goal.metadata, "role": role.value}})
+    try:
+        step_role = Role(goal.metadata.get("role", Role.MEMBER))
+    except ValueError:
+        step_role = Role.MEMBER
     if not goal.objectives:
         goal = goal.model_copy(update={"objectives": await plan_objectives(runtime, goal)})
     await runtime.store.upsert_goal(goal)
@@ -123,7 +135,7 @@ async def run_autonomous(
                 room_id=current.room_id or room_id,
                 room_type=RoomType.SELF,
                 source="autonomy",
-                role=Role.OWNER,
+                role=step_role,
                 metadata={"internal": True, "goal_id": current.id, "step": step},
             )
         )

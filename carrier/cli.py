@@ -145,7 +145,7 @@ async def _chat(host: PluginHost, args: argparse.Namespace) -> int:
 
     interactive = sys.stdin.isatty()
     async with _runtime(host, args.character) as runtime:
-        room = args.room or f"cli-{args.user}-{runtime.agent_id}"
+        room = args.room or f"cli-{runtime.agent_id}-{args.user}"
         name = runtime.character.name
         if interactive:
             print(f"Chatting with {name} (Ctrl-D to quit).")
@@ -203,7 +203,7 @@ async def _chat(host: PluginHost, args: argparse.Namespace) -> int:
 
 
 async def _run_goal(host: PluginHost, args: argparse.Namespace) -> int:
-    from carrier.types import Goal, Reply
+    from carrier.types import Goal, Reply, Role
 
     async with _runtime(host, args.character) as runtime:
 
@@ -214,7 +214,10 @@ async def _run_goal(host: PluginHost, args: argparse.Namespace) -> int:
             for text in reply.texts:
                 print(f"  {runtime.character.name}: {text}")
 
-        run = await runtime.run_autonomous(args.goal, max_steps=args.steps, on_step=on_step)
+        # the operator at the terminal owns the agent: their goal acts as OWNER
+        run = await runtime.run_autonomous(
+            args.goal, max_steps=args.steps, on_step=on_step, role=Role.OWNER
+        )
         for objective in run.goal.objectives:
             print(f"[{'x' if objective.completed else ' '}] {objective.description}")
         print(f"goal {run.goal.status.value}: {run.goal.name}")
@@ -246,11 +249,21 @@ def _plugins(host: PluginHost) -> int:
 
 
 def _validate_character(host: PluginHost, file: str) -> int:
+    """Exit 0 when the file is valid, printing its warnings (unsupported ElizaOS
+    plugins, say) to stderr and in the JSON summary; ``CharacterError`` otherwise."""
     import json
+    import warnings
 
     from carrier.character import check_plugins, load_character
+    from carrier.errors import CarrierWarning
 
-    character = load_character(file)
-    check_plugins(character, host.plugins, source=file)
-    print(json.dumps({"file": file, "name": character.name, "id": character.id, "valid": True}))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", CarrierWarning)
+        character = load_character(file)
+        check_plugins(character, host.plugins, source=file)
+    notes = [str(w.message) for w in caught]
+    for note in notes:
+        print(f"carrier: warning: {note}", file=sys.stderr)
+    summary = {"file": file, "name": character.name, "id": character.id, "valid": True}
+    print(json.dumps({**summary, "warnings": notes}))
     return 0

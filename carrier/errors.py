@@ -5,6 +5,7 @@ The tree::
     CarrierError
     ├── ConfigurationError        operator must change settings or environment
     ├── InputError                a client's input is unacceptable (nothing was stored)
+    │   └── AccessError           the sender may not post into or read that room
     ├── PluginError
     │   ├── PluginLoadError       a plugin's import failed; names entry point + distribution
     │   └── PluginContractError   duplicate name, wrong type, broken hook implementation
@@ -31,6 +32,7 @@ from collections.abc import Iterable, Mapping
 
 __all__ = [
     "FIRST_PARTY_PLUGINS",
+    "AccessError",
     "ActionError",
     "CarrierError",
     "CarrierWarning",
@@ -76,6 +78,11 @@ class ConfigurationError(CarrierError):
 
 class InputError(CarrierError):
     """A client's input cannot be accepted (too large, malformed); nothing was stored."""
+
+
+class AccessError(InputError):
+    """The sender may not use that room: a room the runtime reserves for itself, or a
+    direct room that belongs to another user. Nothing was stored; clients answer 403."""
 
 
 class PluginError(CarrierError):

@@ -42,6 +42,8 @@ async def run_providers(
     count: Callable[[str], int] | None = None
     for provider, outcome in zip(providers, outcomes, strict=True):
         if isinstance(outcome, ProviderOutput):
+            outcome.trusted = provider.trusted
+            outcome.label = provider.name
             if provider.max_tokens is not None and outcome.text:
                 count = count or token_counter(runtime)
                 outcome.text = trim_to_tokens(outcome.text, provider.max_tokens, count)

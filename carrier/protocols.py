@@ -34,6 +34,7 @@ from carrier.types import (
     Role,
     Room,
     ScoredMemory,
+    SearchScope,
     State,
     StreamChunk,
     Task,
@@ -184,6 +185,12 @@ class MemoryStore(ABC):
         """The room, or ``None``."""
 
     @abstractmethod
+    async def create_room(self, room: Room) -> bool:
+        """Create ``room`` unless a room with its id exists; ``True`` if this call
+        created it. Atomic: of two concurrent calls for one id exactly one returns
+        ``True`` and the stored room is that call's (its ``owner_id`` included)."""
+
+    @abstractmethod
     async def upsert_participant(self, participant: Participant) -> None:
         """Add an entity to a room, or update its state and role."""
 
@@ -233,8 +240,13 @@ class MemoryStore(ABC):
         type: MemoryType | None = None,
         limit: int = 50,
         before: float | None = None,
+        scope: SearchScope | None = None,
     ) -> list[Memory]:
-        """The newest ``limit`` matching memories created before ``before``, oldest first."""
+        """The newest ``limit`` matching memories created before ``before``, oldest first.
+
+        With ``scope``, only memories that ``scope.allows`` (a prompt's reads pass one;
+        ``None`` reads the agent's whole memory, for tools and operators).
+        """
 
     @abstractmethod
     async def count_memories(
@@ -256,8 +268,15 @@ class MemoryStore(ABC):
         type: MemoryType | None = None,
         limit: int = 10,
         threshold: float = 0.0,
+        entity_id: str | None = None,
+        scope: SearchScope | None = None,
     ) -> list[ScoredMemory]:
         """Top ``limit`` memories by cosine similarity ≥ ``threshold``, best first.
+
+        ``entity_id`` keeps only memories of that entity (its messages, facts about
+        it). With ``scope``, only memories that ``scope.allows``; a scoped search
+        returns the same top ``limit`` as filtering an unscoped one would, and
+        should cost no more than it.
 
         Raises ``EmbeddingDimensionError`` when ``embedding`` has the wrong dimension.
         """
@@ -398,6 +417,11 @@ class Provider(ABC):
     position: ClassVar[int] = 0
     #: Token budget of the provider's text; the kernel trims longer output.
     max_tokens: ClassVar[int | None] = None
+    #: Whether the text is the agent's own instructions (its character, the time, the
+    #: action catalogue). Anything holding text from users, documents or tools must stay
+    #: ``False`` (the default): the prompt puts it in a labelled data section, after the
+    #: instructions, that the model is told never to obey.
+    trusted: ClassVar[bool] = False
 
     async def setup(self, runtime: AgentRuntime) -> None:  # noqa: B027 - optional hook
         """Prepare for ``runtime`` when it starts (ingest data, warm caches).

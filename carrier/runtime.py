@@ -384,11 +384,13 @@ class AgentRuntime(LoopStages):
         *,
         max_steps: int = 10,
         on_step: Callable[[int, Reply, Goal], Awaitable[None]] | None = None,
+        role: Role | None = None,
     ) -> AutonomousRun:
-        """Work toward ``goal`` without user messages until it is done or the budget is spent."""
+        """Work toward ``goal`` without user messages until it is done or the budget is
+        spent, acting with ``role`` (default: the goal's recorded role, else MEMBER)."""
         from carrier.autonomy import run_autonomous
 
-        return await run_autonomous(self, goal, max_steps=max_steps, on_step=on_step)
+        return await run_autonomous(self, goal, max_steps=max_steps, on_step=on_step, role=role)
 
 
 @asynccontextmanager

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from carrier.acting import ActionTable
-from carrier.errors import CarrierError, ConfigurationError, InputError, ModelError
+from carrier.errors import AccessError, CarrierError, ConfigurationError, InputError, ModelError
 from carrier.model_chain import ModelChain
 from carrier.plugin_calls import run_evaluators, run_providers
 from carrier.prompts import (
@@ -25,6 +25,7 @@ from carrier.prompts import (
     render,
 )
 from carrier.types import (
+    DIRECT_ROOM_TYPES,
     ActionResult,
     ChatMessage,
     Content,
@@ -34,6 +35,7 @@ from carrier.types import (
     GoalStatus,
     IncomingMessage,
     Memory,
+    MemoryScope,
     MemoryType,
     ModelClass,
     ModelRequest,
@@ -43,6 +45,7 @@ from carrier.types import (
     RespondDecision,
     Role,
     Room,
+    SearchScope,
     State,
 )
 
@@ -92,8 +95,21 @@ class LoopStages:
         return chain is not None and chain.primary.calls_actions
 
     def room_id_for(self, incoming: IncomingMessage) -> str:
-        """The room an incoming message belongs to."""
-        return incoming.room_id or f"default-room-{self.agent_id}"
+        """The room an incoming message belongs to: its own, or the sender's default
+        room ``default-room-{agent_id}-{user_id}`` (one per user, never shared)."""
+        return incoming.room_id or f"default-room-{self.agent_id}-{incoming.user_id}"
+
+    def system_room(self, kind: str) -> str:
+        """The id of a room the runtime keeps for itself (``knowledge``, ``autonomous``,
+        ...): ``"{kind}-{agent_id}"``, reserved (:meth:`is_reserved_room`)."""
+        return f"{kind}-{self.agent_id}"
+
+    def is_reserved_room(self, room_id: str) -> bool:
+        """Whether ``room_id`` is one the runtime uses for itself: the agent's id, or any
+        id ending in ``-{agent_id}`` (every :meth:`system_room`, present and future, and
+        the default room all users once shared). Users can neither post into nor read
+        them; clients refuse them with 403."""
+        return room_id == self.agent_id or room_id.endswith(f"-{self.agent_id}")
 
     @property
     def store(self) -> MemoryStore:
@@ -153,20 +169,28 @@ class LoopStages:
         ``CARRIER_MAX_MESSAGE_CHARS``.
         """
         self.refuse_oversized(incoming.text)
-        metadata: dict[str, Any] = {
-            "room_type": incoming.room_type.value,
-            "role": incoming.role.value,
-        }
+        room_id = self.room_id_for(incoming)
+        if incoming.user_id != self.agent_id and self.is_reserved_room(room_id):
+            raise AccessError(
+                f"Room {room_id!r} is reserved for the agent itself; users cannot post "
+                f"into it. Send the message without a room id, or to a room of your own."
+            )
+        # The client's metadata first: the fields below are the runtime's, and the
+        # sender's role in particular is set once, by the client, from data it trusts.
+        metadata: dict[str, Any] = dict(incoming.metadata)
+        metadata["room_type"] = incoming.room_type.value
+        metadata["role"] = incoming.role.value
         if incoming.user_name:
             metadata["user_name"] = incoming.user_name
-        metadata.update(incoming.metadata)
+        else:
+            metadata.pop("user_name", None)
         fields: dict[str, Any] = {}
         if incoming.message_id:
             fields["id"] = incoming.message_id
         return Memory(
             agent_id=self.agent_id,
             entity_id=incoming.user_id,
-            room_id=self.room_id_for(incoming),
+            room_id=room_id,
             world_id=incoming.world_id,
             type=MemoryType.MESSAGE,
             content=Content(
@@ -180,7 +204,13 @@ class LoopStages:
         )
 
     async def connect(self, message: Memory, incoming: IncomingMessage) -> Room:
-        """Stage 3: entity, room and participant records exist (created once, cached)."""
+        """Stage 3: entity, room and participant records exist (created once, cached).
+
+        A new room is created atomically (``MemoryStore.create_room``): of two senders
+        racing for one id, one creates it. A direct room belongs to the user who
+        created it; anyone else gets ``AccessError`` (nothing stored). The message's
+        scope follows the stored room: ``DIRECT`` in a direct room, else ``ROOM``.
+        """
         started = time.perf_counter()
         key = (message.entity_id, message.room_id)
         room = self._rooms.get(message.room_id)
@@ -195,8 +225,11 @@ class LoopStages:
                     type=incoming.room_type,
                     world_id=incoming.world_id,
                     name=incoming.room_id,
+                    owner_id=message.entity_id if incoming.room_type in DIRECT_ROOM_TYPES else None,
                 )
-                await store.upsert_room(room)
+                if not await store.create_room(room):
+                    room = await store.get_room(message.room_id) or room  # the race's winner
+            await self._check_access(room, message.entity_id)
             names = [incoming.user_name] if incoming.user_name else []
             await store.upsert_entity(
                 Entity(
@@ -218,8 +251,36 @@ class LoopStages:
             self._connected.add(key)
             self._rooms[room.id] = room
             self._actors.pop(room.id, None)
+        message.scope = (
+            MemoryScope.DIRECT
+            if room.direct and message.entity_id != self.agent_id
+            else MemoryScope.ROOM
+        )
         await self.emit(EventType.CONNECTED, message, (time.perf_counter() - started) * 1000)
         return room
+
+    async def _check_access(self, room: Room, entity_id: str) -> None:
+        """Refuse a user who is not the one user of a direct room."""
+        if not room.direct or entity_id == self.agent_id:
+            return
+        owner = room.owner_id
+        if owner is None:  # a room from before owners were recorded: its participants
+            users = [
+                p.entity_id
+                for p in await self.store.get_participants(room.id)
+                if p.entity_id != self.agent_id
+            ]
+            owner = users[0] if users else entity_id
+        if owner != entity_id:
+            raise AccessError(
+                f"Room {room.id!r} is a direct conversation with another user; nobody "
+                f"else can join it. Send the message without a room id, or to a room "
+                f"of your own."
+            )
+
+    def scope_for(self, message: Memory, room: Room) -> SearchScope:
+        """What a prompt answering ``message`` in ``room`` may see (``docs/scope.md``)."""
+        return SearchScope(room_id=room.id, entity_id=message.entity_id, direct=room.direct)
 
     async def store_message(self, message: Memory) -> tuple[Memory, bool]:
         """Stage 4: embed (when configured) and store. Returns the stored memory and
@@ -327,23 +388,30 @@ class LoopStages:
         """Stage 5: history, actors, goals, facts, knowledge and providers."""
         started = time.perf_counter()
         store, settings = self.store, self.settings
+        # History is messages only: facts, reflections and knowledge have sections.
         recent = await store.get_memories(
-            agent_id=self.agent_id, room_id=room.id, limit=settings.history_limit
+            agent_id=self.agent_id,
+            room_id=room.id,
+            type=MemoryType.MESSAGE,
+            limit=settings.history_limit,
         )
         actors = self._actors.get(room.id)
         if actors is None:
             ids = [p.entity_id for p in await store.get_participants(room.id)]
             actors = self._actors[room.id] = await store.get_entities(ids)
+        # A goal set in a room stays there; only the agent's own (no room) are agent-wide.
         goals = [
             g
             for g in await store.get_goals(agent_id=self.agent_id, status=GoalStatus.IN_PROGRESS)
             if g.room_id in (None, room.id)
         ]
+        scope = self.scope_for(message, room)
         state = State(
             agent_id=self.agent_id,
             agent_name=self.character.name,
             room=room,
             message=message,
+            scope=scope,
             recent_messages=recent,
             actors=actors,
             goals=goals,
@@ -357,6 +425,7 @@ class LoopStages:
                     type=MemoryType.FACT,
                     limit=settings.facts_limit,
                     threshold=settings.search_threshold,
+                    scope=scope,
                 )
             if settings.knowledge_limit:
                 state.knowledge = await store.search_memories(
@@ -365,6 +434,7 @@ class LoopStages:
                     type=MemoryType.FRAGMENT,
                     limit=settings.knowledge_limit,
                     threshold=settings.search_threshold,
+                    scope=scope,
                 )
         if self._actions and self._offers_actions():
             offered = await self._actions.offered(self._runtime, message, state, role)

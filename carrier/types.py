@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 __all__ = [
+    "DIRECT_ROOM_TYPES",
     "ActionCall",
     "ActionResult",
     "ActionSpec",
@@ -32,6 +33,7 @@ __all__ = [
     "GoalStatus",
     "IncomingMessage",
     "Memory",
+    "MemoryScope",
     "MemoryType",
     "ModelClass",
     "ModelRequest",
@@ -46,6 +48,7 @@ __all__ = [
     "Room",
     "RoomType",
     "ScoredMemory",
+    "SearchScope",
     "State",
     "StreamChunk",
     "Task",
@@ -124,8 +127,28 @@ class MemoryType(StrEnum):
     CUSTOM = "custom"
 
 
+class MemoryScope(StrEnum):
+    """Where a memory may reach a prompt (``docs/scope.md``).
+
+    ``ROOM``: only in the room it was stored in (group messages, group facts,
+    reflections; the default, so an unmarked memory never leaks). ``DIRECT``: its
+    room, and every *direct* conversation with its subject (``entity_id``): what a
+    user said about themselves in a DM follows them to their other DMs, never into a
+    group. ``AGENT``: everywhere: the agent's own knowledge (character, ``carrier
+    knowledge add``), never written from a user's room.
+    """
+
+    ROOM = "room"
+    DIRECT = "direct"
+    AGENT = "agent"
+
+
 class Memory(CarrierModel):
-    """One stored record: a message, a fact, a knowledge fragment, ..."""
+    """One stored record: a message, a fact, a knowledge fragment, ...
+
+    ``entity_id`` is who wrote a message, or whom a fact is about (its subject);
+    ``scope`` says where it may be seen (see :class:`MemoryScope`).
+    """
 
     id: str = Field(default_factory=new_id)
     agent_id: str
@@ -137,7 +160,32 @@ class Memory(CarrierModel):
     embedding: list[float] | None = None
     created_at: float = Field(default_factory=now)
     unique: bool = False
+    scope: MemoryScope = MemoryScope.ROOM
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class SearchScope(CarrierModel):
+    """What a prompt in one conversation may see; every store read for a prompt takes one.
+
+    A memory is visible when it is the agent's own (``AGENT``), was stored in
+    ``room_id``, or — when this is a direct conversation (``direct``) with
+    ``entity_id`` — it is a ``DIRECT`` memory about that same entity.
+    """
+
+    room_id: str
+    entity_id: str | None = None
+    direct: bool = False
+
+    def allows(self, memory: Memory) -> bool:
+        """Whether ``memory`` may reach a prompt in this scope."""
+        if memory.scope is MemoryScope.AGENT or memory.room_id == self.room_id:
+            return True
+        return (
+            self.direct
+            and memory.scope is MemoryScope.DIRECT
+            and self.entity_id is not None
+            and memory.entity_id == self.entity_id
+        )
 
 
 class ScoredMemory(CarrierModel):
@@ -171,8 +219,16 @@ class RoomType(StrEnum):
     VOICE = "voice"
 
 
+#: Room types with exactly one user besides the agent: their memories are ``DIRECT``.
+DIRECT_ROOM_TYPES = frozenset({RoomType.DIRECT, RoomType.API})
+
+
 class Room(CarrierModel):
-    """A conversation: a DM, a channel, the agent's own autonomous room."""
+    """A conversation: a DM, a channel, the agent's own autonomous room.
+
+    ``owner_id`` is the one user of a direct room, fixed when the room is created
+    (``MemoryStore.create_room``): nobody else may join it.
+    """
 
     id: str
     agent_id: str
@@ -181,7 +237,13 @@ class Room(CarrierModel):
     type: RoomType = RoomType.DIRECT
     channel_id: str | None = None
     world_id: str | None = None
+    owner_id: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def direct(self) -> bool:
+        """Whether this is a direct conversation (one user besides the agent)."""
+        return self.type in DIRECT_ROOM_TYPES
 
 
 class ParticipantState(StrEnum):
@@ -347,11 +409,17 @@ class ActionResult(CarrierModel):
 
 
 class ProviderOutput(CarrierModel):
-    """A provider's contribution to the state: prompt text plus structured values."""
+    """A provider's contribution to the state: prompt text plus structured values.
+
+    ``trusted`` and ``label`` are set by the kernel from the provider (its ``trusted``
+    flag and its description), never by the provider's own output.
+    """
 
     text: str = ""
     values: dict[str, Any] = Field(default_factory=dict)
     data: dict[str, Any] = Field(default_factory=dict)
+    trusted: bool = False
+    label: str = ""
 
 
 class EvaluatorResult(CarrierModel):
@@ -397,6 +465,8 @@ class State(CarrierModel):
     room: Room
     message: Memory
     sender: Entity | None = None
+    #: What this prompt may see; pass it to every store read (``docs/scope.md``).
+    scope: SearchScope | None = None
     recent_messages: list[Memory] = Field(default_factory=list)
     actors: list[Entity] = Field(default_factory=list)
     facts: list[ScoredMemory] = Field(default_factory=list)
@@ -449,6 +519,7 @@ class EventType(StrEnum):
     RUN_ENDED = "run_ended"
     RUN_FAILED = "run_failed"
     GOAL_STEP = "goal_step"
+    MEMORY_REJECTED = "memory_rejected"
 
 
 class Event(CarrierModel):

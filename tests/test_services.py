@@ -60,7 +60,10 @@ async def test_setup_runs_once_per_runtime_and_provider_text_fits_its_budget(
     await agent.handle(IncomingMessage(text="two", room_id="a"))
     assert ChattyProvider.setups == [agent.agent_id]
     system = fake_model.requests[-1].system or ""
-    section = next(line for line in system.split("\n\n") if line.startswith("word"))
+    # an untrusted provider's text sits in its own delimited data section
+    block = next(b for b in system.split("\n\n") if b.startswith('<data source="chatty">'))
+    assert block.endswith("</data>")
+    section = block.splitlines()[1]
     assert section.endswith(" …")
     assert agent.model().primary.count_tokens(section) <= 20 + 2
 

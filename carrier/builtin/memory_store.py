@@ -5,6 +5,7 @@ from __future__ import annotations
 import bisect
 import json
 import math
+import operator
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -17,10 +18,12 @@ from carrier.types import (
     Goal,
     GoalStatus,
     Memory,
+    MemoryScope,
     MemoryType,
     Participant,
     Room,
     ScoredMemory,
+    SearchScope,
     Task,
 )
 
@@ -32,6 +35,10 @@ def cosine(a: Sequence[float], b: Sequence[float]) -> float:
     dot = sum(x * y for x, y in zip(a, b, strict=True))
     norm = math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b))
     return dot / norm if norm else 0.0
+
+
+def _norm(vector: Sequence[float]) -> float:
+    return math.sqrt(sum(map(operator.mul, vector, vector)))
 
 
 class _Timeline:
@@ -83,6 +90,9 @@ class InMemoryStore(MemoryStore):
         self._by_room_type: dict[tuple[str, str, MemoryType], _Timeline] = defaultdict(_Timeline)
         self._by_entity_type: dict[tuple[str, str, MemoryType], _Timeline] = defaultdict(_Timeline)
         self._by_agent: dict[str, _Timeline] = defaultdict(_Timeline)
+        # AGENT-scoped memories by (agent, type) and (agent, None): what every scope sees.
+        self._agent_scoped: dict[tuple[str, MemoryType | None], _Timeline] = defaultdict(_Timeline)
+        self._norms: dict[str, float] = {}  # embedding norms by memory id, computed once
         self._goals: dict[str, Goal] = {}
         self._tasks: dict[str, Task] = {}
         self._cache: dict[str, tuple[str, float | None]] = {}
@@ -118,6 +128,12 @@ class InMemoryStore(MemoryStore):
     async def get_room(self, room_id: str) -> Room | None:
         return self._rooms.get(room_id)
 
+    async def create_room(self, room: Room) -> bool:
+        if room.id in self._rooms:
+            return False
+        self._rooms[room.id] = room
+        return True
+
     async def upsert_participant(self, participant: Participant) -> None:
         self._participants[participant.room_id][participant.entity_id] = participant
         self._entity_rooms[participant.entity_id].add(participant.room_id)
@@ -144,6 +160,9 @@ class InMemoryStore(MemoryStore):
         self._by_room_type[(memory.agent_id, memory.room_id, memory.type)].add(memory)
         self._by_entity_type[(memory.agent_id, memory.entity_id, memory.type)].add(memory)
         self._by_agent[memory.agent_id].add(memory)
+        if memory.scope is MemoryScope.AGENT:
+            self._agent_scoped[(memory.agent_id, memory.type)].add(memory)
+            self._agent_scoped[(memory.agent_id, None)].add(memory)
         return True
 
     async def get_memory(self, memory_id: str) -> Memory | None:
@@ -158,9 +177,14 @@ class InMemoryStore(MemoryStore):
         type: MemoryType | None = None,
         limit: int = 50,
         before: float | None = None,
+        scope: SearchScope | None = None,
     ) -> list[Memory]:
         if limit <= 0:
             return []
+        if scope is not None:
+            return self._scoped(
+                agent_id, room_id, entity_id, type, limit=limit, before=before, scope=scope
+            )
         # Each (room | entity) [x type] combination has its own timeline: a read scans
         # only what it returns, whatever the history's size.
         if room_id is not None and type is not None:
@@ -199,6 +223,62 @@ class InMemoryStore(MemoryStore):
         found.reverse()
         return found
 
+    def _scoped(
+        self,
+        agent_id: str,
+        room_id: str | None,
+        entity_id: str | None,
+        type: MemoryType | None,
+        *,
+        limit: int,
+        before: float | None,
+        scope: SearchScope,
+    ) -> list[Memory]:
+        """The newest ``limit`` matches of a scoped read: the scope's room, the
+        subject's direct memories and the agent's own, merged by time."""
+        found: list[Memory] = []
+        for memory in self._candidates(agent_id, type, scope, room_id, entity_id):
+            if (
+                (room_id is None or memory.room_id == room_id)
+                and (entity_id is None or memory.entity_id == entity_id)
+                and (type is None or memory.type == type)
+                and (before is None or memory.created_at < before)
+                and scope.allows(memory)
+            ):
+                found.append(memory)
+        found.sort(key=lambda m: m.created_at)
+        return found[-limit:]
+
+    def _candidates(
+        self,
+        agent_id: str,
+        type: MemoryType | None,
+        scope: SearchScope,
+        room_id: str | None = None,
+        entity_id: str | None = None,
+    ) -> list[Memory]:
+        """Memories that may pass ``scope`` (a superset, each once), from the indexes."""
+        if room_id is not None and room_id != scope.room_id:
+            return [m for m in self._room_items(agent_id, room_id, type) if scope.allows(m)]
+        seen: dict[str, Memory] = {m.id: m for m in self._room_items(agent_id, scope.room_id, type)}
+        if scope.direct and scope.entity_id is not None and entity_id in (None, scope.entity_id):
+            key = (agent_id, scope.entity_id)
+            items = self._by_entity_type.get((*key, type)) if type else self._by_entity.get(key)
+            for memory in items.items if items else ():
+                seen.setdefault(memory.id, memory)
+        agent_wide = self._agent_scoped.get((agent_id, type))
+        for memory in agent_wide.items if agent_wide else ():
+            seen.setdefault(memory.id, memory)
+        return list(seen.values())
+
+    def _room_items(self, agent_id: str, room_id: str, type: MemoryType | None) -> list[Memory]:
+        timeline = (
+            self._by_room_type.get((agent_id, room_id, type))
+            if type
+            else self._by_room.get((agent_id, room_id))
+        )
+        return timeline.items if timeline else []
+
     async def count_memories(
         self, *, agent_id: str, room_id: str | None = None, type: MemoryType | None = None
     ) -> int:
@@ -214,12 +294,16 @@ class InMemoryStore(MemoryStore):
         memory = self._memories.pop(memory_id, None)
         if memory is None:
             return False
+        self._norms.pop(memory_id, None)
         self._by_room[(memory.agent_id, memory.room_id)].remove(memory)
         self._by_entity[(memory.agent_id, memory.entity_id)].remove(memory)
         self._by_type[(memory.agent_id, memory.type)].remove(memory)
         self._by_room_type[(memory.agent_id, memory.room_id, memory.type)].remove(memory)
         self._by_entity_type[(memory.agent_id, memory.entity_id, memory.type)].remove(memory)
         self._by_agent[memory.agent_id].remove(memory)
+        if memory.scope is MemoryScope.AGENT:
+            self._agent_scoped[(memory.agent_id, memory.type)].remove(memory)
+            self._agent_scoped[(memory.agent_id, None)].remove(memory)
         return True
 
     async def search_memories(
@@ -231,22 +315,44 @@ class InMemoryStore(MemoryStore):
         type: MemoryType | None = None,
         limit: int = 10,
         threshold: float = 0.0,
+        entity_id: str | None = None,
+        scope: SearchScope | None = None,
     ) -> list[ScoredMemory]:
         if self._dimension is not None and len(embedding) != self._dimension:
             raise EmbeddingDimensionError(recorded=self._dimension, found=len(embedding))
-        if type is not None:
+        candidates: list[Memory]
+        if scope is not None:
+            candidates = self._candidates(agent_id, type, scope, room_id, entity_id)
+        elif entity_id is not None:
+            key = (agent_id, entity_id)
+            timeline = self._by_entity_type.get((*key, type)) if type else self._by_entity.get(key)
+            candidates = timeline.items if timeline else []
+        elif type is not None:
             candidates = self._by_type.get((agent_id, type), _Timeline()).items
         elif room_id is not None:
             candidates = self._by_room.get((agent_id, room_id), _Timeline()).items
         else:
             candidates = self._by_agent.get(agent_id, _Timeline()).items
-        scored = [
-            ScoredMemory(memory=m, similarity=similarity)
-            for m in candidates
-            if m.embedding is not None
-            and (room_id is None or m.room_id == room_id)
-            and (similarity := cosine(embedding, m.embedding)) >= threshold
-        ]
+        query_norm = _norm(embedding)
+        norms = self._norms
+        scored = []
+        for m in candidates:
+            if (
+                m.embedding is None
+                or (room_id is not None and m.room_id != room_id)
+                or (entity_id is not None and m.entity_id != entity_id)
+                or (type is not None and m.type != type)
+                or (scope is not None and not scope.allows(m))
+            ):
+                continue
+            norm = norms.get(m.id)
+            if norm is None:
+                norm = norms[m.id] = _norm(m.embedding)
+            denominator = norm * query_norm
+            dot = sum(map(operator.mul, embedding, m.embedding))
+            similarity = dot / denominator if denominator else 0.0
+            if similarity >= threshold:
+                scored.append(ScoredMemory(memory=m, similarity=similarity))
         scored.sort(key=lambda s: s.similarity, reverse=True)
         return scored[:limit]
 

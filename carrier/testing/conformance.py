@@ -26,6 +26,7 @@ import pytest
 
 from carrier.errors import EmbeddingDimensionError, StoreError
 from carrier.protocols import MemoryStore
+from carrier.testing.scope_conformance import ScopeConformance
 from carrier.types import (
     Attachment,
     Content,
@@ -95,8 +96,12 @@ def _ids(memories: Sequence[Memory]) -> list[str]:
     return [m.id for m in memories]
 
 
-class MemoryStoreConformance:
-    """The ``MemoryStore`` contract. Subclasses provide a ``store`` fixture."""
+class MemoryStoreConformance(ScopeConformance):
+    """The ``MemoryStore`` contract. Subclasses provide a ``store`` fixture.
+
+    Scoped reads and room creation are checked by the inherited
+    :class:`~carrier.testing.scope_conformance.ScopeConformance`.
+    """
 
     @pytest.fixture
     async def store(self) -> Any:  # pragma: no cover - always overridden

@@ -73,7 +73,7 @@ def test_a_second_run_remembers_the_first(data_home: Path, monkeypatch: pytest.M
                     user_id="user",
                     user_name="user",
                     source="cli",
-                    room_id=f"cli-user-{runtime.agent_id}",
+                    room_id=f"cli-{runtime.agent_id}-user",
                     role=Role.OWNER,
                 )
             )
