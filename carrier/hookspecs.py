@@ -201,8 +201,9 @@ def carrier_choose_executor(runtime: AgentRuntime, available: Sequence[str]) -> 
 def carrier_on_event(event: Event) -> Awaitable[None] | None:
     """Observe a loop event (one per stage, with its duration).
 
-    May be ``async def``; the kernel awaits all observers concurrently and ignores
-    their results. An observer that raises is logged and never stops the loop.
+    May be ``async def``; the kernel awaits all observers concurrently, for at most
+    ``CARRIER_OBSERVER_TIMEOUT_S`` (then cancels the late ones), and ignores their
+    results. An observer that raises is logged and never stops the loop.
 
     :param event: The event.
     :return: Ignored.

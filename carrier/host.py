@@ -370,7 +370,9 @@ class PluginHost:
     async def emit(self, event: Event) -> None:
         """Deliver ``event`` to every observer; await async ones concurrently.
 
-        An observer that raises is logged; it never stops the loop or the others.
+        An observer that raises is logged; it never stops the loop or the others. Async
+        observers get ``CARRIER_OBSERVER_TIMEOUT_S`` together: one still running then
+        is cancelled and logged, so a slow observer never stalls the stages.
         """
         pending: list[Awaitable[Any]] = []
         for function in self._observer_functions():
@@ -382,9 +384,20 @@ class PluginHost:
             if inspect.isawaitable(result):
                 pending.append(result)
         if pending:
-            for outcome in await asyncio.gather(*pending, return_exceptions=True):
-                if isinstance(outcome, BaseException):
-                    logger.error("carrier_on_event observer failed: %r", outcome)
+            tasks = [asyncio.ensure_future(p) for p in pending]
+            done, late = await asyncio.wait(tasks, timeout=self.carrier_settings.observer_timeout_s)
+            for task in late:
+                task.cancel()
+                logger.error(
+                    "carrier_on_event observer %r took over %.1f s (CARRIER_OBSERVER_TIMEOUT_S) "
+                    "on a %s event; it was cancelled.",
+                    task.get_coro(),
+                    self.carrier_settings.observer_timeout_s,
+                    event.type.value,
+                )
+            for task in done:
+                if not task.cancelled() and task.exception() is not None:
+                    logger.error("carrier_on_event observer failed: %r", task.exception())
 
     def plugin_list(self) -> list[PluginInfo]:
         """Every plugin, load failures included, by name."""

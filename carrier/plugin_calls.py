@@ -31,13 +31,22 @@ logger = logging.getLogger("carrier.runtime")
 
 
 async def run_providers(
-    runtime: AgentRuntime, providers: list[Provider], message: Memory, state: State
+    runtime: AgentRuntime,
+    providers: list[Provider],
+    message: Memory,
+    state: State,
+    *,
+    dynamic: bool = False,
 ) -> None:
-    """Run the non-dynamic providers concurrently, each under its timeout and token
-    budget, and put their outputs in ``state.providers`` in provider order."""
-    providers = [p for p in providers if not p.dynamic]
+    """Run the providers concurrently, each under its timeout (its own ``timeout_s``,
+    at most ``CARRIER_PROVIDER_TIMEOUT_S``) and token budget, and put their outputs in
+    ``state.providers`` in provider order. Dynamic providers run only with ``dynamic``
+    (when an action asks for them through ``AgentRuntime.provide``)."""
+    if not dynamic:
+        providers = [p for p in providers if not p.dynamic]
+    cap = runtime.settings.provider_timeout_s
     outcomes = await run_with_timeouts(
-        [(p.get(runtime, message, state), p.timeout_s) for p in providers]
+        [(p.get(runtime, message, state), min(p.timeout_s, cap)) for p in providers]
     )
     count: Callable[[str], int] | None = None
     for provider, outcome in zip(providers, outcomes, strict=True):

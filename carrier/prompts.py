@@ -31,6 +31,7 @@ __all__ = [
     "data_section",
     "json_object",
     "parse_action_response",
+    "parse_should_respond",
     "render",
 ]
 
@@ -45,6 +46,29 @@ others; STOP if asked to stop talking. Answer with one word.
 
 {{history}}
 """
+
+_DECISIONS = {"RESPOND": True, "IGNORE": False, "STOP": False}
+_DECISION_NOISE = re.compile(r"[\s\[\]\"'`*.!:,]+")
+
+
+def parse_should_respond(text: str) -> bool | None:
+    """The small model's should-respond answer: ``True`` for exactly RESPOND, ``False``
+    for IGNORE or STOP, ``None`` for anything else ("DON'T RESPOND", chatter).
+
+    Brackets, quotes, markdown emphasis and trailing punctuation are ignored
+    (``[RESPOND]``, ``"Respond."``), as is a JSON object's ``decision``/``action`` field.
+    """
+    candidate = text.strip()
+    if candidate.startswith("{"):
+        try:
+            value = json_object(candidate)
+        except ValueError:
+            return None
+        if not isinstance(value, dict):
+            return None
+        candidate = str(value.get("decision") or value.get("action") or "")
+    return _DECISIONS.get(_DECISION_NOISE.sub("", candidate).upper())
+
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 

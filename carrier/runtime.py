@@ -9,7 +9,6 @@ default executor runs messages in-process, one message per room at a time.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -24,6 +23,7 @@ from carrier.errors import (
     ConfigurationError,
     ModelError,
     StoreError,
+    UnknownNameError,
 )
 from carrier.model_chain import ModelChain, RetryPolicy, parse_model_spec
 from carrier.prompts import (
@@ -31,6 +31,7 @@ from carrier.prompts import (
 )
 from carrier.settings import overrides_from_character
 from carrier.stages import LoopStages, TextCallback
+from carrier.streaming import speaker_label
 from carrier.types import (
     Content,
     Entity,
@@ -39,9 +40,11 @@ from carrier.types import (
     Memory,
     ModelClass,
     ParticipantState,
+    ProviderOutput,
     Reply,
     Role,
     Room,
+    State,
 )
 
 if TYPE_CHECKING:
@@ -105,8 +108,8 @@ class AgentRuntime(LoopStages):
         self._persona = character_system_prompt(self.character)
         self._turns = None
         # "Nova: hello" -> "hello": small models copy the example conversations' format.
-        names = "|".join(re.escape(n) for n in (self.character.name, self.character.username) if n)
-        self._speaker_label = re.compile(rf"^\s*(?:{names})\s*:\s*", re.IGNORECASE)
+        self._speaker_names = [n for n in (self.character.name, self.character.username) if n]
+        self._speaker_label = speaker_label(self._speaker_names)
         self._started = False
 
     # ---- lifecycle -------------------------------------------------------------------
@@ -280,6 +283,23 @@ class AgentRuntime(LoopStages):
         await self.emit(EventType.MESSAGE_SENT, memory, responses=1, room_id=room_id)
         return memory
 
+    async def provide(self, name: str, message: Memory, state: State) -> ProviderOutput | None:
+        """Run the provider ``name`` now — a dynamic one included — and add its section
+        to ``state.providers`` (what an action calls to fetch more context before a
+        further step). Returns its output, or ``None`` if it failed or timed out (the
+        failure is logged and emitted as ``provider_failed``).
+
+        Raises:
+            UnknownNameError: No provider of that name is registered.
+        """
+        from carrier.plugin_calls import run_providers
+
+        provider = next((p for p in self._providers if p.name == name), None)
+        if provider is None:
+            raise UnknownNameError("provider", name, [p.name for p in self._providers])
+        await run_providers(self, [provider], message, state, dynamic=True)
+        return state.providers.get(name)
+
     async def set_participant_state(
         self, room_id: str, entity_id: str, state: ParticipantState
     ) -> None:
@@ -305,6 +325,7 @@ class AgentRuntime(LoopStages):
         """
         started = time.perf_counter()
         message = self.receive(incoming)
+        await self.emit(EventType.RUN_STARTED, message, source=incoming.source)
         room = await self.connect(message, incoming)
         message, fresh = await self.store_message(message)
         if not fresh:

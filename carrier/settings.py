@@ -78,7 +78,15 @@ class CarrierSettings(BaseSettings):
     history_limit: int = Field(default=32, ge=0, description="Recent messages in the state.")
     max_prompt_tokens: int = Field(default=6000, ge=256)
     max_action_steps: int = Field(default=4, ge=1, le=32)
-    provider_timeout_s: float = Field(default=2.0, gt=0)
+    provider_timeout_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="The most any provider may take per message (a provider's own "
+        "timeout_s applies when shorter).",
+    )
+    observer_timeout_s: float = Field(
+        default=1.0, gt=0, description="The most async event observers may take per event."
+    )
     model_retry_attempts: int = Field(default=4, ge=1)
     model_retry_budget_s: float = Field(default=60.0, gt=0)
     model_retry_initial_s: float = Field(

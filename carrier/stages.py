@@ -22,8 +22,10 @@ from carrier.prompts import (
     TurnCache,
     compose_context,
     json_object,
+    parse_should_respond,
     render,
 )
+from carrier.streaming import SpeakerLabelFilter, after_break
 from carrier.types import (
     DIRECT_ROOM_TYPES,
     ActionResult,
@@ -83,6 +85,7 @@ class LoopStages:
     _persona: str
     _turns: TurnCache | None
     _speaker_label: re.Pattern[str]
+    _speaker_names: list[str]
 
     @property
     def _runtime(self) -> AgentRuntime:
@@ -146,9 +149,21 @@ class LoopStages:
             )
         )
 
-    async def _chain_event(self, kind: str, data: dict[str, Any]) -> None:
+    async def _chain_event(
+        self, kind: str, data: dict[str, Any], message: Memory | None = None
+    ) -> None:
         event = EventType.MODEL_RETRY if kind == "retry" else EventType.MODEL_FALLBACK
-        await self.emit(event, None, **data)
+        await self.emit(event, message, **data)
+
+    def _chain_events_for(
+        self, message: Memory | None
+    ) -> Callable[[str, dict[str, Any]], Awaitable[None]]:
+        """Retry and fallback events carrying the message (so its stream sees them)."""
+
+        async def on_event(kind: str, data: dict[str, Any]) -> None:
+            await self._chain_event(kind, data, message)
+
+        return on_event
 
     # ---- the stages ------------------------------------------------------------------
 
@@ -317,9 +332,16 @@ class LoopStages:
             ignored = await self.remember(message, [Content(actions=["IGNORE"])], ignored=True)
             return Reply(message=message, responses=ignored, ignored=True)
         state = await self.compose_state(message, room, role=role)
+        started = time.perf_counter()
         request = self.compose_context(state)
+        await self.emit(
+            EventType.CONTEXT_COMPOSED,
+            message,
+            (time.perf_counter() - started) * 1000,
+            turns=len(request.messages),
+        )
         response = await self.generate(request, message, on_text=on_text)
-        contents, results = await self.act(message, state, response, role=role)
+        contents, results = await self.act(message, state, response, role=role, on_text=on_text)
         responses_preview = [self._response_memory(message, c, i) for i, c in enumerate(contents)]
         evaluations = await self.evaluate(message, state, responses_preview)
         responses = await self.remember(message, contents)
@@ -376,11 +398,14 @@ class LoopStages:
         try:
             answer = (
                 await self.model(ModelClass.SMALL).generate(request, on_event=self._chain_event)
-            ).text.upper()
+            ).text
         except (ModelError, ConfigurationError) as exc:
             logger.warning("should-respond check failed, ignoring the message: %s", exc)
             return RespondDecision.IGNORE
-        return RespondDecision.RESPOND if "RESPOND" in answer else RespondDecision.IGNORE
+        decision = parse_should_respond(answer)
+        if decision is None:
+            logger.info("should-respond answer %r is not RESPOND/IGNORE/STOP; ignoring", answer)
+        return RespondDecision.RESPOND if decision else RespondDecision.IGNORE
 
     async def compose_state(
         self, message: Memory, room: Room, *, role: Role = Role.MEMBER
@@ -472,12 +497,15 @@ class LoopStages:
         """Stage 7: the model answers (retries and fallbacks inside the chain)."""
         started = time.perf_counter()
         chain = self.model(request.model_class)
+        labels = SpeakerLabelFilter(self._speaker_names, on_text) if on_text else None
         response = await chain.generate(
             request,
-            on_event=self._chain_event,
-            on_text=on_text,
+            on_event=self._chain_events_for(message),
+            on_text=labels.send if labels else None,
             validate=_require_structured if request.response_schema is not None else None,
         )
+        if labels is not None:
+            await labels.flush()
         await self.emit(
             EventType.MODEL_USED,
             message,
@@ -489,10 +517,17 @@ class LoopStages:
         return response
 
     async def act(
-        self, message: Memory, state: State, response: ModelResponse, *, role: Role = Role.MEMBER
+        self,
+        message: Memory,
+        state: State,
+        response: ModelResponse,
+        *,
+        role: Role = Role.MEMBER,
+        on_text: TextCallback | None = None,
     ) -> tuple[list[Content], list[ActionResult]]:
         """Stage 8: run the chosen actions; a bounded number of further steps when an
-        action asks to continue. Returns the contents to send and every result."""
+        action asks to continue (streamed to ``on_text`` too, after a blank line).
+        Returns the contents to send and every result."""
         contents: list[Content] = []
         results: list[ActionResult] = []
         for step in range(self.settings.max_action_steps):
@@ -532,7 +567,9 @@ class LoopStages:
             if self._actions and self._offers_actions():  # may depend on the step (CONTINUE)
                 offered = await self._actions.offered(self._runtime, message, state, role)
                 state.actions = [a.spec() for a in offered]
-            response = await self.generate(self.compose_context(state), message)
+            response = await self.generate(
+                self.compose_context(state), message, on_text=after_break(on_text, contents)
+            )
         return contents, results
 
     async def evaluate(

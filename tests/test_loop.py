@@ -54,11 +54,13 @@ async def test_every_stage_runs_and_events_arrive_in_order(
     assert reply.action_results[0].data == {"city": "Oslo", "days": 1}
     types = events.types(reply.message.id)
     expected = [
+        EventType.RUN_STARTED,
         EventType.CONNECTED,
         EventType.MESSAGE_RECEIVED,
         EventType.MESSAGE_STORED,
         EventType.SHOULD_RESPOND,
         EventType.STATE_COMPOSED,
+        EventType.CONTEXT_COMPOSED,
         EventType.MODEL_USED,
         EventType.ACTION_STARTED,
         EventType.ACTION_COMPLETED,

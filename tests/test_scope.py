@@ -185,7 +185,9 @@ async def test_facts_reach_only_their_scope(agent: AgentRuntime, fake_model: Fak
     assert "karaoke" not in system  # a group fact never enters a DM
 
     asked = len(fake_model.requests)
-    await agent.handle(_said("bob", "Testy: karaoke nights and my bank PIN", "pub", room_type="group"))
+    await agent.handle(
+        _said("bob", "Testy: karaoke nights and my bank PIN", "pub", room_type="group")
+    )
     assert len(fake_model.requests) == asked + 1
     system = fake_model.requests[-1].system or ""
     assert "karaoke" in system

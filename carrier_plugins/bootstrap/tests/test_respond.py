@@ -78,6 +78,34 @@ async def test_the_small_model_decides_when_the_conversation_is_for_the_agent(
     assert reply.texts == ["Good question."]
 
 
+@pytest.mark.parametrize(
+    ("answer", "responds"),
+    [
+        ("RESPOND", True),
+        ("Respond.", True),
+        ("[RESPOND]", True),
+        ("DON'T RESPOND", False),
+        ("Do not respond", False),
+        ("IGNORE", False),
+        ("STOP", False),
+        ("I think I should respond to this one", False),
+    ],
+)
+async def test_the_small_models_decision_is_parsed_not_searched(
+    agent: AgentRuntime,
+    fake_model: FakeModel,
+    small_model: FakeModel,
+    say: Say,
+    answer: str,
+    responds: bool,
+) -> None:
+    small_model.queue(answer)
+    fake_model.queue("Here I am.")
+    reply = await agent.handle(say("is anyone around?", group=True))
+    assert reply.ignored is not responds
+    assert reply.texts == (["Here I am."] if responds else [])
+
+
 async def test_a_word_containing_the_name_is_not_a_mention(
     agent: AgentRuntime, fake_model: FakeModel, small_model: FakeModel, say: Say
 ) -> None:
