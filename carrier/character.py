@@ -3,14 +3,16 @@
 ``load_character(path)`` reads JSON or YAML and returns a validated ``Character``;
 a bad file raises ``CharacterError`` whose lines read ``file: field: reason``.
 Unknown fields are kept (``character.model_extra``); secrets become ``SecretStr``.
+``check_plugins`` compares the plugins a character names with those installed.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import (
     ConfigDict,
@@ -22,15 +24,19 @@ from pydantic import (
     model_validator,
 )
 
-from carrier.errors import FIRST_PARTY_PLUGINS, CharacterError
+from carrier.errors import FIRST_PARTY_PLUGINS, CarrierWarning, CharacterError
 from carrier.settings import format_validation_error
 from carrier.types import CarrierModel, Content, new_id
+
+if TYPE_CHECKING:
+    from carrier.host import PluginInfo
 
 __all__ = [
     "Character",
     "ExampleTurn",
     "KnowledgeItem",
     "Style",
+    "UnsupportedPluginWarning",
     "check_plugins",
     "load_character",
     "parse_character",
@@ -226,6 +232,28 @@ def load_character(path: str | Path) -> Character:
 #: ElizaOS plugin names that map to a Carrier plugin of another name.
 _ALIASES = {"local-ai": "local", "ollama": "openai", "openrouter": "openai"}
 
+#: Package scopes of ElizaOS plugins (``@elizaos/plugin-node``, ``@elizaos-plugins/...``).
+_ELIZAOS_SCOPES = ("@elizaos/", "@elizaos-plugins/")
+
+
+class UnsupportedPluginWarning(CarrierWarning):
+    """A character names ElizaOS plugins that Carrier has no equivalent for.
+
+    The agent starts without them; ``plugins`` lists what was named, as written.
+    """
+
+    def __init__(self, source: str, plugins: Sequence[str]) -> None:
+        self.source = source
+        self.plugins = list(plugins)
+        names = ", ".join(repr(p) for p in self.plugins)
+        entry_points = ", ".join(repr(plugin_name(p)) for p in self.plugins)
+        noun = "plugin" if len(self.plugins) == 1 else "plugins"
+        super().__init__(
+            f"{source}: plugins: Carrier has no equivalent of the ElizaOS {noun} {names}; "
+            f"the agent runs without them. Remove them from the character, or install "
+            f"Carrier plugins that provide the entry points {entry_points}."
+        )
+
 
 def plugin_name(declared: str) -> str:
     """``@elizaos/plugin-openai``, ``carrier-plugin-openai`` and ``openai`` → ``openai``."""
@@ -243,22 +271,84 @@ def plugin_name(declared: str) -> str:
     return _ALIASES.get(name, name)
 
 
-def check_plugins(character: Character, installed: Iterable[str], *, source: str) -> None:
-    """Raise ``CharacterError`` for each declared plugin that is not installed."""
-    names = set(installed)
+def _is_elizaos(declared: str) -> bool:
+    return declared.strip().lower().startswith(_ELIZAOS_SCOPES)
+
+
+def _installed(
+    installed: Iterable[str] | Mapping[str, PluginInfo],
+) -> tuple[set[str], dict[str, str]]:
+    """Loaded plugin names, and the load error of each plugin whose import failed."""
+    if not isinstance(installed, Mapping):
+        return set(installed), {}
+    loaded: set[str] = set()
+    failed: dict[str, str] = {}
+    for name, info in installed.items():
+        error = getattr(info, "error", None)
+        if error:
+            failed[name] = str(error)
+        else:
+            loaded.add(name)
+    return loaded, failed
+
+
+def check_plugins(
+    character: Character,
+    installed: Iterable[str] | Mapping[str, PluginInfo],
+    *,
+    source: str,
+    failed: Mapping[str, str] | None = None,
+) -> None:
+    """Check the plugins a character names against those installed.
+
+    A plugin that is installed and loaded passes. One that is installed but failed
+    to import, a Carrier name that is not installed, and an ElizaOS name whose
+    first-party Carrier plugin is not installed (with its ``pip install`` command)
+    raise one ``CharacterError`` listing them all. ElizaOS plugins that Carrier has
+    no equivalent for (``@elizaos/plugin-twitter``) are skipped with one
+    :class:`UnsupportedPluginWarning` naming them all.
+
+    Args:
+        character: The character whose ``plugins`` are checked.
+        installed: Names of the loaded plugins, or the host's
+            :attr:`~carrier.host.PluginHost.plugins` (whose entries with an ``error``
+            failed to load).
+        source: The file or agent named in messages.
+        failed: Entry-point name → load error of plugins whose import failed, in
+            addition to those ``installed`` records.
+    """
+    loaded, failures = _installed(installed)
+    failures.update(failed or {})
     problems: list[tuple[str, str]] = []
+    unsupported: list[str] = []
     for index, declared in enumerate(character.plugins):
         name = plugin_name(declared)
-        if name in names:
+        field = f"plugins[{index}]"
+        if name in failures:
+            problems.append(
+                (field, f"{declared!r} is installed but failed to load: {failures[name]}")
+            )
+        elif name in loaded:
             continue
-        reason = f"no plugin named {declared!r} is installed"
-        install = FIRST_PARTY_PLUGINS.get(name)
-        reason += (
-            f"; install it with: pip install {install}"
-            if install
-            else f"; install a distribution that provides the {name!r} entry point, "
-            f"or remove it from the list"
-        )
-        problems.append((f"plugins[{index}]", reason))
+        elif name in FIRST_PARTY_PLUGINS:
+            problems.append(
+                (
+                    field,
+                    f"no plugin named {declared!r} is installed; install it with: "
+                    f"pip install {FIRST_PARTY_PLUGINS[name]}",
+                )
+            )
+        elif _is_elizaos(declared):
+            unsupported.append(declared)
+        else:
+            problems.append(
+                (
+                    field,
+                    f"no plugin named {declared!r} is installed; install a distribution "
+                    f"that provides the {name!r} entry point, or remove it from the list",
+                )
+            )
     if problems:
         raise CharacterError(source, problems)
+    if unsupported:
+        warnings.warn(UnsupportedPluginWarning(source, unsupported), stacklevel=2)

@@ -364,8 +364,9 @@ class Action(ABC):
     async def setup(self, runtime: AgentRuntime) -> None:  # noqa: B027 - optional hook
         """Prepare for ``runtime`` when it starts (ingest data, warm caches).
 
-        Runs once per runtime, before the first message; a failure is logged and
-        leaves the object in service.
+        Runs once per runtime, before the first message. A ``ConfigurationError``
+        stops the runtime's start (a setting the operator must fix); any other failure
+        is logged and leaves the object in service.
         """
 
     async def validate(self, runtime: AgentRuntime, message: Memory, state: State) -> bool:
@@ -426,8 +427,9 @@ class Provider(ABC):
     async def setup(self, runtime: AgentRuntime) -> None:  # noqa: B027 - optional hook
         """Prepare for ``runtime`` when it starts (ingest data, warm caches).
 
-        Runs once per runtime, before the first message; a failure is logged and
-        leaves the object in service.
+        Runs once per runtime, before the first message. A ``ConfigurationError``
+        stops the runtime's start (a setting the operator must fix); any other failure
+        is logged and leaves the object in service.
         """
 
     @abstractmethod
@@ -447,8 +449,9 @@ class Evaluator(ABC):
     async def setup(self, runtime: AgentRuntime) -> None:  # noqa: B027 - optional hook
         """Prepare for ``runtime`` when it starts (ingest data, warm caches).
 
-        Runs once per runtime, before the first message; a failure is logged and
-        leaves the object in service.
+        Runs once per runtime, before the first message. A ``ConfigurationError``
+        stops the runtime's start (a setting the operator must fix); any other failure
+        is logged and leaves the object in service.
         """
 
     async def validate(self, runtime: AgentRuntime, message: Memory, state: State) -> bool:

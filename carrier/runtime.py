@@ -167,6 +167,8 @@ class AgentRuntime(LoopStages):
         for component in components:
             try:
                 await component.setup(self)
+            except ConfigurationError:
+                raise  # a setting the operator must fix: never start half-configured
             except Exception:
                 logger.exception(
                     "setup() of %r failed; it stays in service", type(component).__name__

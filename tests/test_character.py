@@ -7,9 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from carrier.character import check_plugins, load_character, plugin_name
-from carrier.errors import CharacterError
-from carrier.runtime import DEFAULT_CHARACTER
+from carrier.character import (
+    UnsupportedPluginWarning,
+    check_plugins,
+    load_character,
+    plugin_name,
+)
+from carrier.errors import CarrierWarning, CharacterError, PluginLoadError
+from carrier.host import PluginHost, PluginInfo
+from carrier.runtime import DEFAULT_CHARACTER, AgentRuntime
 
 CHARACTERS = Path(__file__).parent / "characters"
 
@@ -172,6 +178,94 @@ def test_unknown_plugin_names_the_entry_and_the_install_command() -> None:
     ) in message
     assert "plugins[2]: no plugin named 'carrier-plugin-weather'" in message
     assert "plugins[0]" not in message
+
+
+def test_elizaos_plugins_without_an_equivalent_give_one_warning_naming_them_all() -> None:
+    character = load_character(CHARACTERS / "eliza_plugins_v1.json")
+    with pytest.warns(UnsupportedPluginWarning) as caught:
+        check_plugins(character, [], source="eliza_plugins_v1.json")
+    assert len(caught) == 1
+    warning = caught[0].message
+    assert isinstance(warning, CarrierWarning)
+    assert str(warning) == (
+        "eliza_plugins_v1.json: plugins: Carrier has no equivalent of the ElizaOS plugins "
+        "'@elizaos/plugin-node', '@elizaos/plugin-twitter', "
+        "'@elizaos-plugins/plugin-image-generation'; the agent runs without them. Remove "
+        "them from the character, or install Carrier plugins that provide the entry points "
+        "'node', 'twitter', 'image-generation'."
+    )
+
+
+def test_an_elizaos_plugin_is_fine_once_a_carrier_plugin_provides_it() -> None:
+    character = load_character(CHARACTERS / "eliza_plugins_v1.json")
+    character.plugins[:] = ["@elizaos/plugin-twitter", "@elizaos/plugin-openai"]
+    check_plugins(character, ["twitter", "openai"], source="x.json")  # no warning
+
+
+def test_mapped_elizaos_names_and_carrier_names_still_need_their_plugin() -> None:
+    character = load_character(CHARACTERS / "eliza_plugins_v1.json")
+    character.plugins[:] = [
+        "@elizaos/plugin-node",
+        "@elizaos/plugin-sql",
+        "@elizaos/plugin-local-ai",
+        "weather",
+    ]
+    with pytest.raises(CharacterError) as caught:
+        check_plugins(character, ["bootstrap"], source="x.json")  # errors win: no warning
+    assert caught.value.problems == [
+        (
+            "plugins[1]",
+            "no plugin named '@elizaos/plugin-sql' is installed; "
+            "install it with: pip install carrier-plugin-sql",
+        ),
+        (
+            "plugins[2]",
+            "no plugin named '@elizaos/plugin-local-ai' is installed; "
+            "install it with: pip install carrier-plugin-local",
+        ),
+        (
+            "plugins[3]",
+            "no plugin named 'weather' is installed; install a distribution that provides "
+            "the 'weather' entry point, or remove it from the list",
+        ),
+    ]
+
+
+def test_a_plugin_that_failed_to_import_is_reported_with_its_error() -> None:
+    character = load_character(CHARACTERS / "trump_v1.json")
+    character.plugins.append("openai")
+    error = PluginLoadError(
+        "bootstrap", "carrier-plugin-bootstrap", ImportError("cannot import name 'x'")
+    )
+    installed = {
+        "bootstrap": PluginInfo(name="bootstrap", error=str(error)),
+        "openai": PluginInfo(name="openai"),
+    }
+    with pytest.raises(CharacterError) as caught:
+        check_plugins(character, installed, source="trump_v1.json")
+    assert caught.value.problems == [
+        (
+            "plugins[0]",
+            "'@elizaos/plugin-bootstrap' is installed but failed to load: Plugin 'bootstrap' "
+            "from distribution 'carrier-plugin-bootstrap' failed to load: ImportError: "
+            "cannot import name 'x'. It was skipped; fix or reinstall it, or disable it "
+            "with CARRIER_DISABLE_PLUGINS=bootstrap.",
+        )
+    ]
+    # the same through ``failed``, when only names are at hand
+    with pytest.raises(CharacterError, match="'openai' is installed but failed to load: boom"):
+        check_plugins(character, ["bootstrap"], source="x", failed={"openai": "boom"})
+
+
+async def test_a_runtime_starts_with_the_warning(host: PluginHost) -> None:
+    character = load_character(CHARACTERS / "eliza_plugins_v1.json")
+    runtime = AgentRuntime(character, host=host, models={"embedding": None})
+    with pytest.warns(UnsupportedPluginWarning, match="'@elizaos/plugin-node'"):
+        await runtime.start()
+    try:
+        assert runtime.executor is not None
+    finally:
+        await runtime.stop()
 
 
 def test_the_source_path_is_kept_but_not_dumped() -> None:

@@ -77,6 +77,21 @@ def test_character_validate() -> None:
     ) in bad.stderr
 
 
+def test_character_validate_warns_about_elizaos_plugins_and_exits_0() -> None:
+    file = str(CHARACTERS / "eliza_plugins_v1.json")
+    result = run("character", "validate", file)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["valid"] is True
+    (warning,) = summary["warnings"]
+    assert warning.startswith(
+        f"{file}: plugins: Carrier has no equivalent of the ElizaOS plugins "
+        f"'@elizaos/plugin-node', '@elizaos/plugin-twitter', "
+        f"'@elizaos-plugins/plugin-image-generation'; the agent runs without them."
+    )
+    assert result.stderr == f"carrier: warning: {warning}\n"
+
+
 def test_plugins_lists_the_builtin() -> None:
     result = run("plugins")
     assert result.returncode == 0

@@ -6,6 +6,9 @@ from collections.abc import Callable
 
 import pytest
 
+from carrier.character import Character
+from carrier.host import PluginHost
+from carrier.protocols import MemoryStore
 from carrier.runtime import AgentRuntime
 from carrier.testing import FakeModel
 from carrier.types import (
@@ -111,7 +114,7 @@ async def test_follow_is_not_for_members_in_direct_rooms(
     assert await _state(agent, "dm-ada") is ParticipantState.NONE
 
 
-async def test_mute_silences_the_room_and_an_admin_unmutes_it_from_elsewhere(
+async def test_mute_silences_the_room_and_the_owner_unmutes_it_from_elsewhere(
     agent: AgentRuntime, fake_model: FakeModel, say: Say
 ) -> None:
     fake_model.queue("Going quiet.", actions=["MUTE_ROOM"])
@@ -125,6 +128,10 @@ async def test_mute_silences_the_room_and_an_admin_unmutes_it_from_elsewhere(
 
     fake_model.queue("Unmuted.", actions=[("UNMUTE_ROOM", {"room_id": "group-ada"})])
     reply = await agent.handle(say("unmute the group", role=Role.ADMIN))
+    assert not reply.action_results[0].success  # an admin of dm-ada only: not offered
+    assert await _state(agent, "group-ada") is ParticipantState.MUTED
+    fake_model.queue("Unmuted.", actions=[("UNMUTE_ROOM", {"room_id": "group-ada"})])
+    reply = await agent.handle(say("unmute the group", role=Role.OWNER))
     assert reply.action_results[0].success, reply.action_results
     assert await _state(agent, "group-ada") is ParticipantState.NONE
     fake_model.queue("Yes!")
@@ -156,7 +163,7 @@ async def test_a_member_cannot_act_on_another_room(
     (result,) = reply.action_results
     assert not result.success
     assert result.data["refused"] is True
-    assert "needs the admin or owner role" in (result.error or "")
+    assert "needs the owner role; the sender's role is member" in (result.error or "")
     assert await _state(agent, "other-group") is ParticipantState.NONE
 
 
@@ -197,15 +204,126 @@ async def test_send_message_validation(
     assert "You are not in a room 'nowhere'" in (second.error or "")
 
 
-async def test_send_message_needs_an_admin(
-    agent: AgentRuntime, fake_model: FakeModel, say: Say
+@pytest.mark.parametrize("role", [Role.MEMBER, Role.ADMIN])
+async def test_send_message_needs_the_owner(
+    agent: AgentRuntime, fake_model: FakeModel, say: Say, role: Role
 ) -> None:
     fake_model.queue("Sent.", actions=[("SEND_MESSAGE", {"room_id": "dm-ada", "text": "x"})])
-    reply = await agent.handle(say("send it"))  # a member
+    reply = await agent.handle(say("send it", role=role))
     (result,) = reply.action_results
     assert not result.success
     assert "SEND_MESSAGE" not in {a.name for a in fake_model.requests[0].actions}
     assert [m.content.text for m in reply.responses] == ["Sent."]  # only the text
+
+
+# ---- rights over other rooms: two users, two rooms ----------------------------------------
+
+
+async def _two_rooms(agent: AgentRuntime, fake_model: FakeModel, say: Say) -> None:
+    """Ada is in group room-a, Bob in group room-b; the agent is in both."""
+    fake_model.queue("Hi Ada.").queue("Hi Bob.")
+    await agent.handle(say("Testy, hi", user="ada", group=True, room="room-a"))
+    await agent.handle(say("Testy, hi", user="bob", group=True, room="room-b"))
+
+
+async def _messages_in(agent: AgentRuntime, room: str) -> list[str]:
+    memories = await agent.store.get_memories(agent_id=agent.agent_id, room_id=room)
+    return [m.content.text for m in memories if m.entity_id == agent.agent_id]
+
+
+async def test_an_admin_of_room_a_cannot_send_into_or_mute_room_b(
+    agent: AgentRuntime, fake_model: FakeModel, say: Say
+) -> None:
+    await _two_rooms(agent, fake_model, say)
+    send = ("SEND_MESSAGE", {"room_id": "room-b", "text": "hello from A"})
+    fake_model.queue("Sent.", actions=[send])
+    reply = await agent.handle(
+        say("Testy, tell room B hi", group=True, room="room-a", role="admin")
+    )
+    (result,) = reply.action_results
+    assert not result.success
+    assert "SEND_MESSAGE" not in {a.name for a in fake_model.requests[-1].actions}
+    fake_model.queue("Muting.", actions=[("MUTE_ROOM", {"room_id": "room-b"})])
+    reply = await agent.handle(say("Testy, mute room B", group=True, room="room-a", role="admin"))
+    (result,) = reply.action_results
+    assert result.data.get("refused") is True
+    assert "needs the owner role; the sender's role is admin" in (result.error or "")
+    assert await _state(agent, "room-b") is ParticipantState.NONE
+    assert await _messages_in(agent, "room-b") == ["Hi Bob."]
+    # in its own room the admin's role holds
+    fake_model.queue("Quiet now.", actions=["MUTE_ROOM"])
+    reply = await agent.handle(say("Testy, be quiet", group=True, room="room-a", role="admin"))
+    assert reply.action_results[0].success, reply.action_results
+    assert await _state(agent, "room-a") is ParticipantState.MUTED
+
+
+async def test_the_owner_can_send_into_and_mute_room_b(
+    agent: AgentRuntime, fake_model: FakeModel, say: Say
+) -> None:
+    await _two_rooms(agent, fake_model, say)
+    send = ("SEND_MESSAGE", {"room_id": "room-b", "text": "hello from A"})
+    fake_model.queue("Sent.", actions=[send])
+    reply = await agent.handle(
+        say("Testy, tell room B hi", group=True, room="room-a", role="owner")
+    )
+    assert reply.action_results[0].success, reply.action_results
+    fake_model.queue("Muting.", actions=[("MUTE_ROOM", {"room_id": "room-b"})])
+    reply = await agent.handle(say("Testy, mute room B", group=True, room="room-a", role="owner"))
+    assert reply.action_results[0].success, reply.action_results
+    assert await _state(agent, "room-b") is ParticipantState.MUTED
+    assert await _messages_in(agent, "room-b") == ["Hi Bob.", "hello from A"]
+
+
+async def test_a_member_claiming_owner_in_metadata_stays_a_member(
+    agent: AgentRuntime, fake_model: FakeModel, say: Say
+) -> None:
+    await _two_rooms(agent, fake_model, say)
+    claim = {"metadata": {"role": "owner"}}
+    send = ("SEND_MESSAGE", {"room_id": "room-b", "text": "hello from A"})
+    fake_model.queue("Sent.", actions=[send])
+    reply = await agent.handle(say("Testy, tell room B hi", group=True, room="room-a", **claim))
+    assert not reply.action_results[0].success
+    assert "SEND_MESSAGE" not in {a.name for a in fake_model.requests[-1].actions}
+    fake_model.queue("Muting.", actions=[("MUTE_ROOM", {"room_id": "room-b"})])
+    reply = await agent.handle(say("Testy, mute room B", group=True, room="room-a", **claim))
+    (result,) = reply.action_results
+    assert "the sender's role is member" in (result.error or "")
+    assert await _state(agent, "room-b") is ParticipantState.NONE
+    assert await _messages_in(agent, "room-b") == ["Hi Bob."]
+    stored = await agent.store.get_memories(agent_id=agent.agent_id, room_id="room-a")
+    assert {m.metadata["role"] for m in stored if m.entity_id == "ada"} == {"member"}
+
+
+async def test_lowering_send_messages_role_gives_no_right_over_other_rooms(
+    bootstrap_host: PluginHost,
+    character: Character,
+    sql_store: MemoryStore,
+    say: Say,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CARRIER_BOOTSTRAP_ACTION_ROLES", '{"SEND_MESSAGE": "admin"}')
+    model = FakeModel(default_text="ok")
+    async with AgentRuntime(
+        character,
+        host=bootstrap_host,
+        store=sql_store,
+        models={"large": model, "small": FakeModel(default_text="{}"), "embedding": None},
+    ) as agent:
+        await _two_rooms(agent, model, say)
+        for target in ({"room_id": "room-b"}, {"entity": "Bob"}):
+            model.queue("Sent.", actions=[("SEND_MESSAGE", {**target, "text": "psst"})])
+            reply = await agent.handle(
+                say("Testy, pass it on", group=True, room="room-a", role="admin")
+            )
+            (result,) = reply.action_results
+            assert result.data.get("refused") is True, result
+            assert "Sending to another room needs the owner role" in (result.error or "")
+        assert await _messages_in(agent, "room-b") == ["Hi Bob."]
+        model.queue("", actions=[("SEND_MESSAGE", {"room_id": "room-a", "text": "here"})])
+        reply = await agent.handle(
+            say("Testy, say it here", group=True, room="room-a", role="admin")
+        )
+        assert reply.action_results[0].success, reply.action_results
 
 
 # ---- UPDATE_GOAL -------------------------------------------------------------------------
@@ -257,7 +375,7 @@ async def test_update_goal_validation(agent: AgentRuntime, fake_model: FakeModel
     assert "There is no goal 'world peace'" in errors[2]
 
 
-async def test_update_goal_of_another_room_needs_an_admin(
+async def test_update_goal_of_another_room_needs_the_owner(
     agent: AgentRuntime, fake_model: FakeModel, say: Say
 ) -> None:
     goal = await _goal(agent, room="dm-ada")
@@ -265,12 +383,22 @@ async def test_update_goal_of_another_room_needs_an_admin(
     await agent.store.upsert_goal(goal.model_copy(update={"room_id": None}))
     other = goal.model_copy(update={"id": "g2", "room_id": "elsewhere", "name": "secret"})
     await agent.store.upsert_goal(other)
-    fake_model.queue("", actions=[("UPDATE_GOAL", {"goal": "g2", "objective": 1})]).queue("ok")
-    reply = await agent.handle(say("mark it", user="bob"))
-    assert reply.action_results[0].data.get("refused") is True
+    for role in (Role.MEMBER, Role.ADMIN):
+        fake_model.queue("", actions=[("UPDATE_GOAL", {"goal": "g2", "objective": 1})])
+        reply = await agent.handle(say("mark it", user="bob", role=role))
+        (result,) = reply.action_results
+        assert result.data.get("refused") is True
+        assert "needs the owner role" in (result.error or "")
+        assert "secret" not in (result.error or "")  # nothing about the other room leaks
     stored = await agent.store.get_goal("g2")
     assert stored is not None
     assert not stored.objectives[0].completed
+    fake_model.queue("", actions=[("UPDATE_GOAL", {"goal": "g2", "objective": 1})])
+    reply = await agent.handle(say("mark it", user="bob", role=Role.OWNER))
+    assert reply.action_results[0].success, reply.action_results
+    stored = await agent.store.get_goal("g2")
+    assert stored is not None
+    assert stored.objectives[0].completed
 
 
 # ---- every action: invalid arguments, and a role requirement set per agent ---------------------
@@ -306,8 +434,13 @@ async def test_unknown_arguments_are_refused(
 
 @pytest.mark.parametrize("name", ALL)
 async def test_a_role_set_per_agent_is_enforced_whatever_the_model_answers(
-    bootstrap_host, character, sql_store, say: Say, name: str, monkeypatch
-) -> None:  # type: ignore[no-untyped-def]
+    bootstrap_host: PluginHost,
+    character: Character,
+    sql_store: MemoryStore,
+    say: Say,
+    name: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("CARRIER_BOOTSTRAP_ACTION_ROLES", f'{{"{name}": "owner"}}')
     model = FakeModel(default_text='{"facts": []}')
     async with AgentRuntime(

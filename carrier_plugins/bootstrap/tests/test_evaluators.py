@@ -13,7 +13,8 @@ from carrier.character import Character
 from carrier.host import PluginHost
 from carrier.runtime import AgentRuntime
 from carrier.testing import FakeModel
-from carrier.types import Goal, GoalStatus, IncomingMessage, MemoryType, Objective
+from carrier.testing.fakes import EventRecorder
+from carrier.types import EventType, Goal, GoalStatus, IncomingMessage, MemoryType, Objective
 
 Say = Callable[..., IncomingMessage]
 
@@ -44,7 +45,9 @@ def _facts(*facts: str) -> str:
 async def test_a_fact_stated_once_is_retrieved_in_a_later_message(
     remembering: AgentRuntime, fake_model: FakeModel, small_model: FakeModel, say: Say
 ) -> None:
-    small_model.queue(_facts("Ada works as a baker.", "Ada's sister Maria lives in Lisbon."))
+    small_model.queue(
+        _facts("Ada bakes bread for a living.", "Ada's sister Maria lives in Lisbon.")
+    )
     reply = await remembering.handle(
         say("I bake bread for a living, and my sister Maria is in Lisbon")
     )
@@ -58,7 +61,7 @@ async def test_a_fact_stated_once_is_retrieved_in_a_later_message(
     await remembering.handle(say("What do you know about my sister Maria?", room="elsewhere"))
     system = fake_model.requests[-1].system or ""
     assert "Things you know:\n- Ada's sister Maria lives in Lisbon." in system
-    assert "Things you know:\n- Ada works as a baker." not in system
+    assert "Things you know:\n- Ada bakes bread for a living." not in system
 
 
 async def test_facts_are_deduplicated_by_meaning(
@@ -66,12 +69,15 @@ async def test_facts_are_deduplicated_by_meaning(
 ) -> None:
     small_model.queue(_facts("Ada lives in Oslo."))
     await remembering.handle(say("I live in Oslo"))
-    small_model.queue(_facts("Ada resides in Oslo.", "Ada works as a baker.", "Ada lives in Oslo"))
-    reply = await remembering.handle(say("I'm in Oslo and I work as a baker"))
+    small_model.queue(
+        _facts("Ada lives in Oslo now.", "Ada works as a baker.", "Ada lives in Oslo")
+    )
+    reply = await remembering.handle(say("I still live in Oslo and I work as a baker"))
     (facts,) = [r for r in reply.evaluator_results if r.name == "facts"]
     assert facts.data == {
         "added": ["Ada works as a baker."],
-        "duplicates": ["Ada resides in Oslo.", "Ada lives in Oslo"],
+        "duplicates": ["Ada lives in Oslo now.", "Ada lives in Oslo"],
+        "rejected": [],
     }
     count = await remembering.store.count_memories(
         agent_id=remembering.agent_id, type=MemoryType.FACT
@@ -145,3 +151,103 @@ async def test_a_reflection_is_written_every_n_messages_and_shown(
             large.requests[-1].system or ""
         )
         assert len(small.requests) == 1  # not again before 4 more messages
+
+
+async def test_invented_facts_are_dropped_and_reported(
+    bootstrap_host: PluginHost,
+    agent: AgentRuntime,
+    small_model: FakeModel,
+    say: Say,
+) -> None:
+    events = EventRecorder()
+    bootstrap_host.register(events, name="events")
+    invented = [
+        "My name is Elena, I'm a creative writing student.",
+        "Ada was born in Barcelona.",
+        "Ada works at TechCorp.",
+    ]
+    small_model.queue(_facts(*invented, "Ada's name is Ada."))
+    reply = await agent.handle(say("Hello! My name is Ada"))
+    (facts,) = [r for r in reply.evaluator_results if r.name == "facts"]
+    assert facts.data == {"added": ["Ada's name is Ada."], "duplicates": [], "rejected": invented}
+    stored = await agent.store.get_memories(agent_id=agent.agent_id, type=MemoryType.FACT)
+    assert [m.content.text for m in stored] == ["Ada's name is Ada."]
+    (event,) = events.of(EventType.MEMORY_REJECTED)
+    assert event.data["count"] == 3
+    assert event.message_id == reply.message.id
+
+
+async def test_verbatim_mode_keeps_the_senders_own_words_without_a_model_call(
+    bootstrap_host: PluginHost,
+    fake_model: FakeModel,
+    small_model: FakeModel,
+    sql_store: Any,
+    say: Say,
+) -> None:
+    character = Character(name="Testy", settings={"BOOTSTRAP_FACTS_MODE": "verbatim"})
+    models = {"large": fake_model, "small": small_model, "embedding": None}
+    async with AgentRuntime(
+        character, host=bootstrap_host, store=sql_store, models=models
+    ) as agent:
+        reply = await agent.handle(say("Hi! My name is Ada. I live in Oslo. What about you?"))
+    (facts,) = [r for r in reply.evaluator_results if r.name == "facts"]
+    assert facts.data["added"] == ["My name is Ada.", "I live in Oslo."]
+    assert not any("extract facts" in (r.system or "") for r in small_model.requests)
+
+
+async def test_facts_are_scoped_where_they_were_learned(
+    agent: AgentRuntime, small_model: FakeModel, say: Say
+) -> None:
+    small_model.queue(_facts("Ada lives in Oslo."))
+    await agent.handle(say("I live in Oslo", room="dm-ada"))
+    small_model.queue(_facts("Ada lives in Oslo."))
+    await agent.handle(say("Testy, I live in Oslo", room="team", group=True))
+    small_model.queue(_facts("Bob lives in Oslo."))
+    await agent.handle(say("I live in Oslo", user="bob", room="dm-bob"))
+    stored = await agent.store.get_memories(agent_id=agent.agent_id, type=MemoryType.FACT)
+    found = {(m.entity_id, m.room_id, m.scope.value) for m in stored}
+    # the same words from another user, or in another scope, are not duplicates
+    assert found == {
+        ("ada", "dm-ada", "direct"),
+        ("ada", "team", "room"),
+        ("bob", "dm-bob", "direct"),
+    }
+
+
+async def test_what_is_my_name_finds_the_senders_own_words_across_runs(
+    bootstrap_host: PluginHost,
+    character: Character,
+    fake_model: FakeModel,
+    small_model: FakeModel,
+    minilm: Any,
+    tmp_path: Any,
+    say: Say,
+) -> None:
+    """No fact is extracted (the small model finds none), yet a later run in another
+    direct room puts Ada's own earlier words in the prompt — and never Bob's."""
+    from carrier_plugin_sql.store import SqlStore
+
+    url = f"sqlite:///{tmp_path}/names.db"
+    models = {"large": fake_model, "small": small_model, "embedding": minilm}
+    async with (
+        SqlStore(url) as store,
+        AgentRuntime(character, host=bootstrap_host, store=store, models=models) as runtime,
+    ):
+        await runtime.handle(say("My name is Ada", room="dm-ada"))
+        await runtime.handle(say("My name is Bob", user="bob", room="dm-bob"))
+        await runtime.handle(say("Testy, my name is Carol", user="carol", room="lobby", group=True))
+        assert await store.count_memories(agent_id=runtime.agent_id, type=MemoryType.FACT) == 0
+    async with (
+        SqlStore(url) as store,
+        AgentRuntime(character, host=bootstrap_host, store=store, models=models) as runtime,
+    ):
+        await runtime.handle(say("what is my name?", room="dm-ada-2"))
+        system = fake_model.requests[-1].system or ""
+        section = system[system.index('<data source="relevant_memories">') :]
+        assert "- My name is Ada" in section
+        assert "Bob" not in system
+        assert "Carol" not in system
+        await runtime.handle(say("what is my name?", user="bob", room="dm-bob-2"))
+        system = fake_model.requests[-1].system or ""
+        assert "- My name is Bob" in system
+        assert "Ada" not in system

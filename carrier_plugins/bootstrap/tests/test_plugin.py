@@ -35,6 +35,7 @@ def test_registers_actions_providers_evaluators_and_command(host: PluginHost) ->
         "goals",
         "knowledge",
         "reflection",
+        "relevant_memories",
         "sender_facts",
         "time",
     ]

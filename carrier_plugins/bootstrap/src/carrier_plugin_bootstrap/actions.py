@@ -4,8 +4,12 @@ MUTE_ROOM, UNMUTE_ROOM, SEND_MESSAGE and UPDATE_GOAL.
 Every action has a description, similes, ElizaOS-style examples and a pydantic
 parameters model (extra fields forbidden, so a model inventing arguments is told
 so). ``required_role`` is enforced by the kernel; the defaults below can be
-changed per agent with ``CARRIER_BOOTSTRAP_ACTION_ROLES``. Acting on a room other
-than the current one also needs the sender to be an admin or the owner.
+changed per agent with ``CARRIER_BOOTSTRAP_ACTION_ROLES``.
+
+The sender's role is the one the client set (:func:`sender_role`). An admin's role
+holds in the room it was given in only: every right over another room (sending
+there, following, muting or unmuting it, updating its goals) needs the owner,
+whatever the role overrides say.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from carrier.types import (
     RoomType,
     State,
 )
-from carrier_plugin_bootstrap.config import settings_for
+from carrier_plugin_bootstrap.config import apply_action_roles
 
 if TYPE_CHECKING:
     from carrier.runtime import AgentRuntime
@@ -55,7 +59,12 @@ _ROOM_SCAN = 200
 
 
 def sender_role(message: Memory) -> Role:
-    """The role the client declared for the message's sender (member when unknown)."""
+    """The sender's role, as the client set it (member when unknown).
+
+    The kernel writes ``metadata["role"]`` from ``IncomingMessage.role`` after the
+    client's metadata, so nothing in a message can raise it; it is the only place
+    the plugin reads a role from.
+    """
     try:
         return Role(message.metadata.get("role", Role.MEMBER))
     except ValueError:
@@ -64,6 +73,14 @@ def sender_role(message: Memory) -> Role:
 
 def _at_least(message: Memory, role: Role) -> bool:
     return ROLE_RANK[sender_role(message)] >= ROLE_RANK[role]
+
+
+def _other_room_refused(name: str, message: Memory, what: str) -> ActionResult:
+    return _refused(
+        name,
+        f"{what} needs the owner role; the sender's role is {sender_role(message)}, "
+        f"and an admin's role holds in its own room only. Nothing was done.",
+    )
 
 
 def _refused(name: str, error: str) -> ActionResult:
@@ -97,10 +114,9 @@ class BootstrapAction(Action):
     parameters: ClassVar[type[BaseModel] | None] = NoArguments
 
     async def setup(self, runtime: AgentRuntime) -> None:
-        roles = settings_for(runtime).action_roles
-        if self.name in roles:
-            # an instance attribute shadows the class default for this runtime only
-            self.required_role = roles[self.name]  # type: ignore[misc]
+        """Apply the role overrides to the runtime's actions; ``ConfigurationError``
+        when they name an unknown role or action (see :func:`apply_action_roles`)."""
+        apply_action_roles(runtime)
 
 
 # ---- replying -----------------------------------------------------------------------
@@ -217,7 +233,7 @@ class RoomArguments(_Arguments):
     room_id: str | None = Field(
         default=None,
         max_length=200,
-        description="Another room's id (admins and owners only); default: this room.",
+        description="Another room's id (the owner only); default: this room.",
     )
 
 
@@ -231,7 +247,7 @@ class _RoomStateAction(BootstrapAction):
     done_text: ClassVar[str]
 
     async def validate(self, runtime: AgentRuntime, message: Memory, state: State) -> bool:
-        if _at_least(message, Role.ADMIN):
+        if _at_least(message, Role.OWNER):
             return True  # may name another room
         if state.room.type not in GROUP_ROOMS:
             return False
@@ -248,11 +264,9 @@ class _RoomStateAction(BootstrapAction):
             state.room.id
         )
         if room_id != state.room.id:
-            if not _at_least(message, Role.ADMIN):
-                return _refused(
-                    self.name,
-                    f"{self.name} on another room ({room_id!r}) needs the admin or owner "
-                    f"role; the sender is a {sender_role(message)}. Nothing was done.",
+            if not _at_least(message, Role.OWNER):
+                return _other_room_refused(
+                    self.name, message, f"{self.name} on another room ({room_id!r})"
                 )
             if await runtime.store.get_room(room_id) is None:
                 raise ToolRetry(f"There is no room {room_id!r}; give the id of a room you know.")
@@ -291,7 +305,7 @@ class FollowRoomAction(_RoomStateAction):
     async def validate(self, runtime: AgentRuntime, message: Memory, state: State) -> bool:
         if not await super().validate(runtime, message, state):
             return False
-        if _at_least(message, Role.ADMIN) and state.room.type not in GROUP_ROOMS:
+        if _at_least(message, Role.OWNER) and state.room.type not in GROUP_ROOMS:
             return True
         participant = await runtime.store.get_participant(state.room.id, runtime.agent_id)
         return participant is None or participant.state is not ParticipantState.FOLLOWED
@@ -381,12 +395,15 @@ class SendMessageAction(BootstrapAction):
         _example("Tell Bob the build is green.", "Done, I told Bob.", "SEND_MESSAGE")
     ]
     parameters = SendMessageArguments
-    required_role = Role.ADMIN
+    required_role = Role.OWNER
 
     async def handler(
         self, runtime: AgentRuntime, message: Memory, state: State, arguments: BaseModel | None
     ) -> ActionResult:
         assert isinstance(arguments, SendMessageArguments)
+        # checked before any lookup, so a refusal tells nothing about other rooms
+        if arguments.room_id != state.room.id and not _at_least(message, Role.OWNER):
+            return _other_room_refused(self.name, message, "Sending to another room")
         store = runtime.store
         if arguments.room_id is not None:
             room = await store.get_room(arguments.room_id)
@@ -493,12 +510,8 @@ class UpdateGoalAction(BootstrapAction):
     ) -> ActionResult:
         assert isinstance(arguments, UpdateGoalArguments)
         goal = await self._find_goal(runtime, message, state, arguments.goal)
-        if goal.room_id not in (None, message.room_id) and not _at_least(message, Role.ADMIN):
-            return _refused(
-                self.name,
-                f"Goal {goal.name!r} belongs to another room; updating it needs the admin "
-                f"or owner role. Nothing was done.",
-            )
+        if goal.room_id not in (None, message.room_id) and not _at_least(message, Role.OWNER):
+            return _other_room_refused(self.name, message, "Updating another room's goal")
         objectives = [o.model_copy() for o in goal.objectives]
         changed: str | None = None
         if arguments.objective is not None:

@@ -20,15 +20,19 @@ from carrier.types import (
     ChatMessage,
     Content,
     EvaluatorResult,
+    EventType,
     Goal,
     GoalStatus,
     Memory,
+    MemoryScope,
     MemoryType,
     ModelClass,
     ModelRequest,
+    SearchScope,
     new_id,
 )
 from carrier_plugin_bootstrap.config import settings_for
+from carrier_plugin_bootstrap.grounding import grounded, verbatim_facts
 
 if TYPE_CHECKING:
     from carrier.runtime import AgentRuntime
@@ -95,7 +99,17 @@ def _normalized(text: str) -> str:
 
 
 class FactEvaluator(Evaluator):
-    """Stores new facts about users as ``FACT`` memories, deduplicated by meaning."""
+    """Stores facts about users as ``FACT`` memories: grounded in the sender's own
+    words, scoped to where they were said, deduplicated by meaning within that scope.
+
+    A fact learned in a direct room is ``DIRECT`` (it follows its subject to their
+    other direct rooms); one learned in a group is ``ROOM`` (it stays in the group).
+    Claims the message does not support (:func:`~carrier_plugin_bootstrap.grounding.grounded`)
+    are dropped and reported in a ``memory_rejected`` event. With
+    ``CARRIER_BOOTSTRAP_FACTS_MODE=verbatim`` (``auto`` picks it for the embedded local
+    model, too small to paraphrase faithfully) no model is asked: the message's own
+    first-person statements are kept as written.
+    """
 
     name = "facts"
     description = "Extracts lasting facts from what users say about themselves."
@@ -113,33 +127,78 @@ class FactEvaluator(Evaluator):
     async def handler(
         self, runtime: AgentRuntime, message: Memory, state: State, responses: list[Memory]
     ) -> EvaluatorResult:
-        name = _name(state)
-        known = [s.memory.content.text for s in state.facts][:10]
-        system = FACTS_PROMPT.format(
-            agent=runtime.character.name, name=name, known="\n".join(known) or "(nothing)"
+        if _verbatim(runtime):
+            claims = verbatim_facts(message.content.text)
+        else:
+            name = _name(state)
+            known = [s.memory.content.text for s in state.facts][:10]
+            system = FACTS_PROMPT.format(
+                agent=runtime.character.name, name=name, known="\n".join(known) or "(nothing)"
+            )
+            try:
+                answer = await _ask(runtime, system, message.content.text, _Facts)
+            except (ModelError, ConfigurationError) as exc:
+                return EvaluatorResult(name=self.name, success=False, error=str(exc))
+            claims = [] if not isinstance(answer, _Facts) else answer.facts
+        kept, rejected = self.ground(runtime, message, state, claims)
+        if rejected:
+            await runtime.emit(
+                EventType.MEMORY_REJECTED,
+                message,
+                evaluator=self.name,
+                reason="not supported by the sender's words",
+                count=len(rejected),
+                texts=rejected,
+            )
+        added, duplicates = await self.store_facts(runtime, message, kept, state=state)
+        return EvaluatorResult(
+            name=self.name,
+            data={"added": added, "duplicates": duplicates, "rejected": rejected},
         )
-        try:
-            answer = await _ask(runtime, system, message.content.text, _Facts)
-        except (ModelError, ConfigurationError) as exc:
-            return EvaluatorResult(name=self.name, success=False, error=str(exc))
-        claims = [] if not isinstance(answer, _Facts) else answer.facts
-        added, duplicates = await self.store_facts(runtime, message, claims)
-        return EvaluatorResult(name=self.name, data={"added": added, "duplicates": duplicates})
+
+    @staticmethod
+    def ground(
+        runtime: AgentRuntime, message: Memory, state: State, claims: list[str]
+    ) -> tuple[list[str], list[str]]:
+        """Split ``claims`` into those the message supports and those it does not."""
+        share = settings_for(runtime).fact_grounding
+        names = [runtime.character.name, *(state.sender.names if state.sender else [])]
+        kept: list[str] = []
+        rejected: list[str] = []
+        for claim in claims:
+            claim = claim.strip()
+            if not claim:
+                continue
+            supported = grounded(claim, message.content.text, names=names, share=share)
+            (kept if supported else rejected).append(claim)
+        return kept, rejected
 
     async def store_facts(
-        self, runtime: AgentRuntime, message: Memory, claims: list[str]
+        self,
+        runtime: AgentRuntime,
+        message: Memory,
+        claims: list[str],
+        *,
+        state: State | None = None,
     ) -> tuple[list[str], list[str]]:
-        """Store each new claim; return (added, duplicates)."""
+        """Store each new claim about the sender in the message's scope; return
+        (added, duplicates). Duplicates are judged within that scope only."""
         claims = [c.strip() for c in claims if c and len(_normalized(c).split()) >= 2]
         if not claims:
             return [], []
         store = runtime.store
+        room = state.room if state is not None else await store.get_room(message.room_id)
+        direct = room is not None and room.direct
+        scope = SearchScope(room_id=message.room_id, entity_id=message.entity_id, direct=direct)
+        where = "direct" if direct else message.room_id
         threshold = settings_for(runtime).fact_similarity
         vectors = await runtime.embed(claims)
         added: list[str] = []
         duplicates: list[str] = []
         for index, claim in enumerate(claims):
-            fact_id = new_id(f"fact:{runtime.agent_id}:{_normalized(claim)}")
+            fact_id = new_id(
+                f"fact:{runtime.agent_id}:{message.entity_id}:{where}:{_normalized(claim)}"
+            )
             embedding = vectors[index] if vectors else None
             duplicate = await store.get_memory(fact_id) is not None
             if not duplicate and embedding is not None:
@@ -147,8 +206,10 @@ class FactEvaluator(Evaluator):
                     agent_id=runtime.agent_id,
                     embedding=embedding,
                     type=MemoryType.FACT,
+                    entity_id=message.entity_id,
                     limit=1,
                     threshold=threshold,
+                    scope=scope,
                 )
                 duplicate = bool(similar)
             if duplicate:
@@ -161,6 +222,7 @@ class FactEvaluator(Evaluator):
                     entity_id=message.entity_id,
                     room_id=message.room_id,
                     type=MemoryType.FACT,
+                    scope=MemoryScope.DIRECT if direct else MemoryScope.ROOM,
                     content=Content(text=claim, source="facts"),
                     embedding=embedding,
                     metadata={"source_message": message.id},
@@ -168,6 +230,17 @@ class FactEvaluator(Evaluator):
             )
             added.append(claim)
         return added, duplicates
+
+
+def _verbatim(runtime: AgentRuntime) -> bool:
+    mode = settings_for(runtime).facts_mode
+    if mode != "auto":
+        return mode == "verbatim"
+    try:
+        small = runtime.model(ModelClass.SMALL).primary
+    except ConfigurationError:
+        return True
+    return small.name.startswith("local")
 
 
 # ---- goals ------------------------------------------------------------------------------

@@ -20,7 +20,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from carrier.types import Content, Memory, MemoryType, ScoredMemory, new_id
+from carrier.types import (
+    Content,
+    Memory,
+    MemoryScope,
+    MemoryType,
+    ScoredMemory,
+    SearchScope,
+    new_id,
+)
 from carrier_plugin_bootstrap.config import settings_for
 
 if TYPE_CHECKING:
@@ -116,7 +124,7 @@ def chunk_text(text: str, *, size: int = 1000, overlap: int = 100) -> list[str]:
 
 
 def _room(runtime: AgentRuntime) -> str:
-    return f"knowledge-{runtime.agent_id}"
+    return runtime.system_room("knowledge")
 
 
 async def _embed_all(runtime: AgentRuntime, texts: list[str]) -> list[list[float]] | None:
@@ -169,6 +177,7 @@ async def ingest_text(
                 entity_id=runtime.agent_id,
                 room_id=_room(runtime),
                 type=MemoryType.FRAGMENT,
+                scope=MemoryScope.AGENT,
                 content=Content(text=chunk, source="knowledge"),
                 embedding=vectors[index] if vectors else None,
                 metadata={"document_id": doc_id, "index": index, "source": source},
@@ -181,6 +190,7 @@ async def ingest_text(
             entity_id=runtime.agent_id,
             room_id=_room(runtime),
             type=MemoryType.DOCUMENT,
+            scope=MemoryScope.AGENT,
             content=Content(text=text, source="knowledge"),
             metadata={
                 "source": source,
@@ -279,4 +289,5 @@ async def search_knowledge(
         type=MemoryType.FRAGMENT,
         limit=limit,
         threshold=runtime.settings.search_threshold if threshold is None else threshold,
+        scope=SearchScope(room_id=_room(runtime)),  # the agent's own knowledge only
     )

@@ -39,6 +39,7 @@ __all__ = [
     "GoalsProvider",
     "KnowledgeProvider",
     "ReflectionProvider",
+    "RelevantMemoriesProvider",
     "Section",
     "SenderFactsProvider",
     "TimeProvider",
@@ -81,6 +82,7 @@ class CharacterProvider(Section):
     name = "character"
     description = "Example conversations and background, a different sample per message."
     position = -50
+    trusted = True  # the agent's own instructions
     timeout_s = 1.0
     max_tokens = 500
 
@@ -121,6 +123,7 @@ class TimeProvider(Section):
     name = "time"
     description = "The current date and time."
     position = -10
+    trusted = True  # the agent's own instructions
     timeout_s = 0.5
     max_tokens = 40
 
@@ -187,6 +190,7 @@ class SenderFactsProvider(Section):
             entity_id=message.entity_id,
             type=MemoryType.FACT,
             limit=limit,
+            scope=state.scope or runtime.scope_for(message, state.room),
         )
         shown = {s.memory.id for s in state.facts}  # the kernel already renders those
         fresh = [f for f in facts if f.id not in shown and f.content.text]
@@ -195,6 +199,41 @@ class SenderFactsProvider(Section):
         who = state.sender.names[0] if state.sender and state.sender.names else "them"
         text = f"What you know about {who}:\n" + "\n".join(f"- {f.content.text}" for f in fresh)
         return ProviderOutput(text=text, values={"sender_facts": [f.content.text for f in fresh]})
+
+
+class RelevantMemoriesProvider(Section):
+    """The sender's own earlier messages most similar to the new one, from any room
+    the scope allows (this room; in a direct room, also their other direct rooms), so
+    "what is my name?" finds "My name is Ada" even when no fact was extracted."""
+
+    name = "relevant_memories"
+    description = "What the sender said earlier that relates to the new message."
+    position = 15
+    timeout_s = 1.5
+    max_tokens = 250
+
+    async def section(self, runtime: AgentRuntime, message: Memory, state: State) -> ProviderOutput:
+        limit = settings_for(runtime).relevant_memories
+        if not limit or message.embedding is None or message.entity_id == runtime.agent_id:
+            return ProviderOutput()
+        shown = {m.id for m in state.recent_messages}
+        shown.add(message.id)
+        hits = await runtime.store.search_memories(
+            agent_id=runtime.agent_id,
+            embedding=message.embedding,
+            type=MemoryType.MESSAGE,
+            entity_id=message.entity_id,
+            limit=limit + len(shown),
+            threshold=runtime.settings.search_threshold,
+            scope=state.scope or runtime.scope_for(message, state.room),
+        )
+        fresh = [h.memory for h in hits if h.memory.id not in shown and h.memory.content.text]
+        fresh = fresh[:limit]
+        if not fresh:
+            return ProviderOutput()
+        who = state.sender.names[0] if state.sender and state.sender.names else "They"
+        text = f"{who} said earlier:\n" + "\n".join(f"- {m.content.text}" for m in fresh)
+        return ProviderOutput(text=text, values={"relevant_memories": [m.id for m in fresh]})
 
 
 class ReflectionProvider(Section):
@@ -277,6 +316,7 @@ class ActionsProvider(Section):
     name = "actions"
     description = "What the agent can do for this message."
     position = 50
+    trusted = True  # the agent's own instructions
     timeout_s = 1.0
     max_tokens = 700
 
@@ -352,6 +392,7 @@ PROVIDERS: dict[str, type[Provider]] = {
         TimeProvider,
         EntitiesProvider,
         SenderFactsProvider,
+        RelevantMemoriesProvider,
         ReflectionProvider,
         GoalsProvider,
         AttachmentsProvider,
