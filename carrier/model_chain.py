@@ -6,6 +6,15 @@ becomes a chain. Each link is retried with exponential backoff and jitter on
 time budget; when a link fails for good, or answers something that fails
 validation, the next link is tried. SDK clients are built with ``max_retries=0``
 so this is the only retry loop.
+
+Streams are delivered exactly once. While a streamed answer has passed no text to
+the client (``on_text``), a failure is retried and falls back as above. Once text has
+reached the client nothing is retried or tried again elsewhere, since a new attempt
+would send its text a second time ("Hello Hello world"): the chain raises a plain
+``ModelError`` (not a ``TransientModelError``, so no outer loop retries it either)
+that says how much text was streamed, with the link's error as ``__cause__``. The
+text already sent stands; the caller shows the error after it. A response whose text
+was streamed but which fails ``validate`` raises the same way instead of falling back.
 """
 
 from __future__ import annotations
@@ -14,13 +23,14 @@ import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from functools import partial
 from time import time
 from typing import Any
 
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
-    retry_if_exception_type,
+    retry_if_exception,
     stop_after_attempt,
     stop_after_delay,
     wait_exponential_jitter,
@@ -34,6 +44,8 @@ __all__ = ["ModelChain", "RetryPolicy", "parse_model_spec", "parse_retry_after"]
 
 #: ``on_event(kind, data)`` — the runtime turns these into MODEL_RETRY/FALLBACK events.
 ChainObserver = Callable[[str, dict[str, Any]], Awaitable[None]]
+#: ``on_text(delta)`` — receives each streamed text delta.
+TextSink = Callable[[str], Awaitable[None]]
 
 _ARROW = re.compile(r"\s*(?:->|→|,)\s*")
 
@@ -133,11 +145,16 @@ class ModelChain:
         link: Model,
         call: Callable[[], Awaitable[Any]],
         on_event: ChainObserver | None,
+        *,
+        may_retry: Callable[[], bool] = lambda: True,
     ) -> Any:
+        """``call()``, retried on ``TransientModelError`` while ``may_retry()`` is true."""
         # Fast path: no retry machinery until a call has failed transiently.
         try:
             return await call()
         except TransientModelError as exc:
+            if not may_retry():
+                raise
             first_error: TransientModelError | None = exc
 
         async def again() -> Any:
@@ -162,7 +179,9 @@ class ModelChain:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.policy.attempts) | stop_after_delay(self.policy.budget_s),
             wait=self._wait,
-            retry=retry_if_exception_type(TransientModelError),
+            retry=retry_if_exception(
+                lambda error: isinstance(error, TransientModelError) and may_retry()
+            ),
             before_sleep=before_sleep,
             reraise=True,
         )
@@ -173,7 +192,7 @@ class ModelChain:
         request: ModelRequest,
         *,
         on_event: ChainObserver | None = None,
-        on_text: Callable[[str], Awaitable[None]] | None = None,
+        on_text: TextSink | None = None,
         validate: Callable[[ModelResponse], str | None] | None = None,
     ) -> ModelResponse:
         """Answer with the first link that succeeds.
@@ -181,42 +200,39 @@ class ModelChain:
         Args:
             request: The request.
             on_event: Told about each retry and fallback.
-            on_text: When given, the answer is streamed and each text delta passed on.
-                Once text has been passed on, a failure is not retried (it would
-                repeat the text).
+            on_text: When given, the answer is streamed and each text delta passed on,
+                exactly once. A failure before the first delta is retried and falls
+                back as usual. Once a delta has been passed on, nothing is retried or
+                falls back (the client would receive the text twice): the call raises
+                ``ModelError`` instead, and the text already passed on stands.
             validate: Returns a reason when a response is unusable; the next link
-                is then tried.
+                is then tried (unless its text was already streamed: ``ModelError``).
+
+        Raises:
+            ModelError: Every link failed; or a streamed answer failed after some of
+                its text had been passed to ``on_text``. The latter is never a
+                ``TransientModelError`` (retrying would repeat the text); its message
+                says how much was streamed and ``__cause__`` is the link's error.
         """
         errors: list[str] = []
         for index, link in enumerate(self.links):
-            emitted = False
-
-            async def call(link: Model = link) -> ModelResponse:
-                nonlocal emitted
-                if on_text is None:
-                    return await link.generate(request)
-                final: ModelResponse | None = None
-                async for chunk in link.stream(request):
-                    if chunk.text:
-                        emitted = True
-                        await on_text(chunk.text)
-                    if chunk.response is not None:
-                        final = chunk.response
-                if final is None:
-                    raise ModelRejectedError(f"{link.name} ended its stream without a response.")
-                return final
-
+            sent = _Sent(on_text)
+            call = partial(self._answer, link, request, sent)
             try:
-                response: ModelResponse = await self._retrying(link, call, on_event)
+                response: ModelResponse = await self._retrying(
+                    link, call, on_event, may_retry=sent.nothing_sent
+                )
             except ModelError as exc:
-                if emitted:
-                    raise
+                if sent.chars:
+                    raise _interrupted(link, sent, str(exc)) from exc
                 errors.append(f"{link.name}: {exc}")
                 reason = str(exc)
             else:
                 problem = validate(response) if validate is not None else None
                 if problem is None:
                     return response
+                if sent.chars:
+                    raise _interrupted(link, sent, problem)
                 errors.append(f"{link.name}: {problem}")
                 reason = problem
             if index + 1 < len(self.links) and on_event is not None:
@@ -228,6 +244,21 @@ class ModelChain:
             "Every model in the chain failed: " + "; ".join(errors) + ". "
             "Check the backends' settings and status, or add a fallback model."
         )
+
+    @staticmethod
+    async def _answer(link: Model, request: ModelRequest, sent: _Sent) -> ModelResponse:
+        """One attempt of ``link``: generated, or streamed through ``sent``."""
+        if not sent.streaming:
+            return await link.generate(request)
+        final: ModelResponse | None = None
+        async for chunk in link.stream(request):
+            if chunk.text:
+                await sent.send(chunk.text)
+            if chunk.response is not None:
+                final = chunk.response
+        if final is None:
+            raise ModelRejectedError(f"{link.name} ended its stream without a response.")
+        return final
 
     async def embed(
         self, texts: Sequence[str], *, on_event: ChainObserver | None = None
@@ -244,3 +275,35 @@ class ModelChain:
     async def aclose(self) -> None:
         for link in self.links:
             await link.aclose()
+
+
+class _Sent:
+    """Passes one link's streamed text to ``on_text`` and counts what it passed."""
+
+    def __init__(self, on_text: TextSink | None) -> None:
+        self._on_text = on_text
+        #: Characters passed on so far; once non-zero the link is never called again.
+        self.chars = 0
+
+    @property
+    def streaming(self) -> bool:
+        return self._on_text is not None
+
+    def nothing_sent(self) -> bool:
+        """Whether the link may still be retried: no text has reached the client."""
+        return self.chars == 0
+
+    async def send(self, text: str) -> None:
+        assert self._on_text is not None
+        # Counted before the await: text a failing sink may have shown is never resent.
+        self.chars += len(text)
+        await self._on_text(text)
+
+
+def _interrupted(link: Model, sent: _Sent, reason: str) -> ModelError:
+    return ModelError(
+        f"{link.name} failed after {sent.chars} characters of its answer had been "
+        f"streamed to the client: {reason.rstrip('.')}. It was not retried and no fallback model "
+        f"was asked, because the client would have received that text twice; the "
+        f"partial answer stands. Ask again to get a whole answer."
+    )

@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from typing import Any
 
 from carrier.testing.http_fake import FakeServer, Recorded, Reply
 
-__all__ = ["LLAMA_KEY", "FakeServer", "Recorded", "Reply"]
+__all__ = ["LLAMA_KEY", "FakeServer", "Recorded", "Reply", "openai_rules"]
 
 #: The key the local llama.cpp server demands; tests also check it never leaks.
 LLAMA_KEY = "sk-local-llama-key-0123456789"
@@ -72,6 +74,66 @@ def chunk(
     }
 
 
-def error_body(message: str, type_: str, code: str | None = None) -> dict[str, Any]:
+def error_body(
+    message: str, type_: str, code: str | None = None, param: str | None = None
+) -> dict[str, Any]:
     """An OpenAI error body."""
-    return {"error": {"message": message, "type": type_, "param": None, "code": code}}
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+# ---- OpenAI's request rules --------------------------------------------------------
+
+#: Reasoning models: OpenAI answers 400 to a request of theirs that carries ``stop``.
+REASONING_MODELS = re.compile(r"^(?:o\d|gpt-5)")
+
+
+def openai_rules(
+    answer: Callable[[Recorded], Reply], *, no_stop: re.Pattern[str] = REASONING_MODELS
+) -> Callable[[Recorded], Reply]:
+    """A handler that answers a chat request as OpenAI does when it breaks the API's
+    rules (HTTP 400 with OpenAI's error body), and with ``answer`` otherwise.
+
+    Enforced: at most 4 stop sequences; no ``stop`` at all, and no ``temperature``
+    but the default 1, for models matching ``no_stop`` (OpenAI's reasoning models
+    unless told otherwise).
+    """
+
+    def handler(request: Recorded) -> Reply:
+        body = request.json or {}
+        stop = body.get("stop")
+        temperature = body.get("temperature", 1)
+        if temperature != 1 and no_stop.match(str(body.get("model", ""))):
+            return Reply(
+                status=400,
+                json=error_body(
+                    "Unsupported value: 'temperature' does not support "
+                    f"{temperature} with this model. Only the default (1) value is supported.",
+                    "invalid_request_error",
+                    "unsupported_value",
+                    "temperature",
+                ),
+            )
+        if stop is not None and no_stop.match(str(body.get("model", ""))):
+            return Reply(
+                status=400,
+                json=error_body(
+                    "Unsupported parameter: 'stop' is not supported with this model.",
+                    "invalid_request_error",
+                    "unsupported_parameter",
+                    "stop",
+                ),
+            )
+        if isinstance(stop, list) and len(stop) > 4:
+            return Reply(
+                status=400,
+                json=error_body(
+                    f"Invalid 'stop': array too long. Expected an array with maximum "
+                    f"length 4, but got an array with length {len(stop)} instead.",
+                    "invalid_request_error",
+                    "array_above_max_length",
+                    "stop",
+                ),
+            )
+        return answer(request)
+
+    return handler

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from carrier_plugin_openai._convert import (
+    NO_STOP_MODELS,
     StreamAccumulator,
+    choose_stops,
     from_completion,
     parse_retry_after,
     redact,
+    rejects_stop,
     to_messages,
     to_params,
     to_response_format,
@@ -177,3 +182,57 @@ def test_redact_masks_the_key_and_key_like_text() -> None:
     text = "Incorrect API key provided: sk-proj-abc***********xyz. Also sk-live-123456789"
     assert "sk-" not in redact(text, None)
     assert redact("key=hunter2-secret!", "hunter2-secret") == "key=***!"
+
+
+def _room(*lines: str, system: str = "You are Testy.", stop: list[str]) -> ModelRequest:
+    messages = [
+        ChatMessage(role="assistant", content=line[1:])
+        if line.startswith(">")
+        else ChatMessage(role="user", content=line)
+        for line in lines
+    ]
+    return ModelRequest(system=system, messages=messages, stop=stop)
+
+
+def test_stop_sequences_keep_the_agent_and_the_latest_speakers() -> None:
+    names = ("Ada", "Bob", "Cyd", "Dee", "Eve", "Testy", "User")
+    stop = [f"\n{name}:" for name in names]
+    request = _room("Bob: hi", "Ada: hello", ">Hi both.", "Dee: me too", "Ada: ok", stop=stop)
+    # Testy (the agent), then Ada, Dee, Bob (latest first); kept in the request's order.
+    assert choose_stops(request) == ["\nAda:", "\nBob:", "\nDee:", "\nTesty:"]
+    assert choose_stops(request, limit=2) == ["\nAda:", "\nTesty:"]
+    assert choose_stops(request, limit=7) == stop
+    # A persona with a bio names the agent "About Testy:" too.
+    bio = _room("Bob: hi", system="You are Tessa. About Testy: a bot.", stop=stop)
+    assert choose_stops(bio, limit=2) == ["\nBob:", "\nTesty:"]
+
+
+def test_stop_sequences_a_caller_asked_for_come_first() -> None:
+    stop = ["\nAda:", "\nBob:", "\nCyd:", "\n\n", "\nTesty:", "END"]
+    request = _room("Cyd: hi", stop=[*stop, "END", ""])
+    assert choose_stops(request) == ["\nCyd:", "\n\n", "\nTesty:", "END"]
+    assert choose_stops(ModelRequest(stop=["\n\n", "\n\n"])) == ["\n\n"]
+
+
+@pytest.mark.parametrize(
+    ("model", "rejects"),
+    [
+        ("o1", True),
+        ("o3-mini", True),
+        ("o4-mini-2025-04-16", True),
+        ("gpt-5", True),
+        ("GPT-5-mini", True),
+        ("openai/o3", True),
+        ("gpt-4.1-mini", False),
+        ("gpt-4o", False),
+        ("llama3-o1-distill", False),
+        ("qwen2.5-7b-instruct", False),
+    ],
+)
+def test_reasoning_models_reject_stop(model: str, rejects: bool) -> None:
+    patterns = [re.compile(p, re.IGNORECASE) for p in NO_STOP_MODELS]
+    assert rejects_stop(model, patterns) is rejects
+    params = to_params(
+        _room(stop=["\nAda:"]), model=model, default_max_tokens=9, no_stop_models=patterns
+    )
+    assert ("stop" in params) is not rejects

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from typing import Any
 
 import carrier_plugin_openai.plugin
+import httpx
 import pytest
+from carrier_plugin_openai.settings import OpenAISettings
 from openai_fakes import (
     LLAMA_KEY,
     FakeServer,
@@ -22,9 +25,10 @@ from openai_fakes import (
     chunk,
     completion,
     error_body,
+    openai_rules,
     tool_call,
 )
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from carrier import (
     AgentRuntime,
@@ -408,3 +412,134 @@ async def test_a_body_without_choices_is_rejected(
                 await model.generate(hello())
         finally:
             await model.aclose()
+
+
+# ---- OpenAI's request rules: stop sequences -----------------------------------------
+
+#: A six-person group room as the kernel renders it: one stop per participant and "User".
+GROUP_ROOM = ModelRequest(
+    system="You are Testy.",
+    messages=[
+        ChatMessage(role="user", content="Ada: Morning all."),
+        ChatMessage(role="assistant", content="Morning, Ada."),
+        ChatMessage(role="user", content="Eve: Who is buying lunch?"),
+        ChatMessage(role="user", content="Cyd: Not me."),
+        ChatMessage(role="user", content="Testy, what do you think?"),
+    ],
+    max_tokens=8,
+    stop=sorted(f"\n{name}:" for name in ("Testy", "User", "Ada", "Bob", "Cyd", "Dee", "Eve")),
+)
+#: The agent's own name, then the latest speakers (Cyd, Eve, Ada), in the request's order.
+GROUP_STOPS = ["\nAda:", "\nCyd:", "\nEve:", "\nTesty:"]
+
+
+def _answer(request: Recorded) -> Reply:
+    if request.json.get("stream"):
+        return Reply(
+            sse=[
+                (None, chunk({"role": "assistant", "content": "Sandwiches."})),
+                (None, chunk({}, finish_reason="stop")),
+                (None, "[DONE]"),
+            ]
+        )
+    return Reply(json=completion("Sandwiches."))
+
+
+async def test_a_group_room_sends_at_most_four_stop_sequences(
+    openai_host: PluginHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """llama.cpp-style servers (base_url set) get the same cap as OpenAI."""
+    assert len(GROUP_ROOM.stop) == 7
+    monkeypatch.setenv("CARRIER_OPENAI_API_KEY", FAKE_KEY)
+    async with FakeServer(openai_rules(_answer)) as server:
+        model = openai_host.models.create("openai", base_url=f"{server.url}/v1")
+        try:
+            response = await model.generate(GROUP_ROOM)
+            streamed = [piece async for piece in model.stream(GROUP_ROOM)]
+        finally:
+            await model.aclose()
+    assert response.text == "Sandwiches."
+    assert streamed[-1].response is not None
+    assert streamed[-1].response.text == "Sandwiches."
+    assert [r.json["stop"] for r in server.requests] == [GROUP_STOPS, GROUP_STOPS]
+
+
+@pytest.mark.parametrize("model_id", ["o3", "o4-mini", "o1", "gpt-5", "gpt-5-mini"])
+async def test_reasoning_models_get_no_stop(
+    openai_host: PluginHost, monkeypatch: pytest.MonkeyPatch, model_id: str
+) -> None:
+    monkeypatch.setenv("CARRIER_OPENAI_API_KEY", FAKE_KEY)
+    async with FakeServer(openai_rules(_answer)) as server:
+        model = openai_host.models.create("openai", base_url=f"{server.url}/v1", model=model_id)
+        try:
+            # the evaluators ask for temperature 0: reasoning models accept only the default
+            response = await model.generate(GROUP_ROOM.model_copy(update={"temperature": 0.0}))
+        finally:
+            await model.aclose()
+    assert response.text == "Sandwiches."
+    (sent,) = server.requests
+    assert sent.json["model"] == model_id
+    assert "stop" not in sent.json
+    assert "temperature" not in sent.json
+
+
+async def test_more_models_without_stop_come_from_the_setting(
+    openai_host: PluginHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CARRIER_OPENAI_API_KEY", FAKE_KEY)
+    monkeypatch.setenv("CARRIER_OPENAI_NO_STOP_MODELS", '["^my-reasoner", "thinks$"]')
+    rules = openai_rules(_answer, no_stop=re.compile(r"^(?:o\d|gpt-5|my-reasoner)|thinks$"))
+    async with FakeServer(rules) as server:
+        url = f"{server.url}/v1"
+        models = [
+            openai_host.models.create("openai", base_url=url, model=model_id)
+            for model_id in ("my-reasoner-2", "qwen-thinks", "o3", "gpt-4.1")
+        ]
+        try:
+            for model in models:
+                assert (await model.generate(GROUP_ROOM)).text == "Sandwiches."
+        finally:
+            for model in models:
+                await model.aclose()
+    stops = [r.json.get("stop") for r in server.requests]
+    assert stops == [None, None, None, GROUP_STOPS]
+
+
+async def test_openai_itself_never_gets_more_than_four_stops(
+    openai_host: PluginHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CARRIER_OPENAI_MAX_STOP_SEQUENCES raises the cap for compatible servers only."""
+    monkeypatch.setenv("CARRIER_OPENAI_API_KEY", FAKE_KEY)
+    monkeypatch.setenv("CARRIER_OPENAI_MAX_STOP_SEQUENCES", "10")
+    rules = openai_rules(_answer)
+    seen: list[Recorded] = []
+
+    def openai_api(request: httpx.Request) -> httpx.Response:
+        recorded = Recorded(
+            request.method, request.url.path, dict(request.headers), request.content
+        )
+        seen.append(recorded)
+        reply = rules(recorded)
+        return httpx.Response(reply.status, json=reply.json)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(openai_api)) as client:
+        model = openai_host.models.create("openai", http_client=client)
+        try:
+            assert (await model.generate(GROUP_ROOM)).text == "Sandwiches."
+        finally:
+            await model.aclose()
+    assert seen[0].headers["host"] == "api.openai.com"
+    assert seen[0].json["stop"] == GROUP_STOPS
+
+    async with FakeServer(lambda r: Reply(json=completion("ok"))) as server:
+        model = openai_host.models.create("openai", base_url=f"{server.url}/v1")
+        try:
+            await model.generate(GROUP_ROOM)
+        finally:
+            await model.aclose()
+    assert server.requests[0].json["stop"] == GROUP_ROOM.stop
+
+
+def test_a_pattern_that_is_no_regular_expression_is_refused() -> None:
+    with pytest.raises(ValidationError, match="not a regular expression"):
+        OpenAISettings(no_stop_models=["(unclosed"])

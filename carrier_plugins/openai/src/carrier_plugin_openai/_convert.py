@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -21,10 +21,14 @@ if TYPE_CHECKING:
     from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 __all__ = [
+    "MAX_STOP_SEQUENCES",
+    "NO_STOP_MODELS",
     "StreamAccumulator",
+    "choose_stops",
     "from_completion",
     "parse_retry_after",
     "redact",
+    "rejects_stop",
     "to_messages",
     "to_params",
     "to_response_format",
@@ -32,6 +36,18 @@ __all__ = [
 ]
 
 _NAME = re.compile(r"[^A-Za-z0-9_-]")
+#: Most stop sequences OpenAI's Chat Completions API accepts (more is an HTTP 400).
+MAX_STOP_SEQUENCES = 4
+#: Model ids (regular expressions, searched case-insensitively) of OpenAI's reasoning
+#: models, which reject ``stop`` with an HTTP 400: the o-series and gpt-5. A prefix such
+#: as ``openai/`` (OpenRouter) is allowed. ``CARRIER_OPENAI_NO_STOP_MODELS`` adds more.
+NO_STOP_MODELS = (r"(?:^|/)o\d", r"(?:^|/)gpt-5")
+#: A stop sequence the kernel adds per participant: a new line, the name, a colon.
+_SPEAKER_STOP = re.compile(r"\n(?P<name>[^\n:]+):")
+#: How a group-room turn starts (``"Ada: hello"``).
+_SPEAKER_PREFIX = re.compile(r"(?P<name>[^\n:]+):")
+#: How the kernel's persona names the agent (``character_system_prompt``).
+_PERSONA = r"(?:\bYou are|\bAbout) {name}(?![\w-])"
 #: OpenAI echoes a masked key in 401 bodies ("sk-abc***xyz"); never pass it on.
 _KEYLIKE = re.compile(r"\b(?:sk|rk|pk)-[A-Za-z0-9_*\-.]{6,}")
 
@@ -85,12 +101,57 @@ def to_response_format(schema: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def rejects_stop(model: str, patterns: Sequence[re.Pattern[str]]) -> bool:
+    """Whether ``model`` is one of those that reject ``stop`` (any pattern matches)."""
+    return any(pattern.search(model) for pattern in patterns)
+
+
+def choose_stops(request: ModelRequest, *, limit: int = MAX_STOP_SEQUENCES) -> list[str]:
+    """At most ``limit`` of the request's stop sequences, the most useful ones.
+
+    The kernel adds one ``"\\nName:"`` per participant (sorted by name), which in a
+    group room is more than OpenAI accepts. Kept first, in this order: stop sequences
+    of another form (a caller asked for them), the agent's own name (the one the
+    system prompt introduces with "You are Name" or "About Name:"), then the people
+    who spoke in the chat, most recent first, then the rest in the request's order.
+    The kept ones are returned in the request's order, so the result is deterministic.
+    """
+    stops = list(dict.fromkeys(stop for stop in request.stop if stop))
+    if len(stops) <= limit:
+        return stops
+    recent: dict[str, int] = {}
+    for message in reversed(request.messages):
+        if message.role != "user":
+            continue
+        prefix = _SPEAKER_PREFIX.match(message.content)
+        name = message.name or (prefix.group("name").strip() if prefix else None)
+        if name:
+            recent.setdefault(name, len(recent))
+    system = request.system or ""
+
+    def rank(position: int) -> tuple[int, int]:
+        speaker = _SPEAKER_STOP.fullmatch(stops[position])
+        if speaker is None:
+            return (0, position)
+        name = speaker.group("name")
+        if re.search(_PERSONA.format(name=re.escape(name)), system):
+            return (1, position)
+        if name in recent:
+            return (2, recent[name])
+        return (3, position)
+
+    kept = sorted(sorted(range(len(stops)), key=rank)[:limit])
+    return [stops[position] for position in kept]
+
+
 def to_params(
     request: ModelRequest,
     *,
     model: str,
     default_max_tokens: int,
     max_tokens_key: str = "max_tokens",
+    max_stop: int = MAX_STOP_SEQUENCES,
+    no_stop_models: Sequence[re.Pattern[str]] = (),
 ) -> dict[str, Any]:
     """Keyword arguments of ``chat.completions.create`` for ``request``.
 
@@ -100,16 +161,22 @@ def to_params(
         default_max_tokens: Answer limit when the request sets none.
         max_tokens_key: ``max_completion_tokens`` for OpenAI itself, ``max_tokens`` for
             compatible servers (some know only the older name).
+        max_stop: Most stop sequences sent; :func:`choose_stops` picks which.
+        no_stop_models: Patterns of model ids that reject ``stop`` and any
+            ``temperature`` but the default (reasoning models); for those both are left
+            out (see :data:`NO_STOP_MODELS`).
     """
     params: dict[str, Any] = {
         "model": model,
         "messages": to_messages(request),
         max_tokens_key: request.max_tokens or default_max_tokens,
     }
-    if request.temperature is not None:
+    reasoning = rejects_stop(model, no_stop_models)
+    if request.temperature is not None and not reasoning:  # reasoning models: default only
         params["temperature"] = request.temperature
-    if request.stop:
-        params["stop"] = list(request.stop)
+    stop = [] if reasoning else choose_stops(request, limit=max_stop)
+    if stop:
+        params["stop"] = stop
     if request.seed is not None:
         params["seed"] = request.seed
     if request.actions:

@@ -8,6 +8,7 @@ retry loop. SDK exceptions are translated here, ``from exc``, into
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
@@ -19,6 +20,8 @@ from carrier.errors import ConfigurationError, ModelRejectedError, TransientMode
 from carrier.protocols import Model
 from carrier.types import ModelClass, ModelRequest, ModelResponse, StreamChunk
 from carrier_plugin_openai._convert import (
+    MAX_STOP_SEQUENCES,
+    NO_STOP_MODELS,
     StreamAccumulator,
     from_completion,
     parse_retry_after,
@@ -91,6 +94,16 @@ class OpenAIModel(Model):
             self._embedding_model
         )
         self._max_tokens_key = "max_completion_tokens" if self._official else "max_tokens"
+        # OpenAI rejects more than 4 stop sequences; compatible servers get the setting.
+        self._max_stop = (
+            min(settings.max_stop_sequences, MAX_STOP_SEQUENCES)
+            if self._official
+            else settings.max_stop_sequences
+        )
+        self._no_stop_models = [
+            re.compile(pattern, re.IGNORECASE)
+            for pattern in (*NO_STOP_MODELS, *settings.no_stop_models)
+        ]
         self._client = openai.AsyncOpenAI(
             api_key=key,
             base_url=settings.base_url,
@@ -145,6 +158,8 @@ class OpenAIModel(Model):
             model=self.model_id(request),
             default_max_tokens=self.settings.max_tokens,
             max_tokens_key=self._max_tokens_key,
+            max_stop=self._max_stop,
+            no_stop_models=self._no_stop_models,
         )
 
     async def generate(self, request: ModelRequest) -> ModelResponse:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field, SecretStr
+import re
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["OpenAISettings"]
@@ -39,3 +41,32 @@ class OpenAISettings(BaseSettings):
     max_tokens: int = Field(default=1024, gt=0, description="Answer limit when unset.")
     timeout_s: float = Field(default=60.0, gt=0)
     context_window: int | None = Field(default=None, gt=0)
+    max_stop_sequences: int = Field(
+        default=4,
+        ge=1,
+        description=(
+            "Most stop sequences sent with a request; OpenAI accepts 4 and never gets more. "
+            "Raise it only for a compatible server (base_url) that accepts more."
+        ),
+    )
+    no_stop_models: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Regular expressions (searched case-insensitively) of model ids that reject "
+            "'stop', in addition to the built-in o-series and gpt-5 ones; a JSON list "
+            "in the environment."
+        ),
+    )
+
+    @field_validator("no_stop_models")
+    @classmethod
+    def _patterns_compile(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(
+                    f"{pattern!r} is not a regular expression ({exc}); write one such as "
+                    f"'^my-reasoner' or '^o\\d'."
+                ) from exc
+        return patterns
