@@ -18,6 +18,7 @@ from carrier_plugin_http.settings import HttpSettings
 from carrier.builtin.memory_store import InMemoryStore
 from carrier.character import Character
 from carrier.host import PluginHost
+from carrier.protocols import MemoryStore
 from carrier.runtime import AgentRuntime
 from carrier.testing import FakeModel
 
@@ -28,7 +29,7 @@ class Served:
 
     url: str
     runtimes: list[AgentRuntime]
-    store: InMemoryStore
+    store: MemoryStore
     settings: HttpSettings
 
     def client(self, token: str | None = None, **kwargs: Any) -> httpx.AsyncClient:
@@ -46,8 +47,20 @@ def http_settings(tmp_path: Path) -> HttpSettings:
 
 
 @pytest.fixture
+def settings_with(http_settings: HttpSettings) -> Callable[..., HttpSettings]:
+    """``settings_with(user_tokens={...}, ...)``: ``http_settings`` with those fields,
+    validated as the environment's values are (``model_copy`` would not)."""
+
+    def make(**update: Any) -> HttpSettings:
+        return HttpSettings(_env_file=None, **{**http_settings.model_dump(), **update})
+
+    return make
+
+
+@pytest.fixture
 def serve_agents(host: PluginHost, http_settings: HttpSettings) -> ServeFactory:
-    """``async with serve_agents([character, ...], model=...) as served:``."""
+    """``async with serve_agents([character, ...], model=...) as served:``; pass
+    ``store=`` (unopened, e.g. a ``SqlStore``) to serve on it instead of in memory."""
 
     @asynccontextmanager
     async def serve(
@@ -55,10 +68,11 @@ def serve_agents(host: PluginHost, http_settings: HttpSettings) -> ServeFactory:
         *,
         model: FakeModel | None = None,
         settings: HttpSettings | None = None,
+        store: MemoryStore | None = None,
     ) -> AsyncIterator[Served]:
         model = model or FakeModel(default_text="hello from the agent")
         settings = settings or http_settings
-        store = InMemoryStore()
+        store = store or InMemoryStore()
         async with AsyncExitStack() as stack:
             await store.open()
             stack.push_async_callback(store.close)

@@ -82,8 +82,8 @@ async def test_an_uploaded_file_downloads_from_its_attachment_url(
         assert response.headers["x-content-type-options"] == "nosniff"
 
 
-async def test_only_the_rooms_users_can_download_its_files(serve_agents, http_settings) -> None:
-    settings = http_settings.model_copy(update={"user_tokens": {"tok-a": "alice", "tok-b": "bob"}})
+async def test_only_the_rooms_users_can_download_its_files(serve_agents, settings_with) -> None:
+    settings = settings_with(user_tokens={"tok-a": "alice", "tok-b": "bob"})
     agents = [Character(name="Nova"), Character(name="Ada")]
     async with (
         serve_agents(agents, settings=settings) as served,

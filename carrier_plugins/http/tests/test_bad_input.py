@@ -136,7 +136,8 @@ async def test_unknown_route_is_a_json_404(serve_agents) -> None:
     async with serve_agents() as served, served.client() as client:
         response = await client.get("/no/such/route")
         assert response.status_code == 404
-        assert response.json() == {"error": "Not Found"}
+        assert response.json()["error"] == "Not Found"
+        assert response.json()["requestId"] == response.headers["x-request-id"]
 
 
 def test_no_token_means_loopback_only() -> None:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import carrier
 from carrier.types import EventType
 from carrier_plugin_http import schemas
+from carrier_plugin_http.errors import failure, not_answered
 
 if TYPE_CHECKING:
     from carrier.host import PluginHost
@@ -37,6 +38,9 @@ STREAMED_EVENTS = frozenset(
         EventType.MODEL_FALLBACK,
     }
 )
+#: The event fields a client sees. Errors and reasons stay in the log: they may name
+#: exceptions or backend URLs.
+STREAMED_FIELDS = frozenset({"action", "success", "refused", "attempt", "wait_s"})
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,15 @@ class AgentHub:
         """The store of the first agent (the server's shared store)."""
         return self.runtimes[0].store
 
+    def is_agent(self, user_id: str) -> bool:
+        """Whether ``user_id`` is a hosted agent's id (no user may speak or read as one)."""
+        return user_id in self._by_id
+
+    def is_reserved_room(self, room_id: str) -> bool:
+        """Whether a hosted runtime keeps ``room_id`` for itself (knowledge, autonomous
+        runs, ...): no user may post into it or read it."""
+        return any(runtime.is_reserved_room(room_id) for runtime in self._by_id.values())
+
     # ---- events ------------------------------------------------------------------
 
     @carrier.hookimpl
@@ -118,7 +131,8 @@ class AgentHub:
             return
         queue = self._streams.get(event.message_id)
         if queue is not None:
-            data = {"type": event.type.value, **_jsonable(event.data)}
+            shown = {k: v for k, v in event.data.items() if k in STREAMED_FIELDS}
+            data = {"type": event.type.value, **_jsonable(shown)}
             if event.duration_ms:
                 data["durationMs"] = round(event.duration_ms, 3)
             queue.put_nowait(StreamItem("action" if "action" in event.data else "event", data))
@@ -135,13 +149,15 @@ class AgentHub:
         incoming: IncomingMessage,
         *,
         on_refused: Callable[[], Awaitable[None]] | None = None,
+        request_id: str = "-",
     ) -> AsyncIterator[StreamItem]:
         """Handle one message, yielding tokens, action events and the final answer.
 
         Yields ``token`` items (``{"text": delta}``), ``action`` items, then either
-        ``done`` (``{"responses": [...]}``) or ``error``. If the client goes away, the
-        message is still answered and stored; the hub waits for it on close.
-        ``on_refused`` runs if the message could not be stored.
+        ``done`` (``{"responses": [...]}``) or ``error`` (``{"error", "status",
+        "requestId"}``, with a safe text; the details are logged under ``request_id``).
+        If the client goes away, the message is still answered and stored; the hub
+        waits for it on close. ``on_refused`` runs if the message could not be stored.
         """
         message_id = incoming.message_id or str(uuid.uuid4())
         incoming = incoming.model_copy(update={"message_id": message_id})
@@ -157,7 +173,8 @@ class AgentHub:
             try:
                 reply = await runtime.handle(incoming, on_text=on_text)
                 if reply.error:
-                    queue.put_nowait(StreamItem("error", {"error": reply.error, "status": 503}))
+                    error = not_answered(reply, request_id)
+                    queue.put_nowait(StreamItem("error", _error(error, 503, request_id)))
                 else:
                     contents = schemas.contents(runtime, reply.responses)
                     queue.put_nowait(StreamItem("done", {"responses": contents}))
@@ -165,8 +182,8 @@ class AgentHub:
                 if on_refused is not None:
                     with contextlib.suppress(Exception):
                         await on_refused()
-                status, error = schemas.failure(exc)
-                queue.put_nowait(StreamItem("error", {"error": error, "status": status}))
+                status, error = failure(exc, request_id)
+                queue.put_nowait(StreamItem("error", _error(error, status, request_id)))
             finally:
                 queue.put_nowait(None)
                 self._streams.pop(message_id, None)
@@ -179,6 +196,10 @@ class AgentHub:
         yield StreamItem("start", {"messageId": message_id, "agentId": runtime.agent_id})
         while (item := await queue.get()) is not None:
             yield item
+
+
+def _error(error: str, status: int, request_id: str) -> dict[str, Any]:
+    return {"error": error, "status": status, "requestId": request_id}
 
 
 def _jsonable(data: dict[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import json
 import re
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr, ValidationError, field_validator
 
@@ -48,7 +48,11 @@ class BadRequestError(Exception):
 
 
 class MessageIn(BaseModel):
-    """A message as the ElizaOS direct client sends it (form fields or a JSON object)."""
+    """A message as the ElizaOS direct client sends it (form fields or a JSON object).
+
+    Other fields are ignored: a client cannot set the sender's role or the stored
+    message's metadata.
+    """
 
     model_config = ConfigDict(populate_by_name=True, extra="ignore")
 
@@ -58,7 +62,12 @@ class MessageIn(BaseModel):
         alias="roomId",
         max_length=200,
         pattern=_ID,
-        description="Room id; default 'default-room-{agent_id}'.",
+        description="Room id; default: the sender's own room with the agent.",
+    )
+    room_type: Literal["direct", "group"] = Field(
+        default="direct",
+        alias="roomType",
+        description="A new room's kind: 'direct' (one user and the agent) or 'group'.",
     )
     user_id: StrictStr | None = Field(
         default=None,

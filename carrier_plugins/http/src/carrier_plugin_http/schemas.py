@@ -7,12 +7,11 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from carrier.errors import InputError, StoreError
 from carrier_plugin_http.messages import MessageForm, MessageIn
 
 if TYPE_CHECKING:
     from carrier.runtime import AgentRuntime
-    from carrier.types import Memory
+    from carrier.types import Attachment, Memory
 
 __all__ = [
     "MESSAGE_ERRORS",
@@ -24,20 +23,23 @@ __all__ = [
     "Me",
     "MemoryOut",
     "MemoryPage",
+    "MessageContentOut",
     "Status",
     "agent_detail",
     "agent_summary",
+    "attachment_out",
     "contents",
-    "failure",
     "memory_out",
     "message_request_body",
 ]
 
 
 class Error(BaseModel):
-    """Every error answer."""
+    """Every error answer: what went wrong and what to do, and the request's id (also
+    in the ``X-Request-ID`` header) to quote to the operator."""
 
     error: str
+    requestId: str  # noqa: N815 - the JSON field's name
 
 
 class ContentOut(BaseModel):
@@ -62,9 +64,10 @@ class AgentSummary(BaseModel):
 
 class Me(BaseModel):
     """``GET /me``: the user a per-user token speaks for (``null`` for the shared token
-    or none: then the request names its user)."""
+    or none: then the request names its user) and the role requests act with."""
 
     userId: str | None  # noqa: N815 - the JSON field's name
+    role: str
 
 
 class AgentList(BaseModel):
@@ -82,16 +85,23 @@ class AgentDetail(AgentSummary):
     plugins: list[str] = Field(default_factory=list)
 
 
-class MemoryOut(BaseModel):
-    """A stored message (camelCase, without its embedding)."""
+class MessageContentOut(BaseModel):
+    """What a stored message says, as a user may see it (no thoughts, no metadata)."""
 
-    model_config = ConfigDict(extra="allow")
+    text: str
+    attachments: list[dict[str, Any]] = Field(default_factory=list)
+    inReplyTo: str | None = None  # noqa: N815 - the wire name
+    source: str | None = None
+
+
+class MemoryOut(BaseModel):
+    """A stored message of the room."""
 
     id: str
     entityId: str  # noqa: N815 - the wire name
     roomId: str  # noqa: N815
     createdAt: float  # noqa: N815
-    content: dict[str, Any]
+    content: MessageContentOut
 
 
 class MemoryPage(BaseModel):
@@ -114,23 +124,14 @@ MESSAGE_ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": Error, "description": what}
     for code, what in {
         400: "Missing 'text', a field of the wrong type, or a body that cannot be read.",
-        403: "The room belongs to other users, or the token speaks for another user.",
+        403: "The room is reserved for the agent or belongs to another user, or the "
+        "token speaks for another user.",
         404: "No such agent.",
         413: "The body or the file is too large.",
         415: "Not form data or JSON.",
         503: "The message was stored but the model could not answer it.",
     }.items()
 }
-
-
-def failure(exc: Exception) -> tuple[int, str]:
-    """The HTTP status and error text for a message the runtime could not take:
-    refused input is 400, a failing memory store 503, anything else 500."""
-    if isinstance(exc, InputError):
-        return 400, str(exc)
-    if isinstance(exc, StoreError):
-        return 503, f"The memory store failed: {exc}"
-    return 500, f"{type(exc).__name__}: {exc}"
 
 
 def message_request_body() -> dict[str, Any]:
@@ -185,5 +186,29 @@ def agent_detail(runtime: AgentRuntime) -> dict[str, Any]:
 
 
 def memory_out(memory: Memory) -> dict[str, Any]:
-    """A memory for the wire, without its embedding."""
-    return memory.model_dump(mode="json", by_alias=True, exclude={"embedding"})
+    """A message for the wire: its id, sender, room, time and what it says (text,
+    files, the message it answers, its source), never its thought or metadata."""
+    content = memory.content
+    return {
+        "id": memory.id,
+        "entityId": memory.entity_id,
+        "roomId": memory.room_id,
+        "createdAt": memory.created_at,
+        "content": {
+            "text": content.text,
+            "attachments": [attachment_out(a) for a in content.attachments],
+            "inReplyTo": content.in_reply_to,
+            "source": content.source,
+        },
+    }
+
+
+#: The fields of an attachment a reader sees (the model's own extra fields stay out).
+_ATTACHMENT_FIELDS = frozenset({"id", "url", "title", "source", "content_type", "text", "size"})
+
+
+def attachment_out(attachment: Attachment) -> dict[str, Any]:
+    """A message's file or link for the wire (camelCase, without unset fields)."""
+    return attachment.model_dump(
+        mode="json", by_alias=True, include=set(_ATTACHMENT_FIELDS), exclude_none=True
+    )

@@ -54,7 +54,8 @@ async def serve(
     check_bind_address(bind_host, settings)
     async with open_agents(host, characters) as runtimes:
         hub = AgentHub(runtimes, host=host)
-        app = create_app(hub, settings)
+        # the tokenless server answers to the address it is bound to
+        app = create_app(hub, settings.model_copy(update={"host": bind_host, "port": port}))
         config = uvicorn.Config(app, host=bind_host, port=port, log_level="info", access_log=False)
         server = uvicorn.Server(config)
         names = ", ".join(f"{r.character.name} ({r.agent_id})" for r in runtimes)
