@@ -58,9 +58,19 @@ class ActionTable:
         return offered
 
     async def run(
-        self, runtime: AgentRuntime, call: ActionCall, message: Memory, state: State, role: Role
+        self,
+        runtime: AgentRuntime,
+        call: ActionCall,
+        message: Memory,
+        state: State,
+        role: Role,
+        *,
+        idempotency_key: str | None = None,
     ) -> ActionResult:
-        """Run one call; every failure becomes an unsuccessful ``ActionResult``."""
+        """Run one call; every failure becomes an unsuccessful ``ActionResult``.
+
+        ``idempotency_key`` is in ``state.idempotency_key`` while the handler runs.
+        """
         action = self.find(call.name)
         offered = {spec.name for spec in state.actions}
         if action is None or action.name not in offered:
@@ -92,7 +102,11 @@ class ActionTable:
             if not await action.validate(runtime, message, state):
                 error = f"Action {action.name!r} does not apply to this message (validate failed)."
                 return await self._failed(runtime, message, action.name, error, refused=True)
-            result = await action.handler(runtime, message, state, arguments)
+            state.idempotency_key = idempotency_key
+            try:
+                result = await action.handler(runtime, message, state, arguments)
+            finally:
+                state.idempotency_key = None
         except ToolRetry as exc:
             return await self._failed(runtime, message, action.name, str(exc), retry=True)
         except Exception as exc:

@@ -139,6 +139,7 @@ async def run_autonomous(
                 metadata={"internal": True, "goal_id": current.id, "step": step},
             )
         )
+        await reply.evaluated()  # the goal evaluator's progress decides the next step
         run.steps.append(reply)
         latest = await runtime.store.get_goal(goal.id) or current
         await runtime.emit(

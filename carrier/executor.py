@@ -8,6 +8,7 @@ with the number of rooms ever seen.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
 
 __all__ = ["InProcessExecutor"]
 
+logger = logging.getLogger("carrier.executor")
+
 
 class _RoomLane:
     __slots__ = ("lock", "users")
@@ -29,12 +32,15 @@ class _RoomLane:
 
 
 class InProcessExecutor(Executor):
-    """Runs ``runtime.handle_message`` with one FIFO lane per (agent, room)."""
+    """Runs ``runtime.answer`` with one FIFO lane per (agent, room); the caller gets the
+    reply as soon as it is stored, while the lane stays held until ``runtime.finish``
+    (the evaluators) is done, so the room's next message sees what they stored."""
 
     name = "inprocess"
 
     def __init__(self) -> None:
         self._lanes: dict[tuple[str, str], _RoomLane] = {}
+        self._finishing: set[asyncio.Task[None]] = set()
 
     @property
     def active_rooms(self) -> int:
@@ -54,9 +60,41 @@ class InProcessExecutor(Executor):
             lane = self._lanes[key] = _RoomLane()
         lane.users += 1
         try:
-            async with lane.lock:  # asyncio.Lock wakes waiters in FIFO order
-                return await runtime.handle_message(incoming, on_text=on_text)
+            await lane.lock.acquire()  # asyncio.Lock wakes waiters in FIFO order
+        except BaseException:
+            self._leave(key, lane, locked=False)
+            raise
+        try:
+            reply = await runtime.answer(incoming, on_text=on_text)
+        except BaseException:
+            self._leave(key, lane)
+            raise
+        if not reply.finishing:
+            self._leave(key, lane)
+            return reply
+        task = asyncio.get_running_loop().create_task(self._finish(runtime, reply, key, lane))
+        self._finishing.add(task)
+        task.add_done_callback(self._finishing.discard)
+        return reply
+
+    async def _finish(
+        self, runtime: AgentRuntime, reply: Reply, key: tuple[str, str], lane: _RoomLane
+    ) -> None:
+        try:
+            await runtime.finish(reply)
+        except Exception:
+            logger.exception("Evaluating message %s failed", reply.message.id)
         finally:
-            lane.users -= 1
-            if lane.users == 0:
-                del self._lanes[key]
+            self._leave(key, lane)
+
+    def _leave(self, key: tuple[str, str], lane: _RoomLane, *, locked: bool = True) -> None:
+        if locked:
+            lane.lock.release()
+        lane.users -= 1
+        if lane.users == 0:
+            del self._lanes[key]
+
+    async def aclose(self) -> None:
+        """Wait for the evaluators still running."""
+        while self._finishing:
+            await asyncio.gather(*self._finishing, return_exceptions=True)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from pydantic import BaseModel
 
+from carrier.errors import StoreError
 from carrier.types import (
     ActionResult,
     ActionSpec,
@@ -326,6 +327,59 @@ class MemoryStore(ABC):
     @abstractmethod
     async def delete_cache(self, key: str) -> bool:
         """Delete a cache entry; ``False`` if it did not exist."""
+
+    # The cache is also the store's key-value primitive for coordination between
+    # processes (leases, recorded steps, plugin state): the three calls below are
+    # atomic, and values compare as JSON (``{"a": 1}`` equals ``{"a": 1}``).
+
+    async def add_cache(self, key: str, value: Any, *, ttl_s: float | None = None) -> bool:
+        """Store ``value`` under ``key`` only if the key is absent or expired; ``True``
+        if this call stored it (of concurrent calls for one key, exactly one).
+
+        The default is not atomic across processes: a store shared by processes
+        overrides it (and the two below) with one atomic statement.
+        """
+        if await self.get_cache(key) is not None:
+            return False
+        await self.set_cache(key, value, ttl_s=ttl_s)
+        return True
+
+    async def compare_and_set_cache(
+        self, key: str, expected: Any, value: Any, *, ttl_s: float | None = None
+    ) -> bool:
+        """Replace the live value ``expected`` by ``value`` (``None`` deletes the entry),
+        atomically; ``False`` and nothing changed if the key holds anything else (or
+        nothing: use :meth:`add_cache` to create)."""
+        current = await self.get_cache(key)
+        if current is None or current != expected:
+            return False
+        if value is None:
+            await self.delete_cache(key)
+        else:
+            await self.set_cache(key, value, ttl_s=ttl_s)
+        return True
+
+    async def increment_cache(
+        self, key: str, amount: int = 1, *, ttl_s: float | None = None
+    ) -> int:
+        """Add ``amount`` to the integer under ``key`` (an absent or expired key counts
+        as 0) and return the new value, atomically. ``ttl_s`` applies when the key is
+        created. Raises ``StoreError`` if the key holds something other than an integer."""
+        current = await self.get_cache(key)
+        if current is None:
+            await self.set_cache(key, amount, ttl_s=ttl_s)
+            return amount
+        if not isinstance(current, int) or isinstance(current, bool):
+            raise StoreError(
+                f"Cache key {key!r} holds {type(current).__name__}, not an integer; "
+                f"increment_cache needs an integer (or an absent key)."
+            )
+        await self.set_cache(key, current + amount)  # keeps no expiry: override to keep it
+        return current + amount
+
+    @abstractmethod
+    async def list_cache(self, prefix: str, *, limit: int = 1000) -> list[tuple[str, Any]]:
+        """Live entries whose key starts with ``prefix``, by key: ``(key, value)``."""
 
     @abstractmethod
     async def log(

@@ -9,7 +9,6 @@ default executor runs messages in-process, one message per room at a time.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -21,16 +20,16 @@ from carrier.character import Character, check_plugins, load_character, plugin_n
 from carrier.errors import (
     CarrierError,
     ConfigurationError,
-    ModelError,
-    StoreError,
     UnknownNameError,
 )
 from carrier.model_chain import ModelChain, RetryPolicy, parse_model_spec
 from carrier.prompts import (
     character_system_prompt,
 )
+from carrier.running import Runs
 from carrier.settings import overrides_from_character
-from carrier.stages import LoopStages, TextCallback
+from carrier.stages import TextCallback
+from carrier.steps import StepLog
 from carrier.streaming import speaker_label
 from carrier.types import (
     Content,
@@ -61,7 +60,7 @@ logger = logging.getLogger("carrier.runtime")
 DEFAULT_CHARACTER = Path(__file__).parent / "builtin" / "default_character.json"
 
 
-class AgentRuntime(LoopStages):
+class AgentRuntime(Runs):
     """One agent (one character) on a host, a store and its models.
 
     Args:
@@ -143,6 +142,7 @@ class AgentRuntime(LoopStages):
     async def _start(self) -> None:
         if self._store is None:
             self._store = await self.host.open_store()
+        self._steps = StepLog(self._store, self.agent_id, ttl_s=self.settings.lease_ttl_s)
         for model_class in ModelClass:
             self._chains[model_class] = self._resolve_chain(model_class)
         self._actions = ActionTable({e.name: e.factory() for e in self.host.actions})
@@ -316,90 +316,6 @@ class AgentRuntime(LoopStages):
     ) -> Reply:
         """Handle a message through the executor (the way clients should call)."""
         return await self.executor.submit(self, incoming, on_text=on_text)
-
-    async def handle_message(
-        self, incoming: IncomingMessage, *, on_text: TextCallback | None = None
-    ) -> Reply:
-        """Run every stage for one message (executors call this, one per room at a time).
-
-        Raises only if the message could not be stored; after that, every failure
-        becomes ``Reply.error`` and the message stays unanswered for :meth:`recover`.
-        """
-        started = time.perf_counter()
-        message = self.receive(incoming)
-        await self.emit(EventType.RUN_STARTED, message, source=incoming.source)
-        room = await self.connect(message, incoming)
-        message, fresh = await self.store_message(message)
-        if not fresh:
-            previous = await self._answer_to(message)
-            if previous is not None:
-                return previous.model_copy(update={"duplicate": True})
-        try:
-            reply = await self.respond(message, room, role=incoming.role, on_text=on_text)
-        except (ModelError, StoreError, ConfigurationError) as exc:
-            logger.info("Message %s was stored but not answered: %s", message.id, exc)
-            await self.emit(EventType.RUN_FAILED, message, error=str(exc))
-            return Reply(message=message, error=str(exc))
-        except Exception as exc:  # a bug in a plugin or here must not stop the runtime
-            logger.exception("Message %s was stored but handling it failed", message.id)
-            error = f"Internal error while answering: {type(exc).__name__}: {exc}"
-            await self.emit(EventType.RUN_FAILED, message, error=error)
-            return Reply(message=message, error=error)
-        await self.emit(
-            EventType.RUN_ENDED,
-            message,
-            (time.perf_counter() - started) * 1000,
-            responses=len(reply.responses),
-            ignored=reply.ignored,
-        )
-        return reply
-
-    async def stored_reply(self, message_id: str) -> Reply | None:
-        """The stored outcome of a message handled here or by another process.
-
-        Returns ``None`` if the message is not stored; a ``Reply`` without
-        responses if it is stored but not answered yet; otherwise its stored
-        responses (``ignored`` when the agent chose not to answer).
-        """
-        message = await self.store.get_memory(message_id)
-        if message is None:
-            return None
-        answer = await self._answer_to(message)
-        return answer if answer is not None else Reply(message=message)
-
-    async def _answer_to(self, message: Memory) -> Reply | None:
-        found: list[Memory] = []
-        while True:
-            suffix = f"-{len(found)}" if found else ""
-            memory = await self.store.get_memory(f"{message.id}-{self.agent_id}{suffix}")
-            if memory is None:
-                break
-            found.append(memory)
-        if not found:
-            return None
-        ignored = bool(found[0].metadata.get("ignored"))
-        return Reply(message=message, responses=[] if ignored else found, ignored=ignored)
-
-    async def recover(self, *, limit: int = 1000) -> list[Reply]:
-        """Answer the messages a crash left stored but unanswered, once each, in order."""
-        replies = []
-        for memory in await self.store.unanswered_messages(agent_id=self.agent_id, limit=limit):
-            replies.append(await self.handle(self._incoming_from(memory)))
-        return replies
-
-    def _incoming_from(self, memory: Memory) -> IncomingMessage:
-        meta = memory.metadata
-        return IncomingMessage(
-            text=memory.content.text,
-            user_id=memory.entity_id,
-            user_name=meta.get("user_name"),
-            room_id=memory.room_id,
-            source=memory.content.source or "direct",
-            message_id=memory.id,
-            attachments=memory.content.attachments,
-            room_type=meta.get("room_type", "direct"),
-            role=meta.get("role", Role.MEMBER),
-        )
 
     async def run_autonomous(
         self,

@@ -98,6 +98,23 @@ class CarrierSettings(BaseSettings):
     max_response_chars: int = Field(
         default=32_000, ge=1, description="Longer model answers are cut."
     )
+    record_steps: bool = Field(
+        default=True,
+        description="Lease each message's run and record its steps in the store, so a "
+        "replay never repeats a completed action (turn off only to measure the cost).",
+    )
+    lease_ttl_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="A run's lease lasts this long unless renewed (every third of it); "
+        "a crashed run is recovered after it.",
+    )
+    recover_on_start: bool = Field(
+        default=True,
+        description="carrier chat/serve/worker finish unanswered messages and cut-off "
+        "evaluations when they start.",
+    )
+    recover_limit: int = Field(default=100, ge=0, description="Most messages recovered at start.")
     facts_limit: int = Field(default=5, ge=0)
     knowledge_limit: int = Field(default=5, ge=0)
     search_threshold: float = Field(default=0.3, ge=-1, le=1)

@@ -25,9 +25,11 @@ from carrier.prompts import (
     parse_should_respond,
     render,
 )
+from carrier.steps import idempotency_key
 from carrier.streaming import SpeakerLabelFilter, after_break
 from carrier.types import (
     DIRECT_ROOM_TYPES,
+    ActionCall,
     ActionResult,
     ChatMessage,
     Content,
@@ -57,6 +59,7 @@ if TYPE_CHECKING:
     from carrier.protocols import Evaluator, MemoryStore, Provider
     from carrier.runtime import AgentRuntime
     from carrier.settings import CarrierSettings
+    from carrier.steps import StepLog
     from carrier.types import EvaluatorResult
 
 __all__ = ["LoopStages", "TextCallback"]
@@ -86,6 +89,7 @@ class LoopStages:
     _turns: TurnCache | None
     _speaker_label: re.Pattern[str]
     _speaker_names: list[str]
+    _steps: StepLog
 
     @property
     def _runtime(self) -> AgentRuntime:
@@ -189,6 +193,12 @@ class LoopStages:
             raise AccessError(
                 f"Room {room_id!r} is reserved for the agent itself; users cannot post "
                 f"into it. Send the message without a room id, or to a room of your own."
+            )
+        defaults = f"default-room-{self.agent_id}-"
+        if room_id.startswith(defaults) and room_id != f"{defaults}{incoming.user_id}":
+            raise AccessError(
+                f"Room {room_id!r} is another user's default room. Send the message "
+                f"without a room id to use your own."
             )
         # The client's metadata first: the fields below are the runtime's, and the
         # sender's role in particular is set once, by the client, from data it trusts.
@@ -326,8 +336,14 @@ class LoopStages:
         *,
         role: Role = Role.MEMBER,
         on_text: TextCallback | None = None,
+        replay: bool = False,
     ) -> Reply:
-        """Stages 5-10 for a stored message."""
+        """Stages 5-8 and 10 for a stored message: the responses are stored before any
+        evaluator runs (``AgentRuntime.finish`` runs them; the reply carries the state).
+
+        With ``replay`` (the message was handled before), recorded model responses and
+        action outcomes are reused (``carrier.steps``).
+        """
         if not await self.should_respond(message, room):
             ignored = await self.remember(message, [Content(actions=["IGNORE"])], ignored=True)
             return Reply(message=message, responses=ignored, ignored=True)
@@ -340,18 +356,40 @@ class LoopStages:
             (time.perf_counter() - started) * 1000,
             turns=len(request.messages),
         )
-        response = await self.generate(request, message, on_text=on_text)
-        contents, results = await self.act(message, state, response, role=role, on_text=on_text)
-        responses_preview = [self._response_memory(message, c, i) for i, c in enumerate(contents)]
-        evaluations = await self.evaluate(message, state, responses_preview)
+        response = await self._model_step(message, 0, request, on_text=on_text, replay=replay)
+        contents, results = await self.act(
+            message, state, response, role=role, on_text=on_text, replay=replay
+        )
         responses = await self.remember(message, contents)
-        return Reply(
+        reply = Reply(
             message=message,
             responses=responses,
             action_results=results,
-            evaluator_results=evaluations,
             ignored=not contents,
         )
+        reply._pending = state
+        return reply
+
+    async def _model_step(
+        self,
+        message: Memory,
+        step: int,
+        request: ModelRequest,
+        *,
+        on_text: TextCallback | None,
+        replay: bool,
+    ) -> ModelResponse:
+        """A step's model response: the recorded one in a replay, else the model's (then
+        recorded when it chose actions, before they run)."""
+        steps = self._steps if self.settings.record_steps else None
+        if replay and steps is not None:
+            recorded = await steps.response(message.id, step)
+            if recorded is not None:
+                return recorded
+        response = await self.generate(request, message, on_text=on_text)
+        if steps is not None and response.action_calls:
+            await steps.record_response(message.id, step, response)
+        return response
 
     async def should_respond(self, message: Memory, room: Room) -> bool:
         """Ask ``carrier_choose_should_respond``; ``ASK_MODEL`` asks the small model."""
@@ -524,16 +562,21 @@ class LoopStages:
         *,
         role: Role = Role.MEMBER,
         on_text: TextCallback | None = None,
+        replay: bool = False,
     ) -> tuple[list[Content], list[ActionResult]]:
         """Stage 8: run the chosen actions; a bounded number of further steps when an
         action asks to continue (streamed to ``on_text`` too, after a blank line).
-        Returns the contents to send and every result."""
+        Returns the contents to send and every result.
+
+        Each call runs with its idempotency key; its outcome is recorded when it
+        completes, and a replay reuses a recorded outcome instead of running it again.
+        """
         contents: list[Content] = []
         results: list[ActionResult] = []
         for step in range(self.settings.max_action_steps):
             step_results = [
-                await self._actions.run(self._runtime, call, message, state, role)
-                for call in response.action_calls
+                await self._run_call(message, state, call, role, step, index, replay=replay)
+                for index, call in enumerate(response.action_calls)
             ]
             results.extend(step_results)
             text = self._speaker_label.sub("", response.text, count=1).strip()
@@ -567,10 +610,38 @@ class LoopStages:
             if self._actions and self._offers_actions():  # may depend on the step (CONTINUE)
                 offered = await self._actions.offered(self._runtime, message, state, role)
                 state.actions = [a.spec() for a in offered]
-            response = await self.generate(
-                self.compose_context(state), message, on_text=after_break(on_text, contents)
+            response = await self._model_step(
+                message,
+                step + 1,
+                self.compose_context(state),
+                on_text=after_break(on_text, contents),
+                replay=replay,
             )
         return contents, results
+
+    async def _run_call(
+        self,
+        message: Memory,
+        state: State,
+        call: ActionCall,
+        role: Role,
+        step: int,
+        index: int,
+        *,
+        replay: bool,
+    ) -> ActionResult:
+        steps = self._steps if self.settings.record_steps else None
+        if replay and steps is not None:
+            recorded = await steps.outcome(message.id, step, index)
+            if recorded is not None:
+                return recorded
+        key = idempotency_key(message.id, step, index)
+        result = await self._actions.run(
+            self._runtime, call, message, state, role, idempotency_key=key
+        )
+        if steps is not None:
+            await steps.record_outcome(message.id, step, index, result)
+        return result
 
     async def evaluate(
         self, message: Memory, state: State, responses: list[Memory]

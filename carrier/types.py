@@ -13,7 +13,7 @@ import uuid
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 from pydantic.alias_generators import to_camel
 
 __all__ = [
@@ -476,11 +476,20 @@ class State(CarrierModel):
     providers: dict[str, ProviderOutput] = Field(default_factory=dict)
     action_results: list[ActionResult] = Field(default_factory=list)
     step: int = 0
+    #: While an action's handler runs: its call's key, ``"{message_id}:{step}:{index}"``,
+    #: the same in every replay of the message (``carrier.steps``). Pass it to anything
+    #: with external effects (payments, posts, e-mails) so a replay does not repeat them.
+    idempotency_key: str | None = None
     values: dict[str, Any] = Field(default_factory=dict)
 
 
 class Reply(CarrierModel):
-    """The outcome of handling one message."""
+    """The outcome of handling one message.
+
+    Clients get it as soon as the responses are stored; the evaluators run after that
+    (``evaluator_results`` fills when they are done: ``await reply.evaluated()``).
+    ``in_progress``: another process holds the message's run; its answer will be stored.
+    """
 
     message: Memory
     responses: list[Memory] = Field(default_factory=list)
@@ -488,12 +497,27 @@ class Reply(CarrierModel):
     evaluator_results: list[EvaluatorResult] = Field(default_factory=list)
     ignored: bool = False
     duplicate: bool = False
+    in_progress: bool = False
     error: str | None = None
+    #: What ``AgentRuntime.finish`` still has to do (evaluators, the lease); kernel-private.
+    _pending: Any = PrivateAttr(default=None)
+    _finished: Any = PrivateAttr(default=None)
 
     @property
     def texts(self) -> list[str]:
         """The text of each message the agent sent."""
         return [m.content.text for m in self.responses if m.content.text]
+
+    @property
+    def finishing(self) -> bool:
+        """Whether evaluators (or the run's release) are still to run for this reply."""
+        return self._pending is not None
+
+    async def evaluated(self) -> list[EvaluatorResult]:
+        """Wait until the evaluators have run for this message; their results."""
+        if self._finished is not None:
+            await self._finished.wait()
+        return self.evaluator_results
 
 
 class EventType(StrEnum):

@@ -42,7 +42,8 @@ async def test_100_rooms_x_10_messages_keep_order_none_lost_none_duplicated(host
             assert [m.content.text for m in stored] == [
                 t for n in range(10) for t in (f"room{r}:{n}", f"ack room{r}:{n}")
             ]
-        # the executor forgot every room once idle
+        # the executor forgot every room once idle (evaluators done)
+        await runtime.executor.aclose()
         assert runtime.executor.active_rooms == 0  # type: ignore[attr-defined]
 
         # replaying every message, concurrently, yields no second response

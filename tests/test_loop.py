@@ -50,6 +50,7 @@ async def test_every_stage_runs_and_events_arrive_in_order(
 ) -> None:
     fake_model.queue("It is sunny.", actions=[("GET_WEATHER", {"city": "Oslo"})])
     reply = await agent.handle(msg("weather in Oslo?"))
+    await reply.evaluated()
     assert reply.texts == ["It is sunny."]
     assert reply.action_results[0].data == {"city": "Oslo", "days": 1}
     types = events.types(reply.message.id)
@@ -64,9 +65,9 @@ async def test_every_stage_runs_and_events_arrive_in_order(
         EventType.MODEL_USED,
         EventType.ACTION_STARTED,
         EventType.ACTION_COMPLETED,
-        EventType.EVALUATOR_COMPLETED,
         EventType.MESSAGE_SENT,
-        EventType.RUN_ENDED,
+        EventType.RUN_ENDED,  # the reply is stored: the client has its answer
+        EventType.EVALUATOR_COMPLETED,
     ]
     assert [t for t in types if t in expected] == expected
     assert all(e.duration_ms >= 0 for e in events.events)
@@ -193,7 +194,7 @@ async def test_evaluators_run_and_a_failing_one_is_contained(
 ) -> None:
     CountingEvaluator.seen.clear()
     reply = await agent.handle(msg("evaluate me"))
-    names = {r.name: r for r in reply.evaluator_results}
+    names = {r.name: r for r in await reply.evaluated()}
     assert names["counter"].data == {"responses": 1}
     assert names["failing"].error == "ValueError: evaluator bug"
     assert CountingEvaluator.seen == ["evaluate me"]

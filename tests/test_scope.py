@@ -96,6 +96,15 @@ async def test_each_user_gets_their_own_default_room(
     assert bob.texts == ["ok"]
 
 
+async def test_nobody_can_take_another_users_default_room(agent: AgentRuntime) -> None:
+    squatted = f"default-room-{agent.agent_id}-alice"
+    with pytest.raises(AccessError, match="another user's default room"):
+        await agent.handle(_said("mallory", "mine now", squatted))
+    reply = await agent.handle(_said("alice", "hello"))
+    assert reply.message.room_id == squatted
+    assert reply.texts == ["ok"]
+
+
 @pytest.mark.parametrize("kind", ["knowledge", "autonomous", "default-room", "anything-new"])
 async def test_users_cannot_post_into_reserved_rooms(agent: AgentRuntime, kind: str) -> None:
     room = f"{kind}-{agent.agent_id}"

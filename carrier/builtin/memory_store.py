@@ -423,6 +423,60 @@ class InMemoryStore(MemoryStore):
     async def delete_cache(self, key: str) -> bool:
         return self._cache.pop(key, None) is not None
 
+    def _live(self, key: str) -> str | None:
+        entry = self._cache.get(key)
+        if entry is None:
+            return None
+        if entry[1] is not None and entry[1] <= time.time():
+            del self._cache[key]
+            return None
+        return entry[0]
+
+    async def add_cache(self, key: str, value: Any, *, ttl_s: float | None = None) -> bool:
+        if self._live(key) is not None:
+            return False
+        await self.set_cache(key, value, ttl_s=ttl_s)
+        return True
+
+    async def compare_and_set_cache(
+        self, key: str, expected: Any, value: Any, *, ttl_s: float | None = None
+    ) -> bool:
+        current = self._live(key)
+        if current is None or json.loads(current) != expected:
+            return False
+        if value is None:
+            del self._cache[key]
+        else:
+            await self.set_cache(key, value, ttl_s=ttl_s)
+        return True
+
+    async def increment_cache(
+        self, key: str, amount: int = 1, *, ttl_s: float | None = None
+    ) -> int:
+        current = self._live(key)
+        if current is None:
+            await self.set_cache(key, amount, ttl_s=ttl_s)
+            return amount
+        number = json.loads(current)
+        if not isinstance(number, int) or isinstance(number, bool):
+            raise StoreError(
+                f"Cache key {key!r} holds {type(number).__name__}, not an integer; "
+                f"increment_cache needs an integer (or an absent key)."
+            )
+        expires = self._cache[key][1]
+        self._cache[key] = (json.dumps(number + amount), expires)
+        return number + amount
+
+    async def list_cache(self, prefix: str, *, limit: int = 1000) -> list[tuple[str, Any]]:
+        found = []
+        for key in sorted(k for k in self._cache if k.startswith(prefix)):
+            value = self._live(key)
+            if value is not None:
+                found.append((key, json.loads(value)))
+                if len(found) == limit:
+                    break
+        return found
+
     async def log(
         self, *, agent_id: str, room_id: str | None, type: str, body: dict[str, Any]
     ) -> None:

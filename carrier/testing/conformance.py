@@ -26,6 +26,7 @@ import pytest
 
 from carrier.errors import EmbeddingDimensionError, StoreError
 from carrier.protocols import MemoryStore
+from carrier.testing.cache_conformance import CacheConformance
 from carrier.testing.scope_conformance import ScopeConformance
 from carrier.types import (
     Attachment,
@@ -96,11 +97,12 @@ def _ids(memories: Sequence[Memory]) -> list[str]:
     return [m.id for m in memories]
 
 
-class MemoryStoreConformance(ScopeConformance):
+class MemoryStoreConformance(ScopeConformance, CacheConformance):
     """The ``MemoryStore`` contract. Subclasses provide a ``store`` fixture.
 
     Scoped reads and room creation are checked by the inherited
-    :class:`~carrier.testing.scope_conformance.ScopeConformance`.
+    :class:`~carrier.testing.scope_conformance.ScopeConformance`, the cache and its
+    atomic operations by :class:`~carrier.testing.cache_conformance.CacheConformance`.
     """
 
     @pytest.fixture
@@ -537,32 +539,6 @@ class MemoryStoreConformance(ScopeConformance):
         assert await ids(["x"]) == ["t2"]
 
     # ---- cache and logs --------------------------------------------------------------------
-
-    async def test_cache_round_trip(self, store: MemoryStore) -> None:
-        values: list[Any] = [{"a": [1, 2.5, "x", None, True]}, [1, 2], "text", 42, 4.25, False]
-        for n, value in enumerate(values):
-            await store.set_cache(f"k{n}", value)
-        for n, value in enumerate(values):
-            assert await store.get_cache(f"k{n}") == value
-        assert await store.get_cache("missing") is None
-        await store.set_cache("k0", {"replaced": True})
-        assert await store.get_cache("k0") == {"replaced": True}
-        assert await store.delete_cache("k0") is True
-        assert await store.delete_cache("k0") is False
-        assert await store.get_cache("k0") is None
-        with pytest.raises(StoreError, match="JSON"):
-            await store.set_cache("bad", {"x": object()})
-
-    async def test_cache_ttl(self, store: MemoryStore) -> None:
-        await store.set_cache("short", "v", ttl_s=0.05)
-        await store.set_cache("long", "v", ttl_s=60)
-        assert await store.get_cache("short") == "v"
-        await asyncio.sleep(0.12)
-        assert await store.get_cache("short") is None
-        assert await store.get_cache("long") == "v"
-        await store.set_cache("short", "again")  # no ttl: never expires
-        await asyncio.sleep(0.06)
-        assert await store.get_cache("short") == "again"
 
     async def test_logs(self, store: MemoryStore) -> None:
         for n in range(6):

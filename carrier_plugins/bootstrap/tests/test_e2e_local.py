@@ -58,7 +58,7 @@ async def test_nova_talks_for_a_few_turns(nova: AgentRuntime, events: EventRecor
     assert not events.of(EventType.PROVIDER_FAILED)
     assert not events.of(EventType.RUN_FAILED)
     # the facts evaluator ran on the first message (what it extracts is up to a 135M model)
-    facts = [r for r in replies[0].evaluator_results if r.name == "facts"]
+    facts = [r for r in await replies[0].evaluated() if r.name == "facts"]
     assert len(facts) == 1
     if any("Oslo" in fact for fact in facts[0].data.get("added", [])):
         # a fact the model extracted is found again for the later question

@@ -51,7 +51,7 @@ async def test_a_fact_stated_once_is_retrieved_in_a_later_message(
     reply = await remembering.handle(
         say("I bake bread for a living, and my sister Maria is in Lisbon")
     )
-    (facts,) = [r for r in reply.evaluator_results if r.name == "facts"]
+    (facts,) = [r for r in await reply.evaluated() if r.name == "facts"]
     assert len(facts.data["added"]) == 2
     stored = await remembering.store.get_memories(
         agent_id=remembering.agent_id, type=MemoryType.FACT
@@ -73,7 +73,7 @@ async def test_facts_are_deduplicated_by_meaning(
         _facts("Ada lives in Oslo now.", "Ada works as a baker.", "Ada lives in Oslo")
     )
     reply = await remembering.handle(say("I still live in Oslo and I work as a baker"))
-    (facts,) = [r for r in reply.evaluator_results if r.name == "facts"]
+    (facts,) = [r for r in await reply.evaluated() if r.name == "facts"]
     assert facts.data == {
         "added": ["Ada works as a baker."],
         "duplicates": ["Ada lives in Oslo now.", "Ada lives in Oslo"],
@@ -92,7 +92,7 @@ async def test_questions_and_unusable_answers_store_nothing(
     assert small_model.requests == []  # nothing about the user: no model call
     small_model.queue("Sure! Ada likes {broken json")
     reply = await agent.handle(say("I like cats a lot"))
-    (facts,) = [r for r in reply.evaluator_results if r.name == "facts"]
+    (facts,) = [r for r in await reply.evaluated() if r.name == "facts"]
     assert not facts.success
     assert "no JSON object" in (facts.error or "")
     assert reply.texts == ["ok"]
@@ -111,12 +111,12 @@ async def test_goal_progress_is_marked_and_the_goal_closed(
     await agent.store.upsert_goal(goal)
     small_model.queue(json.dumps({"completed": [{"goal": goal.id, "objective": 1}]}))
     reply = await agent.handle(say("The boxes are all packed."))
-    (result,) = [r for r in reply.evaluator_results if r.name == "goals"]
+    (result,) = [r for r in await reply.evaluated() if r.name == "goals"]
     assert result.data["marked"] == [{"goal": goal.id, "objective": 1}]
     assert "1. [ ] pack boxes" in (small_model.requests[0].system or "")
     small_model.queue(json.dumps({"completed": [{"goal": "move house", "objective": 2}]}))
     reply = await agent.handle(say("The van is booked for Friday."))
-    (result,) = [r for r in reply.evaluator_results if r.name == "goals"]
+    (result,) = [r for r in await reply.evaluated() if r.name == "goals"]
     assert result.data["closed"] == [goal.id]
     stored = await agent.store.get_goal(goal.id)
     assert stored is not None
@@ -138,13 +138,13 @@ async def test_a_reflection_is_written_every_n_messages_and_shown(
         store=sql_store,
         models={"large": large, "small": small, "embedding": None},
     ) as agent:
-        await agent.handle(say("hello"))
-        await agent.handle(say("how are things"))
+        await (await agent.handle(say("hello"))).evaluated()
         assert small.requests == []
         small.queue(json.dumps({"summary": "Ada greeted Testy twice."}))
-        reply = await agent.handle(say("nice"))
-        (result,) = [r for r in reply.evaluator_results if r.name == "reflection"]
-        assert result.data == {"summary": "Ada greeted Testy twice.", "messages": 5}
+        # the evaluators run once the reply is stored: 4 messages, answers included
+        reply = await agent.handle(say("how are things"))
+        (result,) = [r for r in await reply.evaluated() if r.name == "reflection"]
+        assert result.data == {"summary": "Ada greeted Testy twice.", "messages": 4}
         assert "Ada: hello" in small.requests[0].messages[0].content
         await agent.handle(say("anything new?"))
         assert "Summary of the conversation so far: Ada greeted Testy twice." in (
@@ -168,7 +168,7 @@ async def test_invented_facts_are_dropped_and_reported(
     ]
     small_model.queue(_facts(*invented, "Ada's name is Ada."))
     reply = await agent.handle(say("Hello! My name is Ada"))
-    (facts,) = [r for r in reply.evaluator_results if r.name == "facts"]
+    (facts,) = [r for r in await reply.evaluated() if r.name == "facts"]
     assert facts.data == {"added": ["Ada's name is Ada."], "duplicates": [], "rejected": invented}
     stored = await agent.store.get_memories(agent_id=agent.agent_id, type=MemoryType.FACT)
     assert [m.content.text for m in stored] == ["Ada's name is Ada."]
@@ -190,7 +190,7 @@ async def test_verbatim_mode_keeps_the_senders_own_words_without_a_model_call(
         character, host=bootstrap_host, store=sql_store, models=models
     ) as agent:
         reply = await agent.handle(say("Hi! My name is Ada. I live in Oslo. What about you?"))
-    (facts,) = [r for r in reply.evaluator_results if r.name == "facts"]
+    (facts,) = [r for r in await reply.evaluated() if r.name == "facts"]
     assert facts.data["added"] == ["My name is Ada.", "I live in Oslo."]
     assert not any("extract facts" in (r.system or "") for r in small_model.requests)
 
@@ -199,11 +199,11 @@ async def test_facts_are_scoped_where_they_were_learned(
     agent: AgentRuntime, small_model: FakeModel, say: Say
 ) -> None:
     small_model.queue(_facts("Ada lives in Oslo."))
-    await agent.handle(say("I live in Oslo", room="dm-ada"))
+    await (await agent.handle(say("I live in Oslo", room="dm-ada"))).evaluated()
     small_model.queue(_facts("Ada lives in Oslo."))
-    await agent.handle(say("Testy, I live in Oslo", room="team", group=True))
+    await (await agent.handle(say("Testy, I live in Oslo", room="team", group=True))).evaluated()
     small_model.queue(_facts("Bob lives in Oslo."))
-    await agent.handle(say("I live in Oslo", user="bob", room="dm-bob"))
+    await (await agent.handle(say("I live in Oslo", user="bob", room="dm-bob"))).evaluated()
     stored = await agent.store.get_memories(agent_id=agent.agent_id, type=MemoryType.FACT)
     found = {(m.entity_id, m.room_id, m.scope.value) for m in stored}
     # the same words from another user, or in another scope, are not duplicates
@@ -233,9 +233,12 @@ async def test_what_is_my_name_finds_the_senders_own_words_across_runs(
         SqlStore(url) as store,
         AgentRuntime(character, host=bootstrap_host, store=store, models=models) as runtime,
     ):
-        await runtime.handle(say("My name is Ada", room="dm-ada"))
-        await runtime.handle(say("My name is Bob", user="bob", room="dm-bob"))
-        await runtime.handle(say("Testy, my name is Carol", user="carol", room="lobby", group=True))
+        for message in (
+            say("My name is Ada", room="dm-ada"),
+            say("My name is Bob", user="bob", room="dm-bob"),
+            say("Testy, my name is Carol", user="carol", room="lobby", group=True),
+        ):
+            await (await runtime.handle(message)).evaluated()
         assert await store.count_memories(agent_id=runtime.agent_id, type=MemoryType.FACT) == 0
     async with (
         SqlStore(url) as store,

@@ -1,0 +1,227 @@
+"""A message's run from end to end, exactly once (DESIGN §8): ``answer`` (every stage up
+to the stored reply), ``finish`` (the evaluators, then the run's release),
+``handle_message`` (both), ``recover`` and ``stored_reply``.
+
+A run holds a lease in the store (``carrier.steps``) from before the first model call
+until its evaluators are done, so two processes never handle one message at once; a
+run cut off by a crash leaves its lease, which ``recover`` finds once it expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from abc import abstractmethod
+from dataclasses import dataclass
+
+from carrier.errors import ConfigurationError, ModelError, StoreError
+from carrier.stages import LoopStages, TextCallback
+from carrier.steps import Lease
+from carrier.types import EventType, IncomingMessage, Memory, Reply, Role, Room, State
+
+__all__ = ["Runs"]
+
+logger = logging.getLogger("carrier.runtime")
+
+#: What a client sees when a message could not be answered; details go to the log.
+INTERNAL_ERROR = "The agent failed while answering this message; it stays stored for recovery."
+
+
+@dataclass
+class _Pending:
+    """What ``finish`` still has to do for a reply."""
+
+    room: Room
+    role: Role
+    lease: Lease | None
+    state: State | None  # None: compose it again (recovered evaluations)
+    evaluate: bool = True  # False when the agent chose not to respond at all
+
+
+class Runs(LoopStages):
+    """The entry points of a message's run; the base of ``AgentRuntime``."""
+
+    @abstractmethod
+    async def handle(
+        self, incoming: IncomingMessage, *, on_text: TextCallback | None = None
+    ) -> Reply:
+        """Handle a message through the executor."""
+
+    async def handle_message(
+        self, incoming: IncomingMessage, *, on_text: TextCallback | None = None
+    ) -> Reply:
+        """Run every stage for one message, evaluators included (:meth:`answer`, then
+        :meth:`finish`). Executors call it, or the two halves, one per room at a time.
+
+        Raises only if the message could not be stored (``AccessError`` when the
+        sender may not use the room); after that, every failure becomes
+        ``Reply.error`` and the message stays unanswered for :meth:`recover`.
+        """
+        return await self.finish(await self.answer(incoming, on_text=on_text))
+
+    async def answer(
+        self, incoming: IncomingMessage, *, on_text: TextCallback | None = None
+    ) -> Reply:
+        """Every stage up to the stored reply. The evaluators wait for :meth:`finish`,
+        which the caller must await (``reply.finishing`` says whether there is any)."""
+        started = time.perf_counter()
+        message = self.receive(incoming)
+        await self.emit(EventType.RUN_STARTED, message, source=incoming.source)
+        room = await self.connect(message, incoming)
+        message, fresh = await self.store_message(message)
+        recording = self.settings.record_steps
+        if not fresh:
+            previous = await self._answer_to(message)
+            if previous is not None:
+                duplicate = previous.model_copy(update={"duplicate": True})
+                if recording and await self._steps.in_progress(message.id):
+                    # answered, but its evaluators were cut off: finish runs them
+                    claim = self._steps.lease(message.id)
+                    if await claim.acquire():
+                        pending = _Pending(
+                            room, incoming.role, claim, None, evaluate=not previous.ignored
+                        )
+                        self._pend(duplicate, pending)
+                return duplicate
+        lease = self._steps.lease(message.id) if recording else None
+        if lease is not None and not await lease.acquire():
+            logger.info("Message %s is being handled by another process", message.id)
+            return Reply(message=message, duplicate=not fresh, in_progress=True)
+        try:
+            reply = await self.respond(
+                message, room, role=incoming.role, on_text=on_text, replay=not fresh
+            )
+        except (ModelError, StoreError, ConfigurationError) as exc:
+            logger.info("Message %s was stored but not answered: %s", message.id, exc)
+            await self.emit(EventType.RUN_FAILED, message, error=str(exc))
+            await _release(lease)
+            return Reply(message=message, error=str(exc))
+        except Exception as exc:  # a bug in a plugin or here must not stop the runtime
+            logger.exception("Message %s was stored but handling it failed", message.id)
+            await self.emit(EventType.RUN_FAILED, message, error=f"{type(exc).__name__}: {exc}")
+            await _release(lease)
+            return Reply(message=message, error=INTERNAL_ERROR)
+        except BaseException:  # cancelled: the lease stays, recovery finishes the run
+            if lease is not None:
+                await lease.abandon()
+            raise
+        state = reply._pending
+        self._pend(reply, _Pending(room, incoming.role, lease, state, evaluate=state is not None))
+        await self.emit(
+            EventType.RUN_ENDED,
+            message,
+            (time.perf_counter() - started) * 1000,
+            responses=len(reply.responses),
+            ignored=reply.ignored,
+        )
+        return reply
+
+    @staticmethod
+    def _pend(reply: Reply, pending: _Pending) -> None:
+        reply._pending = pending
+        reply._finished = asyncio.Event()
+
+    async def finish(self, reply: Reply) -> Reply:
+        """Run the evaluators of an answered message (one room at a time, like the
+        answer), record that they ran, and release the run. Does nothing twice."""
+        pending = reply._pending
+        if not isinstance(pending, _Pending):
+            reply._pending = None
+            return reply
+        reply._pending = None
+        try:
+            if pending.evaluate and self._evaluators:
+                state = pending.state
+                if state is None:
+                    state = await self.compose_state(reply.message, pending.room, role=pending.role)
+                reply.evaluator_results = await self.evaluate(reply.message, state, reply.responses)
+        except BaseException:
+            if pending.lease is not None:
+                await pending.lease.abandon()
+            raise
+        finally:
+            reply._finished.set()
+        await _release(pending.lease)
+        return reply
+
+    async def stored_reply(self, message_id: str) -> Reply | None:
+        """The stored outcome of a message handled here or by another process.
+
+        Returns ``None`` if the message is not stored; a ``Reply`` without
+        responses if it is stored but not answered yet; otherwise its stored
+        responses (``ignored`` when the agent chose not to answer).
+        """
+        message = await self.store.get_memory(message_id)
+        if message is None:
+            return None
+        answer = await self._answer_to(message)
+        return answer if answer is not None else Reply(message=message)
+
+    async def _answer_to(self, message: Memory) -> Reply | None:
+        found: list[Memory] = []
+        while True:
+            suffix = f"-{len(found)}" if found else ""
+            memory = await self.store.get_memory(f"{message.id}-{self.agent_id}{suffix}")
+            if memory is None:
+                break
+            found.append(memory)
+        if not found:
+            return None
+        ignored = bool(found[0].metadata.get("ignored"))
+        return Reply(message=message, responses=[] if ignored else found, ignored=ignored)
+
+    async def recover(self, *, limit: int = 1000) -> list[Reply]:
+        """Finish what a crash cut off, once each, in order: runs whose lease was left
+        behind and expired (their evaluators only, when the reply was stored), then
+        messages stored but never answered. Safe to call from many processes at once:
+        each message's lease lets one of them handle it."""
+        replies: list[Reply] = []
+        seen: set[str] = set()
+        for message_id in await self._steps.unfinished(limit=limit):
+            memory = await self.store.get_memory(message_id)
+            if memory is None:
+                continue
+            seen.add(message_id)
+            replies.append(await self.handle(self._incoming_from(memory)))
+        for memory in await self.store.unanswered_messages(agent_id=self.agent_id, limit=limit):
+            if memory.id not in seen and len(replies) < limit:
+                replies.append(await self.handle(self._incoming_from(memory)))
+        return replies
+
+    async def recover_at_start(self) -> list[Reply]:
+        """What long-running commands call when they start: :meth:`recover`, bounded by
+        ``CARRIER_RECOVER_LIMIT``, unless ``CARRIER_RECOVER_ON_START=false``; logged."""
+        if not self.settings.recover_on_start or not self.settings.recover_limit:
+            return []
+        replies = await self.recover(limit=self.settings.recover_limit)
+        if replies:
+            logger.warning(
+                "%s: recovered %d message(s) a previous run left unfinished",
+                self.character.name,
+                len(replies),
+            )
+        return replies
+
+    def _incoming_from(self, memory: Memory) -> IncomingMessage:
+        meta = memory.metadata
+        return IncomingMessage(
+            text=memory.content.text,
+            user_id=memory.entity_id,
+            user_name=meta.get("user_name"),
+            room_id=memory.room_id,
+            source=memory.content.source or "direct",
+            message_id=memory.id,
+            attachments=memory.content.attachments,
+            room_type=meta.get("room_type", "direct"),
+            role=meta.get("role", Role.MEMBER),
+        )
+
+
+async def _release(lease: Lease | None) -> None:
+    if lease is None:
+        return
+    try:
+        await lease.release()
+    except StoreError:  # it expires; recovery then finds an answered run and ends it
+        logger.warning("Could not release the lease %s", lease.key, exc_info=True)

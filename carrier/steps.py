@@ -1,0 +1,205 @@
+"""Exactly once (DESIGN §8): a message's run is leased, and its steps are recorded.
+
+Both live in the store's cache, through its atomic operations, so they hold across
+processes and machines sharing the store:
+
+- ``run:{agent_id}:{message_id}`` — the **lease** of the process handling the message:
+  ``{"owner": token, "host", "pid", "until": epoch}``, taken with ``add_cache`` (or,
+  with ``compare_and_set_cache``, over a lease that expired or whose process on this
+  machine is gone), renewed while the run lasts, deleted when the evaluators are done.
+  It has no store expiry, so a crashed run leaves its entry:
+  ``recover()`` lists them (``list_cache``) to finish what was cut off.
+- ``step:{agent_id}:{message_id}:{step}`` — the model's response of a step that chose
+  actions, recorded before they run, so a replay takes the same path;
+- ``act:{agent_id}:{message_id}:{step}:{index}`` — a completed action call's
+  ``ActionResult``. A replay reuses it and never runs the call again; a call without a
+  record (interrupted) runs again with the same **idempotency key**
+  ``"{message_id}:{step}:{index}"``, which its handler receives in
+  ``state.idempotency_key`` and passes on to anything with external effects.
+
+A fresh message costs two writes (lease, release) and one more per action call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from carrier.types import ActionResult, ModelResponse
+
+if TYPE_CHECKING:
+    from carrier.protocols import MemoryStore
+
+__all__ = ["Lease", "StepLog", "idempotency_key"]
+
+logger = logging.getLogger("carrier.steps")
+
+#: Recorded steps are kept this long (seconds): far beyond any recovery.
+RECORD_TTL_S = 7 * 24 * 3600.0
+_HOST = socket.gethostname()
+#: Owners of the leases this process holds now.
+_LIVE: set[str] = set()
+
+
+def idempotency_key(message_id: str, step: int, index: int) -> str:
+    """The key of one action call: stable across every replay of the message."""
+    return f"{message_id}:{step}:{index}"
+
+
+class Lease:
+    """This process's claim on one message; renewed in the background until released."""
+
+    def __init__(self, store: MemoryStore, key: str, ttl_s: float) -> None:
+        self._store = store
+        self.key = key
+        self._ttl_s = ttl_s
+        self._value: dict[str, Any] = {
+            "owner": uuid.uuid4().hex,
+            "host": _HOST,
+            "pid": os.getpid(),
+            "until": time.time() + ttl_s,
+        }
+        self._renewer: asyncio.Task[None] | None = None
+        self.lost = False
+
+    async def acquire(self) -> bool:
+        """Take the lease if it is free or expired; ``False`` if a live run holds it."""
+        if await self._store.add_cache(self.key, self._value):
+            self._start_renewing()
+            return True
+        current = await self._store.get_cache(self.key)
+        if current is None:  # released between the two calls: try once more
+            taken = await self._store.add_cache(self.key, self._value)
+        elif _stale(current):
+            taken = await self._store.compare_and_set_cache(self.key, current, self._value)
+            if taken:
+                logger.warning("Took over the lease %s of a run that ended: %s", self.key, current)
+        else:
+            taken = False
+        if taken:
+            self._start_renewing()
+        return taken
+
+    def _start_renewing(self) -> None:
+        _LIVE.add(self._value["owner"])
+        self._renewer = asyncio.get_running_loop().create_task(self._renew())
+
+    async def _renew(self) -> None:
+        while True:
+            await asyncio.sleep(self._ttl_s / 3)
+            fresh = {**self._value, "until": time.time() + self._ttl_s}
+            try:
+                renewed = await self._store.compare_and_set_cache(self.key, self._value, fresh)
+            except Exception:  # the store may come back before the lease runs out
+                logger.warning("Could not renew the lease %s; retrying", self.key, exc_info=True)
+                continue
+            if not renewed:
+                self.lost = True
+                logger.error(
+                    "The lease %s was taken by another process while this one still ran "
+                    "(stalled for over %.0f s?); its records decide what runs again.",
+                    self.key,
+                    self._ttl_s,
+                )
+                return
+            self._value = fresh
+
+    async def release(self) -> None:
+        """Stop renewing and delete the lease (the message is finished)."""
+        if self._renewer is not None:
+            self._renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewer
+        try:
+            if not self.lost:
+                await self._store.compare_and_set_cache(self.key, self._value, None)
+        finally:  # only now: until the entry is gone, it is a live run of this process
+            _LIVE.discard(self._value["owner"])
+
+    async def abandon(self) -> None:
+        """Stop renewing but keep the entry: recovery finishes the run (at once in
+        this process or on this machine, else after the lease expires)."""
+        if self._renewer is not None:
+            self._renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewer
+        _LIVE.discard(self._value["owner"])
+
+
+def _stale(lease: Any) -> bool:
+    """Whether a lease's run cannot be going on: it expired, or its process on this
+    machine is gone (so a restart recovers at once instead of waiting for expiry)."""
+    if not isinstance(lease, dict) or float(lease.get("until", 0)) <= time.time():
+        return True
+    if lease.get("host") != _HOST or not isinstance(lease.get("pid"), int):
+        return False
+    pid = lease["pid"]
+    if pid == os.getpid():  # ours only while this process holds it
+        return lease.get("owner") not in _LIVE
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive, another user's
+        return False
+    return False
+
+
+class StepLog:
+    """The records of one agent's runs in ``store``."""
+
+    def __init__(self, store: MemoryStore, agent_id: str, *, ttl_s: float) -> None:
+        self._store = store
+        self._agent_id = agent_id
+        self._ttl_s = ttl_s
+
+    def lease_key(self, message_id: str) -> str:
+        return f"run:{self._agent_id}:{message_id}"
+
+    def lease(self, message_id: str) -> Lease:
+        """A lease on ``message_id`` (not taken yet: call ``acquire``)."""
+        return Lease(self._store, self.lease_key(message_id), self._ttl_s)
+
+    async def unfinished(self, *, limit: int) -> list[str]:
+        """Ids of messages whose run was cut off: a lease left behind by a process that
+        is gone, or expired."""
+        prefix = f"run:{self._agent_id}:"
+        return [
+            key[len(prefix) :]
+            for key, value in await self._store.list_cache(prefix, limit=limit)
+            if _stale(value)
+        ]
+
+    async def in_progress(self, message_id: str) -> bool:
+        """Whether a run of ``message_id`` is unfinished (live or cut off)."""
+        return await self._store.get_cache(self.lease_key(message_id)) is not None
+
+    async def response(self, message_id: str, step: int) -> ModelResponse | None:
+        found = await self._store.get_cache(f"step:{self._agent_id}:{message_id}:{step}")
+        return None if found is None else ModelResponse.model_validate(found)
+
+    async def record_response(self, message_id: str, step: int, response: ModelResponse) -> None:
+        await self._store.set_cache(
+            f"step:{self._agent_id}:{message_id}:{step}",
+            response.model_dump(mode="json"),
+            ttl_s=RECORD_TTL_S,
+        )
+
+    async def outcome(self, message_id: str, step: int, index: int) -> ActionResult | None:
+        found = await self._store.get_cache(f"act:{self._agent_id}:{message_id}:{step}:{index}")
+        return None if found is None else ActionResult.model_validate(found)
+
+    async def record_outcome(
+        self, message_id: str, step: int, index: int, result: ActionResult
+    ) -> None:
+        await self._store.set_cache(
+            f"act:{self._agent_id}:{message_id}:{step}:{index}",
+            result.model_dump(mode="json"),
+            ttl_s=RECORD_TTL_S,
+        )
