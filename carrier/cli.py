@@ -145,6 +145,7 @@ async def _chat(host: PluginHost, args: argparse.Namespace) -> int:
 
     interactive = sys.stdin.isatty()
     async with _runtime(host, args.character) as runtime:
+        await runtime.recover_at_start()  # what a crash of an earlier run left unfinished
         room = args.room or f"cli-{runtime.agent_id}-{args.user}"
         name = runtime.character.name
         if interactive:

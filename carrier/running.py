@@ -171,11 +171,16 @@ class Runs(LoopStages):
         ignored = bool(found[0].metadata.get("ignored"))
         return Reply(message=message, responses=[] if ignored else found, ignored=ignored)
 
-    async def recover(self, *, limit: int = 1000) -> list[Reply]:
+    async def recover(self, *, limit: int = 1000, in_process: bool = False) -> list[Reply]:
         """Finish what a crash cut off, once each, in order: runs whose lease was left
-        behind and expired (their evaluators only, when the reply was stored), then
-        messages stored but never answered. Safe to call from many processes at once:
-        each message's lease lets one of them handle it."""
+        behind (their process is gone, or it expired; only their evaluators when the
+        reply was stored), then messages stored but never answered. Safe to call from
+        many processes at once: each message's lease lets one of them handle it.
+
+        Through the executor, unless ``in_process`` (every stage here, one message at
+        a time: what a command does before it serves, when no executor runs yet).
+        """
+        run = self.handle_message if in_process else self.handle
         replies: list[Reply] = []
         seen: set[str] = set()
         for message_id in await self._steps.unfinished(limit=limit):
@@ -183,10 +188,10 @@ class Runs(LoopStages):
             if memory is None:
                 continue
             seen.add(message_id)
-            replies.append(await self.handle(self._incoming_from(memory)))
+            replies.append(await run(self._incoming_from(memory)))
         for memory in await self.store.unanswered_messages(agent_id=self.agent_id, limit=limit):
             if memory.id not in seen and len(replies) < limit:
-                replies.append(await self.handle(self._incoming_from(memory)))
+                replies.append(await run(self._incoming_from(memory)))
         return replies
 
     async def recover_at_start(self) -> list[Reply]:
@@ -194,7 +199,7 @@ class Runs(LoopStages):
         ``CARRIER_RECOVER_LIMIT``, unless ``CARRIER_RECOVER_ON_START=false``; logged."""
         if not self.settings.recover_on_start or not self.settings.recover_limit:
             return []
-        replies = await self.recover(limit=self.settings.recover_limit)
+        replies = await self.recover(limit=self.settings.recover_limit, in_process=True)
         if replies:
             logger.warning(
                 "%s: recovered %d message(s) a previous run left unfinished",

@@ -337,7 +337,8 @@ async def open_agents(
     host: PluginHost, characters: Sequence[Character | str | Path | None] = ()
 ) -> AsyncIterator[list[AgentRuntime]]:
     """Start one runtime per character on one store they share (what ``carrier serve``
-    and ``carrier worker`` host); stop them and close the store on exit.
+    and ``carrier worker`` host), recover what a crash left unfinished
+    (``CARRIER_RECOVER_ON_START``); stop them and close the store on exit.
 
     Args:
         host: The plugin host.
@@ -361,4 +362,6 @@ async def open_agents(
                     f"agent its own 'id' or name."
                 )
             runtimes.append(runtime)
+        for runtime in runtimes:  # what a crash of an earlier run left unfinished
+            await runtime.recover_at_start()
         yield runtimes
