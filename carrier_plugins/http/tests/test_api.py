@@ -8,7 +8,7 @@ import pytest
 
 import carrier
 from carrier.character import Character
-from carrier.errors import ModelRejectedError
+from carrier.errors import ModelRejectedError, TransientModelError
 from carrier.protocols import Action
 from carrier.testing import FakeModel
 from carrier.types import ActionResult
@@ -259,3 +259,19 @@ async def test_streaming_reports_a_model_failure_as_an_error_event(serve_agents,
         events = sse(response.text)
         assert events[-1][0] == "error"
         assert events[-1][1]["status"] == 503
+
+
+async def test_a_retry_reaches_the_stream_and_the_text_is_sent_once(serve_agents, sse) -> None:
+    overloaded = TransientModelError("Overloaded at https://backend.internal/v1", retry_after=0.01)
+    model = FakeModel().queue(error=overloaded).queue("Here it is, after a retry.")
+    async with serve_agents(model=model) as served, served.client() as client:
+        response = await client.post("/Testy/message/stream", data={"text": "go", "roomId": "r"})
+    events = sse(response.text)
+    kinds = [data.get("type", name) if name == "event" else name for name, data in events]
+    assert "model_retry" in kinds
+    assert kinds.index("model_retry") < kinds.index("done")
+    (retry,) = [data for name, data in events if data.get("type") == "model_retry"]
+    assert retry["attempt"] == 1
+    assert "backend.internal" not in str(retry)
+    text = "".join(data["text"] for name, data in events if name == "token")
+    assert text == "Here it is, after a retry."
