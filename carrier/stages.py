@@ -14,7 +14,8 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from carrier.acting import ActionTable
-from carrier.errors import AccessError, CarrierError, ConfigurationError, InputError, ModelError
+from carrier.admission import Admission
+from carrier.errors import CarrierError, ConfigurationError, ModelError
 from carrier.model_chain import ModelChain
 from carrier.plugin_calls import run_evaluators, run_providers
 from carrier.prompts import (
@@ -28,7 +29,6 @@ from carrier.prompts import (
 from carrier.steps import idempotency_key
 from carrier.streaming import SpeakerLabelFilter, after_break
 from carrier.types import (
-    DIRECT_ROOM_TYPES,
     ActionCall,
     ActionResult,
     ChatMessage,
@@ -37,19 +37,15 @@ from carrier.types import (
     Event,
     EventType,
     GoalStatus,
-    IncomingMessage,
     Memory,
-    MemoryScope,
     MemoryType,
     ModelClass,
     ModelRequest,
     ModelResponse,
-    Participant,
     Reply,
     RespondDecision,
     Role,
     Room,
-    SearchScope,
     State,
 )
 
@@ -67,10 +63,9 @@ __all__ = ["LoopStages", "TextCallback"]
 logger = logging.getLogger("carrier.runtime")
 
 TextCallback = Callable[[str], Awaitable[None]]
-_CACHE_LIMIT = 50_000
 
 
-class LoopStages:
+class LoopStages(Admission):
     """The stages of the loop; ``AgentRuntime`` wires the parts they use."""
 
     host: PluginHost
@@ -100,23 +95,6 @@ class LoopStages:
         """Actions are offered only to a large model that can choose them."""
         chain = self._chains.get(ModelClass.LARGE)
         return chain is not None and chain.primary.calls_actions
-
-    def room_id_for(self, incoming: IncomingMessage) -> str:
-        """The room an incoming message belongs to: its own, or the sender's default
-        room ``default-room-{agent_id}-{user_id}`` (one per user, never shared)."""
-        return incoming.room_id or f"default-room-{self.agent_id}-{incoming.user_id}"
-
-    def system_room(self, kind: str) -> str:
-        """The id of a room the runtime keeps for itself (``knowledge``, ``autonomous``,
-        ...): ``"{kind}-{agent_id}"``, reserved (:meth:`is_reserved_room`)."""
-        return f"{kind}-{self.agent_id}"
-
-    def is_reserved_room(self, room_id: str) -> bool:
-        """Whether ``room_id`` is one the runtime uses for itself: the agent's id, or any
-        id ending in ``-{agent_id}`` (every :meth:`system_room`, present and future, and
-        the default room all users once shared). Users can neither post into nor read
-        them; clients refuse them with 403."""
-        return room_id == self.agent_id or room_id.endswith(f"-{self.agent_id}")
 
     @property
     def store(self) -> MemoryStore:
@@ -170,142 +148,6 @@ class LoopStages:
         return on_event
 
     # ---- the stages ------------------------------------------------------------------
-
-    def refuse_oversized(self, text: str) -> None:
-        """Raise ``InputError`` if ``text`` is over ``CARRIER_MAX_MESSAGE_CHARS``, as
-        :meth:`receive` does; a client may call it before doing work for a message."""
-        limit = self.settings.max_message_chars
-        if len(text) > limit:
-            raise InputError(
-                f"The message has {len(text):,} characters; this agent accepts at "
-                f"most {limit:,} (CARRIER_MAX_MESSAGE_CHARS). Split it or send it as a file."
-            )
-
-    def receive(self, incoming: IncomingMessage) -> Memory:
-        """Stage 2: a client's message becomes a ``Memory``.
-
-        Raises ``InputError`` (nothing stored) for a message over
-        ``CARRIER_MAX_MESSAGE_CHARS``.
-        """
-        self.refuse_oversized(incoming.text)
-        room_id = self.room_id_for(incoming)
-        if incoming.user_id != self.agent_id and self.is_reserved_room(room_id):
-            raise AccessError(
-                f"Room {room_id!r} is reserved for the agent itself; users cannot post "
-                f"into it. Send the message without a room id, or to a room of your own."
-            )
-        defaults = f"default-room-{self.agent_id}-"
-        if room_id.startswith(defaults) and room_id != f"{defaults}{incoming.user_id}":
-            raise AccessError(
-                f"Room {room_id!r} is another user's default room. Send the message "
-                f"without a room id to use your own."
-            )
-        # The client's metadata first: the fields below are the runtime's, and the
-        # sender's role in particular is set once, by the client, from data it trusts.
-        metadata: dict[str, Any] = dict(incoming.metadata)
-        metadata["room_type"] = incoming.room_type.value
-        metadata["role"] = incoming.role.value
-        if incoming.user_name:
-            metadata["user_name"] = incoming.user_name
-        else:
-            metadata.pop("user_name", None)
-        fields: dict[str, Any] = {}
-        if incoming.message_id:
-            fields["id"] = incoming.message_id
-        return Memory(
-            agent_id=self.agent_id,
-            entity_id=incoming.user_id,
-            room_id=room_id,
-            world_id=incoming.world_id,
-            type=MemoryType.MESSAGE,
-            content=Content(
-                text=incoming.text,
-                source=incoming.source,
-                attachments=incoming.attachments,
-                in_reply_to=incoming.in_reply_to,
-            ),
-            metadata=metadata,
-            **fields,
-        )
-
-    async def connect(self, message: Memory, incoming: IncomingMessage) -> Room:
-        """Stage 3: entity, room and participant records exist (created once, cached).
-
-        A new room is created atomically (``MemoryStore.create_room``): of two senders
-        racing for one id, one creates it. A direct room belongs to the user who
-        created it; anyone else gets ``AccessError`` (nothing stored). The message's
-        scope follows the stored room: ``DIRECT`` in a direct room, else ``ROOM``.
-        """
-        started = time.perf_counter()
-        key = (message.entity_id, message.room_id)
-        room = self._rooms.get(message.room_id)
-        if key not in self._connected or room is None:
-            store = self.store
-            room = await store.get_room(message.room_id)
-            if room is None:
-                room = Room(
-                    id=message.room_id,
-                    agent_id=self.agent_id,
-                    source=incoming.source,
-                    type=incoming.room_type,
-                    world_id=incoming.world_id,
-                    name=incoming.room_id,
-                    owner_id=message.entity_id if incoming.room_type in DIRECT_ROOM_TYPES else None,
-                )
-                if not await store.create_room(room):
-                    room = await store.get_room(message.room_id) or room  # the race's winner
-            await self._check_access(room, message.entity_id)
-            names = [incoming.user_name] if incoming.user_name else []
-            await store.upsert_entity(
-                Entity(
-                    id=message.entity_id, agent_id=self.agent_id, names=names or [message.entity_id]
-                )
-            )
-            if await store.get_participant(room.id, message.entity_id) is None:
-                await store.upsert_participant(
-                    Participant(room_id=room.id, entity_id=message.entity_id, role=incoming.role)
-                )
-            if await store.get_participant(room.id, self.agent_id) is None:
-                await store.upsert_participant(
-                    Participant(room_id=room.id, entity_id=self.agent_id)
-                )
-            if len(self._connected) > _CACHE_LIMIT:
-                self._connected.clear()
-                self._rooms.clear()
-                self._actors.clear()
-            self._connected.add(key)
-            self._rooms[room.id] = room
-            self._actors.pop(room.id, None)
-        message.scope = (
-            MemoryScope.DIRECT
-            if room.direct and message.entity_id != self.agent_id
-            else MemoryScope.ROOM
-        )
-        await self.emit(EventType.CONNECTED, message, (time.perf_counter() - started) * 1000)
-        return room
-
-    async def _check_access(self, room: Room, entity_id: str) -> None:
-        """Refuse a user who is not the one user of a direct room."""
-        if not room.direct or entity_id == self.agent_id:
-            return
-        owner = room.owner_id
-        if owner is None:  # a room from before owners were recorded: its participants
-            users = [
-                p.entity_id
-                for p in await self.store.get_participants(room.id)
-                if p.entity_id != self.agent_id
-            ]
-            owner = users[0] if users else entity_id
-        if owner != entity_id:
-            raise AccessError(
-                f"Room {room.id!r} is a direct conversation with another user; nobody "
-                f"else can join it. Send the message without a room id, or to a room "
-                f"of your own."
-            )
-
-    def scope_for(self, message: Memory, room: Room) -> SearchScope:
-        """What a prompt answering ``message`` in ``room`` may see (``docs/scope.md``)."""
-        return SearchScope(room_id=room.id, entity_id=message.entity_id, direct=room.direct)
 
     async def store_message(self, message: Memory) -> tuple[Memory, bool]:
         """Stage 4: embed (when configured) and store. Returns the stored memory and
