@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -34,6 +33,13 @@ from types import ModuleType
 from typing import Any, TypeVar, cast
 
 import aiosqlite
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_delay,
+    wait_exponential,
+)
 
 from carrier.errors import ConfigurationError, StoreError
 
@@ -321,18 +327,24 @@ class Database:
                 self._restart_wanted = True
 
     def _with_retry(self, fn: Callable[..., T], *args: Any) -> T:
-        deadline = time.monotonic() + self.write_retry_s
-        delay = 0.002
-        while True:
-            try:
-                return fn(*args)
-            except self.driver.OperationalError as exc:
-                if not _is_busy(exc) or time.monotonic() >= deadline:
-                    raise
-                if args:
-                    _rollback(args[0])
-                time.sleep(delay)
-                delay = min(delay * 2, 0.1)
+        """``fn(*args)`` in the worker thread, retried while another process holds the
+        write lock (2 ms doubling to 100 ms, for ``write_retry_s``); then its error."""
+
+        def busy(exc: BaseException) -> bool:
+            return isinstance(exc, self.driver.OperationalError) and _is_busy(exc)
+
+        def roll_back(_: RetryCallState) -> None:
+            if args:
+                _rollback(args[0])
+
+        retrying = Retrying(
+            retry=retry_if_exception(busy),
+            wait=wait_exponential(multiplier=0.002, max=0.1),
+            stop=stop_after_delay(self.write_retry_s),
+            before_sleep=roll_back,
+            reraise=True,
+        )
+        return retrying(fn, *args)
 
     def _translate(self, exc: BaseException, op: str) -> StoreError:
         text = str(exc)
