@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import sqlean
 from carrier_plugin_sql.plugin import build_store
+from carrier_plugin_sql.schema import SCHEMA_VERSION
 from carrier_plugin_sql.settings import SqlSettings
 from carrier_plugin_sql.store import SqlStore
 
@@ -77,7 +78,8 @@ async def test_newer_schema_version(tmp_path: Path) -> None:
     with conn:
         conn.execute("UPDATE carrier_meta SET value = '99' WHERE key = 'schema_version'")
     conn.close()
-    with pytest.raises(StoreError, match="schema version 99, newer than the version 1") as caught:
+    newer = f"schema version 99, newer than the version {SCHEMA_VERSION}"
+    with pytest.raises(StoreError, match=newer) as caught:
         async with SqlStore(f"sqlite:///{path}"):
             pass
     assert "pip install -U carrier-plugin-sql" in str(caught.value)

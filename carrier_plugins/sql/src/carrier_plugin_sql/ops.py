@@ -17,10 +17,11 @@ from typing import Any
 import numpy as np
 
 from carrier.errors import EmbeddingDimensionError
-from carrier.types import Memory, ScoredMemory
+from carrier.types import Memory, ScoredMemory, SearchScope
 from carrier_plugin_sql import vectors
 from carrier_plugin_sql.db import transaction
 from carrier_plugin_sql.rows import MemoryCache, stored_row
+from carrier_plugin_sql.scopes import Filters, Part
 
 __all__ = [
     "create_memory",
@@ -33,12 +34,12 @@ __all__ = [
 
 _INSERT_MEMORY = (
     "INSERT INTO memories (id, agent_id, entity_id, room_id, world_id, type, content, "
-    "created_at, is_unique, internal, meta) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "created_at, is_unique, internal, meta, scope) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (id) DO NOTHING"
 )
 _INSERT_EMBEDDING = (
-    "INSERT INTO embeddings (memory_seq, memory_id, agent_id, room_id, type, dimension, vector) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO embeddings (memory_seq, memory_id, agent_id, room_id, type, dimension, vector, "
+    "entity_id, scope) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _DIMENSION_KEY = "embedding_dimension"
 
@@ -57,6 +58,7 @@ def memory_params(memory: Memory) -> tuple[Any, ...]:
         memory.unique,
         bool(memory.metadata.get("internal")),
         json.dumps(memory.metadata),
+        memory.scope.value,
     )
 
 
@@ -101,6 +103,8 @@ def create_memory(
                 params[5],
                 found,
                 vector,
+                params[2],
+                params[11],
             ),
         )
     cache.add(stored_row(cursor.lastrowid, params, vector))
@@ -140,17 +144,34 @@ def select_memories(
     type_: str | None,
     limit: int,
     before: float | None,
+    scope: SearchScope | None = None,
 ) -> list[Memory]:
     """The newest ``limit`` matching memories, oldest first: ``seq`` values from a
-    backward range scan of a covering index, then the memories (cached or fetched)."""
-    sql = _select_sql(
-        room_id is not None, entity_id is not None, type_ is not None, before is not None
-    )
-    params = [agent_id, room_id, entity_id, type_, before]
-    values = [v for v in params if v is not None] + [limit]
+    backward range scan of a covering index (with a scope, one per set of the scope,
+    merged), then the memories (cached or fetched)."""
+    if scope is None:
+        sql = _select_sql(
+            room_id is not None, entity_id is not None, type_ is not None, before is not None
+        )
+        params = [agent_id, room_id, entity_id, type_, before]
+        values = [v for v in params if v is not None] + [limit]
+    else:
+        filters = Filters(agent_id, room_id, entity_id, type_, before)
+        sql, values = _scoped_select(filters.parts(scope), limit)
     seqs = [row[0] for row in conn.execute(sql, values)]
     seqs.reverse()
     return [memory for _, memory in cache.memories(conn, seqs)]
+
+
+def _scoped_select(parts: Sequence[Part], limit: int) -> tuple[str, list[Any]]:
+    """The newest ``limit`` of each set, then the newest ``limit`` of them all."""
+    order = "ORDER BY created_at DESC, seq DESC LIMIT ?"
+    branches = " UNION ALL ".join(
+        f"SELECT * FROM (SELECT seq, created_at FROM memories WHERE {part.sql()} {order})"
+        for part in parts
+    )
+    values = [value for part in parts for value in (*part.values, limit)]
+    return f"SELECT seq FROM ({branches}) {order}", [*values, limit]
 
 
 def memories_by_seq(conn: Any, cache: MemoryCache, seqs: Sequence[int]) -> dict[int, Memory]:
@@ -180,7 +201,7 @@ def search_numpy(
     if index is None or index.dimension != recorded:
         index = holder["index"] = vectors.VectorIndex(recorded)
     cursor = conn.execute(
-        "SELECT memory_seq, agent_id, room_id, type, vector FROM embeddings "
+        "SELECT memory_seq, agent_id, room_id, type, entity_id, scope, vector FROM embeddings "
         "WHERE memory_seq > ? ORDER BY memory_seq",
         (index.last_seq,),
     )
@@ -200,22 +221,29 @@ def search_numpy(
 def search_sqlite_vec(
     conn: Any, cache: MemoryCache, query: Sequence[float], filters: dict[str, Any]
 ) -> tuple[int | None, list[ScoredMemory]]:
-    """Exact top-k inside SQLite with sqlite-vec's ``vec_distance_cosine``."""
+    """Exact top-k inside SQLite with sqlite-vec's ``vec_distance_cosine``, over the
+    rows of each set of the scope (see :mod:`.scopes`)."""
     recorded = _check_query(conn, query)
     if recorded is None or filters["limit"] <= 0:
         return recorded, []
-    where = ["agent_id = ?"]
-    values: list[Any] = [vectors.encode(query), filters["agent_id"]]
-    for column in ("room_id", "type"):
-        if filters[column] is not None:
-            where.append(f"{column} = ?")
-            values.append(filters[column])
+    where = Filters(
+        filters["agent_id"],
+        room_id=filters["room_id"],
+        entity_id=filters["entity_id"],
+        type=filters["type"],
+    )
+    blob = vectors.encode(query)
+    branches, values = [], []
+    for part in where.parts(filters["scope"]):
+        branches.append(
+            "SELECT memory_seq, 1.0 - vec_distance_cosine(vector, ?) AS similarity "
+            f"FROM embeddings WHERE {part.sql()}"
+        )
+        values += [blob, *part.values]
     values += [filters["threshold"], filters["limit"]]
     rows = conn.execute(
-        "SELECT memory_seq, similarity FROM (SELECT memory_seq, "
-        "1.0 - vec_distance_cosine(vector, ?) AS similarity FROM embeddings "
-        f"WHERE {' AND '.join(where)}) WHERE similarity >= ? "
-        "ORDER BY similarity DESC, memory_seq LIMIT ?",
+        f"SELECT memory_seq, similarity FROM ({' UNION ALL '.join(branches)}) "
+        "WHERE similarity >= ? ORDER BY similarity DESC, memory_seq LIMIT ?",
         values,
     ).fetchall()
     found = memories_by_seq(conn, cache, [row[0] for row in rows])

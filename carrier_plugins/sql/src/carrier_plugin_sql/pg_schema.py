@@ -1,6 +1,7 @@
 """The schema on PostgreSQL: the same SQLModel tables compiled for PostgreSQL.
 
-The tables, their indexes and the schema version are those of :mod:`.schema`.
+The tables, their indexes, the schema version and its migrations are those of
+:mod:`.schema`.
 PostgreSQL has no triggers here: the queue of unanswered messages is kept by the
 store's own transactions (:mod:`.postgres`). The embedding column is pgvector's
 ``vector``; its dimension and the HNSW (cosine) index are fixed by the first
@@ -17,7 +18,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 from carrier.errors import StoreError
-from carrier_plugin_sql.schema import SCHEMA_VERSION, TABLES
+from carrier_plugin_sql.schema import SCHEMA_VERSION, TABLES, scope_migration
 
 __all__ = [
     "DIMENSION_KEY",
@@ -61,12 +62,23 @@ def postgres_ddl() -> list[str]:
     return statements
 
 
-async def _create_v1(conn: Any) -> None:
+async def _create(conn: Any) -> None:
     for statement in postgres_ddl():
         await conn.execute(statement)
 
 
-_MIGRATIONS = {1: _create_v1}
+async def _scopes(conn: Any) -> None:
+    # Every embedding row is rewritten: building the HNSW index again afterwards
+    # (fix_dimension, at the end of open_schema) is much faster than inserting each
+    # new row version into it.
+    await conn.execute(f"DROP INDEX IF EXISTS {HNSW_INDEX}")
+    for statement in scope_migration("postgresql"):
+        await conn.execute(statement)
+
+
+#: ``version -> step`` from ``version - 1``; an empty database gets the current
+#: schema at once (:func:`postgres_ddl`).
+_MIGRATIONS = {2: _scopes}
 
 
 async def open_schema(conn: Any, where: str, *, hnsw: HnswOptions) -> int | None:
@@ -105,8 +117,11 @@ async def open_schema(conn: Any, where: str, *, hnsw: HnswOptions) -> int | None
                 f"newer release. Upgrade with: pip install -U carrier-plugin-sql (or point "
                 f"CARRIER_DATABASE_URL at another database)."
             )
-        for version in range(found + 1, SCHEMA_VERSION + 1):
-            await _MIGRATIONS[version](conn)
+        if found == 0:
+            await _create(conn)
+        else:
+            for version in range(found + 1, SCHEMA_VERSION + 1):
+                await _MIGRATIONS[version](conn)
         if found != SCHEMA_VERSION:
             await conn.execute(
                 "INSERT INTO carrier_meta (key, value) VALUES ('schema_version', $1) "

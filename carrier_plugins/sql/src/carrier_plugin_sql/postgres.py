@@ -23,35 +23,43 @@ from pgvector.asyncpg import register_vector
 
 from carrier.errors import CarrierError, ConfigurationError, EmbeddingDimensionError, StoreError
 from carrier.protocols import MemoryStore
-from carrier.types import Entity, Memory, MemoryType, Participant, ScoredMemory
-from carrier_plugin_sql import pg_schema
+from carrier.types import Entity, Memory, MemoryType, Participant, ScoredMemory, SearchScope
+from carrier_plugin_sql import pg_schema, pg_search
 from carrier_plugin_sql.ops import memory_params
+from carrier_plugin_sql.pg_cache import PgCacheMixin
 from carrier_plugin_sql.pg_url import PostgresTarget, parse_postgres_url
 from carrier_plugin_sql.records import RecordsMixin
+from carrier_plugin_sql.scopes import Filters, Part
 from carrier_plugin_sql.store import SqlStore
 
 __all__ = ["PostgresStore"]
 
-_MEMORY = (
-    "SELECT m.seq, m.id, m.agent_id, m.entity_id, m.room_id, m.world_id, m.type, m.content, "
-    "m.created_at, m.is_unique, m.meta, e.vector FROM memories AS m "
-    "LEFT JOIN embeddings AS e ON e.memory_seq = m.seq"
+#: A memory's columns but its embedding, from ``memories AS m``.
+_ROW = (
+    "m.seq, m.id, m.agent_id, m.entity_id, m.room_id, m.world_id, m.type, m.content, "
+    "m.created_at, m.is_unique, m.meta, m.scope"
 )
+#: A memory's columns, as :func:`_memory` reads them.
+_COLUMNS = f"{_ROW}, e.vector"
+_MEMORY = f"SELECT {_COLUMNS} FROM memories AS m LEFT JOIN embeddings AS e ON e.memory_seq = m.seq"
+#: The recorded embedding dimension ($1: its key), first column of a search's first read.
+_DIMENSION = "(SELECT value FROM carrier_meta WHERE key = $1)"
 # One statement, so one round trip and atomic on its own: the memory, its embedding
 # and the queue of unanswered messages. A message is pending until a memory with id
-# "{message id}-{agent id}" exists; storing that answer ($14: the message's id) takes
+# "{message id}-{agent id}" exists; storing that answer ($15: the message's id) takes
 # the message off the queue.
 _CREATE_MEMORY = """
 WITH new AS (
     INSERT INTO memories (id, agent_id, entity_id, room_id, world_id, type, content,
-        created_at, is_unique, internal, meta)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+        created_at, is_unique, internal, meta, scope)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
     ON CONFLICT (id) DO NOTHING
-    RETURNING seq, id, agent_id, entity_id, room_id, type, created_at, internal
+    RETURNING seq, id, agent_id, entity_id, room_id, type, created_at, internal, scope
 ), vector AS (
-    INSERT INTO embeddings (memory_seq, memory_id, agent_id, room_id, type, dimension, vector)
-    SELECT seq, id, agent_id, room_id, type, $12::integer, $13::vector FROM new
-    WHERE $13::vector IS NOT NULL
+    INSERT INTO embeddings (memory_seq, memory_id, agent_id, room_id, type, dimension, vector,
+        entity_id, scope)
+    SELECT seq, id, agent_id, room_id, type, $13::integer, $14::vector, entity_id, scope FROM new
+    WHERE $14::vector IS NOT NULL
 ), pending AS (
     INSERT INTO pending_messages (memory_id, agent_id, created_at, memory_seq)
     SELECT n.id, n.agent_id, n.created_at, n.seq FROM new AS n
@@ -59,7 +67,7 @@ WITH new AS (
         AND NOT EXISTS (SELECT 1 FROM memories WHERE id = n.id || '-' || n.agent_id)
     ON CONFLICT (memory_id) DO NOTHING
 ), answered AS (
-    DELETE FROM pending_messages WHERE memory_id = $14::text AND EXISTS (SELECT 1 FROM new)
+    DELETE FROM pending_messages WHERE memory_id = $15::text AND EXISTS (SELECT 1 FROM new)
 )
 SELECT seq FROM new
 """
@@ -97,7 +105,10 @@ def _question_of(memory_id: str, agent_id: str) -> str | None:
 
 
 def _memory(row: Sequence[Any]) -> Memory:
-    _, id_, agent, entity, room, world, type_, content, created_at, unique, meta, vector = row
+    """A memory from the :data:`_COLUMNS` of a row."""
+    _, id_, agent, entity, room, world, type_, content, created_at, unique, meta, scope, vector = (
+        row[:13]
+    )
     return Memory.model_validate(
         {
             "id": id_,
@@ -109,10 +120,36 @@ def _memory(row: Sequence[Any]) -> Memory:
             "content": json.loads(content),
             "created_at": created_at,
             "unique": unique,
+            "scope": scope,
             "metadata": json.loads(meta),
             "embedding": None if vector is None else vector.to_list(),
         }
     )
+
+
+def _search_sql(
+    query: list[float],
+    filters: Filters,
+    parts: list[Part],
+    listed: Sequence[Any],
+    max_distance: float,
+    limit: int,
+) -> tuple[str, list[Any]]:
+    """The search statement: unscoped, exact over small sets, or HNSW (see
+    :mod:`.pg_search`); ``listed`` is the listing's row after the dimension. An empty
+    statement when nothing can match."""
+    if not parts:
+        return pg_search.nearest(_ROW, query, [filters.part()], max_distance, limit)
+    table_rows, *seqs = listed
+    small = [(part, rows) for part, rows in zip(parts, seqs, strict=True) if rows]
+    large = [part for part, rows in zip(parts, seqs, strict=True) if rows is None]
+    if large and pg_search.hnsw_suffices(table_rows):
+        return pg_search.nearest(
+            _ROW, query, [*large, *(part for part, _ in small)], max_distance, limit
+        )
+    if not small and not large:
+        return "", []
+    return pg_search.search(_ROW, query, small, large, max_distance, limit)
 
 
 #: What asyncpg raises when a call fails; ``InternalClientError`` comes from a
@@ -166,7 +203,7 @@ class _Acquire:
             raise self._store._error(self._op, exc) from exc
 
 
-class PostgresStore(RecordsMixin, MemoryStore):
+class PostgresStore(PgCacheMixin, RecordsMixin, MemoryStore):
     """A ``MemoryStore`` on PostgreSQL with the pgvector extension.
 
     Args:
@@ -288,6 +325,7 @@ class PostgresStore(RecordsMixin, MemoryStore):
     upsert_entity = SqlStore.upsert_entity
     upsert_room = SqlStore.upsert_room
     get_room = SqlStore.get_room
+    create_room = SqlStore.create_room
     upsert_participant = SqlStore.upsert_participant
     get_participant = SqlStore.get_participant
     set_participant_state = SqlStore.set_participant_state
@@ -365,12 +403,19 @@ class PostgresStore(RecordsMixin, MemoryStore):
         type: MemoryType | None = None,
         limit: int = 50,
         before: float | None = None,
+        scope: SearchScope | None = None,
     ) -> list[Memory]:
         if limit <= 0:
             return []
+        type_ = None if type is None else MemoryType(type).value
+        if scope is not None:
+            filters = Filters(agent_id, room_id, entity_id, type_, before)
+            sql, args = pg_search.scoped_select(_MEMORY, filters.parts(scope), limit)
+            async with self._connection("reading memories") as conn:
+                rows = await conn.fetch(sql, *args)
+            return [_memory(row) for row in reversed(rows)]
         where = ["m.agent_id = $1"]
         values: list[Any] = [agent_id]
-        type_ = None if type is None else MemoryType(type).value
         for column, value, op in (
             ("room_id", room_id, "="),
             ("entity_id", entity_id, "="),
@@ -412,44 +457,31 @@ class PostgresStore(RecordsMixin, MemoryStore):
         type: MemoryType | None = None,
         limit: int = 10,
         threshold: float = 0.0,
+        entity_id: str | None = None,
+        scope: SearchScope | None = None,
     ) -> list[ScoredMemory]:
         query = list(embedding)
-        values: list[Any] = [query, agent_id, 1.0 - threshold]
-        where = ["e.agent_id = $2", "e.vector <=> $1 <= $3"]
-        for column, value in (
-            ("room_id", room_id),
-            ("type", None if type is None else MemoryType(type).value),
-        ):
-            if value is not None:
-                values.append(value)
-                where.append(f"e.{column} = ${len(values)}")
-        values.append(max(limit, 0))
+        type_ = None if type is None else MemoryType(type).value
+        filters = Filters(agent_id, room_id, entity_id, type_)
+        # An entity's or a scope's sets are often small: listed with the dimension, then
+        # searched exactly or with HNSW (see pg_search).
+        parts = filters.parts(scope) if entity_id is not None or scope is not None else []
+        read, part_values = pg_search.listing(_DIMENSION, parts)
         async with self._connection("searching memories") as conn, conn.transaction():
-            value = await conn.fetchval(
-                "SELECT value FROM carrier_meta WHERE key = $1", pg_schema.DIMENSION_KEY
-            )
-            if value is None:
+            found = await conn.fetchrow(read, pg_schema.DIMENSION_KEY, *part_values)
+            if found[0] is None:
                 return []
-            self._dimension = recorded = int(value)
+            self._dimension = recorded = int(found[0])
             if len(query) != recorded:
                 raise EmbeddingDimensionError(recorded=recorded, found=len(query))
             if limit <= 0:
                 return []
             if limit > self._ef_search:  # HNSW returns at most ef_search rows per pass
                 await conn.execute(f"SET LOCAL hnsw.ef_search = {min(limit, 1000)}")
-            # relaxed_order may yield the index's rows slightly out of order: the
-            # outer ORDER BY sorts the `limit` rows found.
-            rows = await conn.fetch(
-                f"SELECT s.*, 1.0 - s.distance AS similarity FROM (SELECT m.seq, m.id, "
-                "m.agent_id, m.entity_id, m.room_id, m.world_id, m.type, m.content, "
-                "m.created_at, m.is_unique, m.meta, e.vector, e.vector <=> $1 AS distance "
-                "FROM embeddings AS e JOIN memories AS m ON m.seq = e.memory_seq "
-                f"WHERE {' AND '.join(where)} ORDER BY e.vector <=> $1, e.memory_seq "
-                f"LIMIT ${len(values)}) AS s ORDER BY s.distance, s.seq",
-                *values,
-            )
+            sql, values = _search_sql(query, filters, parts, found[1:], 1.0 - threshold, limit)
+            rows = await conn.fetch(sql, *values) if sql else []
         return [
-            ScoredMemory(memory=_memory(tuple(row)[:12]), similarity=float(row["similarity"]))
+            ScoredMemory(memory=_memory(row), similarity=1.0 - float(row["distance"]))
             for row in rows
         ]
 

@@ -9,9 +9,9 @@ from typing import Any
 
 from carrier.errors import StoreError
 from carrier.types import Goal, GoalStatus, Task
-from carrier_plugin_sql.db import Database
+from carrier_plugin_sql.db import Database, transaction
 
-__all__ = ["RecordsMixin"]
+__all__ = ["RecordsMixin", "encode_cache"]
 
 #: Reads of up to this many rows run inline (on the event loop's thread).
 INLINE_ROWS = 256
@@ -108,13 +108,7 @@ class RecordsMixin:
         return json.loads(value)
 
     async def set_cache(self, key: str, value: Any, *, ttl_s: float | None = None) -> None:
-        try:
-            encoded = json.dumps(value)
-        except (TypeError, ValueError) as exc:
-            raise StoreError(
-                f"Cache value for {key!r} is not JSON-serializable: {exc}. "
-                f"Store plain dicts, lists, strings and numbers."
-            ) from exc
+        encoded = encode_cache(key, value)
         expires_at = None if ttl_s is None else time.time() + ttl_s
         await self._execute(
             "INSERT INTO cache (key, value, expires_at) VALUES (?, ?, ?) ON CONFLICT (key) "
@@ -130,6 +124,63 @@ class RecordsMixin:
             )
             == 1
         )
+
+    # atomic operations (SQLite; PostgresStore overrides them in pg_cache)
+    async def add_cache(self, key: str, value: Any, *, ttl_s: float | None = None) -> bool:
+        now = time.time()
+        expires_at = None if ttl_s is None else now + ttl_s
+        changed = await self._execute(
+            "INSERT INTO cache (key, value, expires_at) VALUES (?, ?, ?) ON CONFLICT (key) "
+            "DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at "
+            "WHERE cache.expires_at IS NOT NULL AND cache.expires_at <= ?",
+            (key, encode_cache(key, value), expires_at, now),
+            op="adding a cache entry",
+        )
+        return changed == 1
+
+    async def compare_and_set_cache(
+        self, key: str, expected: Any, value: Any, *, ttl_s: float | None = None
+    ) -> bool:
+        now = time.time()
+        old = encode_cache(key, expected)
+        if value is None:
+            changed = await self._execute(
+                "DELETE FROM cache WHERE key = ? AND value = ? "
+                "AND (expires_at IS NULL OR expires_at > ?)",
+                (key, old, now),
+                op="deleting a cache entry",
+            )
+        else:
+            changed = await self._execute(
+                "UPDATE cache SET value = ?, expires_at = ? WHERE key = ? AND value = ? "
+                "AND (expires_at IS NULL OR expires_at > ?)",
+                (encode_cache(key, value), None if ttl_s is None else now + ttl_s, key, old, now),
+                op="swapping a cache entry",
+            )
+        return changed == 1
+
+    async def increment_cache(
+        self, key: str, amount: int = 1, *, ttl_s: float | None = None
+    ) -> int:
+        found: int | str = await self._db.run(
+            _increment, key, amount, ttl_s, op="incrementing a cache entry"
+        )
+        if isinstance(found, str):
+            raise StoreError(
+                f"Cache key {key!r} holds {found}, not an integer; increment_cache needs "
+                f"an integer (or an absent key)."
+            )
+        return found
+
+    async def list_cache(self, prefix: str, *, limit: int = 1000) -> list[tuple[str, Any]]:
+        rows = await self._fetch(
+            "SELECT key, value FROM cache WHERE substr(key, 1, ?) = ? "
+            "AND (expires_at IS NULL OR expires_at > ?) ORDER BY key LIMIT ?",
+            (len(prefix), prefix, time.time(), limit),
+            op="listing cache entries",
+            inline=False,
+        )
+        return [(key, json.loads(value)) for key, value in rows]
 
     async def log(
         self, *, agent_id: str, room_id: str | None, type: str, body: dict[str, Any]
@@ -174,6 +225,39 @@ class RecordsMixin:
         """Run one query; all its rows. ``inline=False`` for a query whose cost
         grows with the data (it runs in the worker thread)."""
         return await self._db.run(_fetchall, sql, values, op=op, inline=inline)
+
+
+def encode_cache(key: str, value: Any) -> str:
+    """A cache value as canonical JSON (sorted keys), so equal values compare equal."""
+    try:
+        return json.dumps(value, sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise StoreError(
+            f"Cache value for {key!r} is not JSON-serializable: {exc}. "
+            f"Store plain dicts, lists, strings and numbers."
+        ) from exc
+
+
+def _increment(conn: Any, key: str, amount: int, ttl_s: float | None) -> int | str:
+    """The new value, or the type name of a value that is not an integer."""
+    now = time.time()
+    with transaction(conn):
+        row = conn.execute(
+            "SELECT value FROM cache WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)",
+            (key, now),
+        ).fetchone()
+        if row is None:
+            conn.execute(
+                "INSERT INTO cache (key, value, expires_at) VALUES (?, ?, ?) ON CONFLICT (key) "
+                "DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",
+                (key, str(amount), None if ttl_s is None else now + ttl_s),
+            )
+            return amount
+        current = json.loads(row[0])
+        if not isinstance(current, int) or isinstance(current, bool):
+            return type(current).__name__
+        conn.execute("UPDATE cache SET value = ? WHERE key = ?", (str(current + amount), key))
+        return int(current + amount)
 
 
 def _execute(conn: Any, sql: str, values: Sequence[Any]) -> int:

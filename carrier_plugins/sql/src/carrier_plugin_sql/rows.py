@@ -41,6 +41,7 @@ MEMORY_COLUMNS = (
     """|| ',"world_id":' || json_quote(m.world_id) || ',"type":' || json_quote(m.type) """
     """|| ',"content":' || m.content || ',"unique":' """
     """|| CASE WHEN m.is_unique THEN 'true' ELSE 'false' END """
+    """|| ',"scope":' || json_quote(m.scope) """
     """|| ',"metadata":' || m.meta || ',"embedding":null,"created_at":', """
     "m.created_at, e.vector"
 )
@@ -65,7 +66,8 @@ def stored_row(seq: int, params: Sequence[Any], vector: bytes | None) -> Row:
         f'{{"id":{json.dumps(id_)},"agent_id":{json.dumps(agent_id)},'
         f'"entity_id":{json.dumps(entity_id)},"room_id":{json.dumps(room_id)},'
         f'"world_id":{json.dumps(world_id)},"type":{json.dumps(type_)},"content":{content},'
-        f'"unique":{"true" if unique else "false"},"metadata":{params[10]},'
+        f'"unique":{"true" if unique else "false"},"scope":{json.dumps(params[11])},'
+        f'"metadata":{params[10]},'
         f'"embedding":null,"created_at":{created_at!r}}}'
     )
     return (seq, text, created_at, vector)

@@ -6,8 +6,14 @@ documents), so the same tables serve PostgreSQL. On SQLite, JSON documents are
 into ``42``), sequence columns are ``INTEGER PRIMARY KEY AUTOINCREMENT`` (a rowid
 that is never reused), and small triggers keep the queue of unanswered messages.
 
-The schema version lives in ``carrier_meta``; :func:`migrate` brings an older file
-up to :data:`SCHEMA_VERSION` when the store opens and refuses a newer one.
+The schema version lives in ``carrier_meta``; :func:`migrate` creates the current
+schema in an empty database, brings an older one up to :data:`SCHEMA_VERSION` when
+the store opens, and refuses a newer one.
+
+Version 2 added memories' ``scope`` (where a memory may reach a prompt, see
+``carrier.types.MemoryScope``), copied with ``entity_id`` into ``embeddings``, and the
+indexes that make a scoped read or search a union of three small indexed sets: the
+scope's room, the direct memories of its entity, the agent's own memories.
 """
 
 from __future__ import annotations
@@ -15,10 +21,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Index, Integer, LargeBinary, Text
-from sqlalchemy.dialects import sqlite
+from sqlalchemy import JSON, BigInteger, Index, Integer, LargeBinary, Text, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import registry
-from sqlalchemy.schema import CreateIndex, CreateTable
+from sqlalchemy.schema import CreateColumn, CreateIndex, CreateTable
 from sqlalchemy.types import UserDefinedType
 from sqlmodel import Field, SQLModel
 
@@ -45,7 +51,7 @@ __all__ = [
 ]
 
 #: The version this code writes. Bump it and add a step to ``_MIGRATIONS``.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class _Row(SQLModel, registry=registry()):
@@ -122,11 +128,25 @@ class ParticipantRow(_Row, table=True):
     role: str = "member"
 
 
+def _where(scope: str) -> dict[str, Any]:
+    """The predicate of a partial index of the memories of one ``scope`` (queries
+    name the scope as the same literal, so both databases use the index)."""
+    return {
+        "sqlite_where": text(f"scope = '{scope}'"),
+        "postgresql_where": text(f"scope = '{scope}'"),
+    }
+
+
+#: On SQLite ``memory_seq`` is the rowid, in every index already.
+_include: dict[str, Any] = {"postgresql_include": ["memory_seq"]}
+
+
 class MemoryRow(_Row, table=True):
     """A message, fact, document, fragment, description, ...
 
     ``seq`` orders memories created in the same instant and is never reused;
-    ``id`` is the memory's public id.
+    ``id`` is the memory's public id; ``scope`` says where it may be seen (a
+    ``MemoryScope`` value).
     """
 
     __tablename__ = "memories"
@@ -136,6 +156,20 @@ class MemoryRow(_Row, table=True):
         Index("ix_memories_entity", "agent_id", "entity_id", "created_at", "seq"),
         Index("ix_memories_type", "agent_id", "type", "created_at", "seq"),
         Index("ix_memories_agent", "agent_id", "created_at", "seq"),
+        # The three sets of a scoped read of one type, each a range in time order: the
+        # room's, the entity's direct memories, the agent's own. The last two are
+        # partial (only such memories) and cover the read (room_id, entity_id).
+        Index("ix_memories_room_type", "agent_id", "room_id", "type", "created_at", "seq"),
+        Index(
+            "ix_memories_direct",
+            *("agent_id", "entity_id", "type", "created_at", "seq", "room_id"),
+            **_where("direct"),
+        ),
+        Index(
+            "ix_memories_agent_scope",
+            *("agent_id", "type", "created_at", "seq", "room_id", "entity_id"),
+            **_where("agent"),
+        ),
         {"sqlite_autoincrement": True},
     )
     seq: int | None = Field(default=None, sa_type=_seq(), primary_key=True)
@@ -150,14 +184,32 @@ class MemoryRow(_Row, table=True):
     is_unique: bool = False
     internal: bool = False
     meta: str = Field(sa_type=_json())
+    scope: str = Field(default="room", sa_column_kwargs={"server_default": "room"})
 
 
 class EmbeddingRow(_Row, table=True):
     """A memory's embedding (float32 bytes on SQLite, ``vector`` on PostgreSQL), with its
-    filters copied."""
+    filters copied: a search filters here without reading ``memories``."""
 
     __tablename__ = "embeddings"
-    __table_args__ = (Index("ix_embeddings_filter", "agent_id", "room_id", "type"),)
+    __table_args__ = (
+        # A room's embeddings, an entity's (and its direct ones, for a scoped search) and
+        # the agent's own (knowledge, in every scope): the sets of a scoped search. Each
+        # holds the columns of its set's filters and (PostgreSQL) memory_seq, so listing
+        # a set, to decide between exact and HNSW search, reads the index only.
+        Index("ix_embeddings_filter", "agent_id", "room_id", "type", **_include),
+        Index(
+            "ix_embeddings_entity",
+            *("agent_id", "entity_id", "type", "scope", "room_id"),
+            **_include,
+        ),
+        Index(
+            "ix_embeddings_agent_scope",
+            *("agent_id", "type", "room_id"),
+            **_where("agent"),
+            **_include,
+        ),
+    )
     memory_seq: int = Field(
         sa_type=_seq(), primary_key=True, sa_column_kwargs={"autoincrement": False}
     )
@@ -167,6 +219,8 @@ class EmbeddingRow(_Row, table=True):
     type: str
     dimension: int
     vector: bytes = Field(sa_type=_vector())
+    entity_id: str
+    scope: str = Field(default="room", sa_column_kwargs={"server_default": "room"})
 
 
 class PendingRow(_Row, table=True):
@@ -277,13 +331,68 @@ def sqlite_ddl() -> list[str]:
     return statements
 
 
-def _create_v1(execute: Callable[[str], Any]) -> None:
+#: Indexes added (or, ``ix_embeddings_filter``, changed) by version 2, by table.
+_V2_INDEXES = {
+    "memories": ("ix_memories_room_type", "ix_memories_direct", "ix_memories_agent_scope"),
+    "embeddings": ("ix_embeddings_filter", "ix_embeddings_entity", "ix_embeddings_agent_scope"),
+}
+
+
+def scope_migration(dialect_name: str) -> list[str]:
+    """The statements that bring a version 1 database to version 2 (``"sqlite"`` or
+    ``"postgresql"``): memories get ``scope``, ``'room'`` except documents and
+    fragments (the agent's knowledge), which get ``'agent'``; embeddings get copies of
+    ``entity_id`` and ``scope``; then the new indexes. Rooms are JSON documents, so
+    their new ``owner_id`` needs no column (an old room reads back without one).
+
+    The result has the columns and indexes of a new database; on SQLite the added
+    ``embeddings.entity_id`` keeps a ``DEFAULT ''`` (SQLite adds a ``NOT NULL``
+    column only with a default), never used: every insert names it. The columns and
+    indexes are compiled from the current tables: a later version that changes them
+    must write this step's statements out as they are now.
+    """
+    dialect = sqlite.dialect() if dialect_name == "sqlite" else postgresql.dialect()  # type: ignore[no-untyped-call]
+    memories, embeddings = MemoryRow.__table__, EmbeddingRow.__table__  # type: ignore[attr-defined]
+
+    def column(table: Any, name: str) -> str:
+        return str(CreateColumn(table.c[name]).compile(dialect=dialect)).strip()
+
+    sqlite_ = dialect_name == "sqlite"
+    statements = [
+        f"ALTER TABLE memories ADD COLUMN {column(memories, 'scope')}",
+        "UPDATE memories SET scope = 'agent' WHERE type IN ('document', 'fragment')",
+        "DROP INDEX ix_embeddings_filter",  # created again below, with memory_seq (PostgreSQL)
+        "ALTER TABLE embeddings ADD COLUMN entity_id VARCHAR"
+        + (" NOT NULL DEFAULT ''" if sqlite_ else ""),
+        f"ALTER TABLE embeddings ADD COLUMN {column(embeddings, 'scope')}",
+        "UPDATE embeddings SET entity_id = m.entity_id, scope = m.scope "
+        "FROM memories AS m WHERE m.seq = embeddings.memory_seq",
+    ]
+    if not sqlite_:
+        statements.append("ALTER TABLE embeddings ALTER COLUMN entity_id SET NOT NULL")
+    for table in (memories, embeddings):
+        wanted = _V2_INDEXES[table.name]
+        statements.extend(
+            str(CreateIndex(index).compile(dialect=dialect)).strip()
+            for index in sorted(table.indexes, key=lambda i: i.name or "")
+            if index.name in wanted
+        )
+    return statements
+
+
+def _create(execute: Callable[[str], Any]) -> None:
     for statement in sqlite_ddl():
         execute(statement)
 
 
-#: ``version -> step`` that brings a database at ``version - 1`` to ``version``.
-_MIGRATIONS: dict[int, Callable[[Callable[[str], Any]], None]] = {1: _create_v1}
+def _scopes(execute: Callable[[str], Any]) -> None:
+    for statement in scope_migration("sqlite"):
+        execute(statement)
+
+
+#: ``version -> step`` that brings a database at ``version - 1`` to ``version``. An
+#: empty database gets the current schema at once (:func:`sqlite_ddl`), no steps.
+_MIGRATIONS: dict[int, Callable[[Callable[[str], Any]], None]] = {2: _scopes}
 
 
 def migrate(execute: Callable[[str], Any], found: int, *, where: str) -> int:
@@ -307,6 +416,9 @@ def migrate(execute: Callable[[str], Any], found: int, *, where: str) -> int:
             f"release. Upgrade with: pip install -U carrier-plugin-sql (or point "
             f"CARRIER_DATABASE_URL at another file)."
         )
+    if found == 0:
+        _create(execute)
+        return SCHEMA_VERSION
     for version in range(found + 1, SCHEMA_VERSION + 1):
         _MIGRATIONS[version](execute)
     return SCHEMA_VERSION

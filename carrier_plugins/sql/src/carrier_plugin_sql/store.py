@@ -24,6 +24,7 @@ from carrier.types import (
     ParticipantState,
     Room,
     ScoredMemory,
+    SearchScope,
 )
 from carrier_plugin_sql import ops, schema
 from carrier_plugin_sql.db import Database
@@ -178,6 +179,18 @@ class SqlStore(RecordsMixin, MemoryStore):
         )
         return Room.model_validate_json(rows[0][0]) if rows else None
 
+    async def create_room(self, room: Room) -> bool:
+        # One statement: of concurrent calls (connections, processes) one inserts.
+        return (
+            await self._execute(
+                "INSERT INTO rooms (id, agent_id, data) VALUES (?, ?, ?) "
+                "ON CONFLICT (id) DO NOTHING",
+                (room.id, room.agent_id, room.model_dump_json()),
+                op="creating a room",
+            )
+            == 1
+        )
+
     async def upsert_participant(self, participant: Participant) -> None:
         await self._execute(
             "INSERT INTO participants (room_id, entity_id, state, role) VALUES (?, ?, ?, ?) "
@@ -258,6 +271,7 @@ class SqlStore(RecordsMixin, MemoryStore):
         type: MemoryType | None = None,
         limit: int = 50,
         before: float | None = None,
+        scope: SearchScope | None = None,
     ) -> list[Memory]:
         if limit <= 0:
             return []
@@ -270,6 +284,7 @@ class SqlStore(RecordsMixin, MemoryStore):
             None if type is None else MemoryType(type).value,
             limit,
             before,
+            scope,
             op="reading memories",
             inline=limit <= INLINE_ROWS,
         )
@@ -315,6 +330,8 @@ class SqlStore(RecordsMixin, MemoryStore):
         type: MemoryType | None = None,
         limit: int = 10,
         threshold: float = 0.0,
+        entity_id: str | None = None,
+        scope: SearchScope | None = None,
     ) -> list[ScoredMemory]:
         filters = {
             "agent_id": agent_id,
@@ -322,6 +339,8 @@ class SqlStore(RecordsMixin, MemoryStore):
             "type": None if type is None else MemoryType(type).value,
             "limit": limit,
             "threshold": threshold,
+            "entity_id": entity_id,
+            "scope": scope,
         }
         query = list(embedding)
         if self.vector_search == "sqlite-vec":
