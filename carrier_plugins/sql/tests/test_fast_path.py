@@ -114,3 +114,31 @@ async def test_a_stored_memory_reads_back_as_a_fresh_connection_reads_it(tmp_pat
     assert [m.model_dump() for m in cached] == [m.model_dump() for m in fresh]
     assert [m.id for m in cached] == ["m1", "m2", "m3", "m4"]
     assert cached[3].embedding == pytest.approx([0.1, 0.2, 0.3], abs=1e-7)
+
+
+async def test_a_search_sees_what_another_connection_wrote_since_the_last(
+    tmp_path: Path,
+) -> None:
+    """Searches skip their catch-up read while nothing was written (``data_version``);
+    a write by another connection in between must still be found."""
+    url = f"sqlite:///{tmp_path}/x.db"
+    vector = [1.0, 0.0, 0.0]
+
+    def memory(n: int) -> Memory:
+        return Memory(
+            id=f"m{n}",
+            agent_id="a",
+            entity_id="u",
+            room_id="r",
+            content=Content(text=f"m{n}"),
+            embedding=vector,
+        )
+
+    async with SqlStore(url) as mine, SqlStore(url) as other:
+        await mine.create_memory(memory(1))
+        first = await mine.search_memories(agent_id="a", embedding=vector, limit=10)
+        again = await mine.search_memories(agent_id="a", embedding=vector, limit=10)
+        assert [h.memory.id for h in first] == [h.memory.id for h in again] == ["m1"]
+        await other.create_memory(memory(2))
+        found = await mine.search_memories(agent_id="a", embedding=vector, limit=10)
+        assert sorted(h.memory.id for h in found) == ["m1", "m2"]

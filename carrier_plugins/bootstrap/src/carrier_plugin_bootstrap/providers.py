@@ -218,12 +218,14 @@ class RelevantMemoriesProvider(Section):
             return ProviderOutput()
         shown = {m.id for m in state.recent_messages}
         shown.add(message.id)
+        # a few more than wanted: those already in the history are left out (when the
+        # history holds the best matches, it already shows what they would add)
         hits = await runtime.store.search_memories(
             agent_id=runtime.agent_id,
             embedding=message.embedding,
             type=MemoryType.MESSAGE,
             entity_id=message.entity_id,
-            limit=limit + len(shown),
+            limit=limit + 4,
             threshold=runtime.settings.search_threshold,
             scope=state.scope or runtime.scope_for(message, state.room),
         )

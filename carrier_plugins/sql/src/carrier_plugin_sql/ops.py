@@ -193,20 +193,33 @@ def search_numpy(
     query: Sequence[float],
     filters: dict[str, Any],
 ) -> tuple[int | None, list[ScoredMemory]]:
-    """Exact top-k in RAM, after catching up with rows written since the last search."""
-    recorded = _check_query(conn, query)
-    if recorded is None:
-        return None, []
+    """Exact top-k in RAM, after catching up with rows written since the last search.
+
+    The catch-up is skipped when nothing was written since it last ran, by this
+    connection (``total_changes``) or another (``PRAGMA data_version``): the searches
+    of one message (facts, knowledge, earlier words) read the database once.
+    """
+    mark = (conn.total_changes, conn.execute("PRAGMA data_version").fetchone()[0])
     index = holder.get("index")
-    if index is None or index.dimension != recorded:
-        index = holder["index"] = vectors.VectorIndex(recorded)
-    cursor = conn.execute(
-        "SELECT memory_seq, agent_id, room_id, type, entity_id, scope, vector FROM embeddings "
-        "WHERE memory_seq > ? ORDER BY memory_seq",
-        (index.last_seq,),
-    )
-    while batch := cursor.fetchmany(10_000):
-        index.add_rows(batch)
+    if index is not None and holder.get("mark") == mark:  # type: ignore[comparison-overlap]
+        recorded = index.dimension
+        if len(query) != recorded:
+            raise EmbeddingDimensionError(recorded=recorded, found=len(query))
+    else:
+        found_dimension = _check_query(conn, query)
+        if found_dimension is None:
+            return None, []
+        recorded = found_dimension
+        if index is None or index.dimension != recorded:
+            index = holder["index"] = vectors.VectorIndex(recorded)
+        cursor = conn.execute(
+            "SELECT memory_seq, agent_id, room_id, type, entity_id, scope, vector "
+            "FROM embeddings WHERE memory_seq > ? ORDER BY memory_seq",
+            (index.last_seq,),
+        )
+        while batch := cursor.fetchmany(10_000):
+            index.add_rows(batch)
+        holder["mark"] = mark  # type: ignore[assignment]
     unit = vectors.unit(np.asarray(query, dtype=np.float32))
     while True:
         hits = index.search(unit, **filters)

@@ -39,6 +39,10 @@ VectorSearch = Literal["auto", "numpy", "sqlite-vec"]
 _VECTOR_SEARCH = ("auto", "numpy", "sqlite-vec")
 
 
+#: Indexes of up to this many vectors are searched on the event loop's thread.
+INLINE_VECTORS = 20_000
+
+
 class SqlStore(RecordsMixin, MemoryStore):
     """A ``MemoryStore`` on a SQLite file (or in memory).
 
@@ -353,6 +357,7 @@ class SqlStore(RecordsMixin, MemoryStore):
                 inline=False,
             )
         else:
+            index = self._index.get("index")
             dimension, found = await self._db.run(
                 ops.search_numpy,
                 self._index,
@@ -360,7 +365,9 @@ class SqlStore(RecordsMixin, MemoryStore):
                 query,
                 filters,
                 op="searching memories",
-                inline=False,
+                # a small index is searched in well under a millisecond: a trip to the
+                # worker thread would cost more than the search
+                inline=index is not None and len(index) <= INLINE_VECTORS,
             )
         if dimension is not None:
             self._dimension = dimension
