@@ -432,23 +432,8 @@ class InMemoryStore(MemoryStore):
             return None
         return entry[0]
 
-    async def add_cache(self, key: str, value: Any, *, ttl_s: float | None = None) -> bool:
-        if self._live(key) is not None:
-            return False
-        await self.set_cache(key, value, ttl_s=ttl_s)
-        return True
-
-    async def compare_and_set_cache(
-        self, key: str, expected: Any, value: Any, *, ttl_s: float | None = None
-    ) -> bool:
-        current = self._live(key)
-        if current is None or json.loads(current) != expected:
-            return False
-        if value is None:
-            del self._cache[key]
-        else:
-            await self.set_cache(key, value, ttl_s=ttl_s)
-        return True
+    # add_cache and compare_and_set_cache: the protocol's defaults, atomic here (no
+    # call of this store yields to the event loop)
 
     async def increment_cache(
         self, key: str, amount: int = 1, *, ttl_s: float | None = None
