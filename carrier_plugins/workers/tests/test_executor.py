@@ -7,10 +7,13 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+import procrastinate
 import pytest
 from carrier_plugin_workers.executor import WorkersExecutor
+from carrier_plugin_workers.queue import build_app, ensure_schema, queue_target
 
 from carrier.errors import InputError
+from carrier.host import PluginHost
 from carrier.runtime import AgentRuntime
 from carrier.types import IncomingMessage
 
@@ -132,3 +135,14 @@ async def test_an_oversized_message_is_refused_before_it_is_queued(
         await client.handle(IncomingMessage(text="x" * (limit + 1), room_id="r"))
     assert (await client.handle(IncomingMessage(text="short", room_id="r"))).texts == ["re: short"]
     assert script.seen == ["short"]
+
+
+async def test_queue_calls_run_in_autocommit(host: PluginHost) -> None:
+    # each procrastinate call is one statement: no BEGIN and COMMIT round trips around it
+    settings = host.settings.get("workers")
+    target = queue_target(settings, host.carrier_settings)
+    await ensure_schema(target)
+    app = build_app(target, settings)
+    assert isinstance(app.connector, procrastinate.PsycopgConnector)
+    async with app.open_async(), app.connector.pool.connection() as conn:
+        assert conn.autocommit

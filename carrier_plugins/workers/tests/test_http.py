@@ -29,6 +29,6 @@ async def test_the_http_api_answers_through_a_worker(
         assert answer.status_code == 200, answer.text
         assert [c["text"] for c in answer.json()] == ["re: hello worker"]
         stored = await client.store.get_memories(
-            agent_id=client.agent_id, room_id=f"default-room-{client.agent_id}", limit=10
+            agent_id=client.agent_id, room_id=f"default-room-{client.agent_id}-u1", limit=10
         )
         assert sorted(m.content.text for m in stored) == ["hello worker", "re: hello worker"]

@@ -10,12 +10,10 @@ job being waited on at once, instead of one query per waiting client.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from carrier.errors import StoreError
 from carrier.protocols import Executor
 from carrier.types import Reply
 from carrier_plugin_workers.queue import (
@@ -23,12 +21,12 @@ from carrier_plugin_workers.queue import (
     TASK,
     build_app,
     ensure_schema,
-    is_connection_error,
     queue_error,
     queue_for,
     queue_target,
     room_lock,
 )
+from carrier_plugin_workers.retries import checking_jobs, reading_answer
 
 if TYPE_CHECKING:
     import procrastinate
@@ -40,10 +38,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Enqueued", "WorkersExecutor"]
 
-logger = logging.getLogger("carrier.workers")
-
-#: Tries to read a finished job's answer from the store (about 30 s with backoff).
-_READ_ATTEMPTS = 20
 _FINAL = ("succeeded", "failed", "cancelled", "aborted")
 #: Finished jobs among ``ids``; a job that is gone succeeded (workers delete
 #: succeeded jobs unless ``CARRIER_WORKERS_KEEP_JOBS`` is set).
@@ -175,17 +169,8 @@ class WorkersExecutor(Executor):
         )
 
     async def _reply(self, runtime: AgentRuntime, enqueued: Enqueued, error: str | None) -> Reply:
-        delay = 0.1
-        for attempt in range(_READ_ATTEMPTS):
-            try:
-                reply = await runtime.stored_reply(enqueued.message_id)
-                break
-            except StoreError as exc:  # the store restarting: the answer is there, wait
-                if attempt == _READ_ATTEMPTS - 1:
-                    raise
-                logger.warning("Reading the answer to %s failed: %s", enqueued.message_id, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+        reading = reading_answer(enqueued.message_id)
+        reply: Reply | None = await reading(runtime.stored_reply, enqueued.message_id)
         if reply is None:
             from carrier.types import Memory
 
@@ -201,26 +186,28 @@ class WorkersExecutor(Executor):
         return reply.model_copy(update={"error": error}) if error else reply
 
     async def _poll(self) -> None:
-        """Resolve the futures of finished jobs, in one query per tick for all of them."""
-        app = self._app
-        assert app is not None
+        """Resolve the futures of finished jobs, in one query per tick for all of them.
+
+        A loop, not a retry: it ticks while anyone waits. Its query is retried by
+        :func:`~carrier_plugin_workers.retries.checking_jobs`, whatever fails.
+        """
+        poll_s = self.settings.reply_poll_s
+        checking = checking_jobs(poll_s, waited_on=lambda: bool(self._waiting))  # one caller
         while self._waiting:
-            await asyncio.sleep(self.settings.reply_poll_s)
-            ids = list(self._waiting)
-            try:
-                rows: list[dict[str, Any]] = await app.connector.execute_query_all_async(
-                    _FINISHED_JOBS, ids=ids, final=list(_FINAL)
-                )
-            except Exception as exc:  # the poller must outlive any failure
-                # (PostgreSQL restarting, a pool timeout): its waiters would hang otherwise
-                level = logging.WARNING if is_connection_error(exc) else logging.ERROR
-                logger.log(level, "Cannot check finished jobs yet: %s", exc)
-                await asyncio.sleep(min(1.0, 10 * self.settings.reply_poll_s))
-                continue
+            await asyncio.sleep(poll_s)
+            rows: list[dict[str, Any]] = await checking(self._finished_jobs)
             for row in rows:
                 future = self._waiting.pop(row["id"], None)
                 if future is not None and not future.done():
                     future.set_result(str(row["status"]))
+
+    async def _finished_jobs(self) -> list[dict[str, Any]]:
+        app = self._app
+        assert app is not None
+        rows: list[dict[str, Any]] = await app.connector.execute_query_all_async(
+            _FINISHED_JOBS, ids=list(self._waiting), final=list(_FINAL)
+        )
+        return rows
 
     async def submit(
         self,

@@ -9,7 +9,7 @@ keeps each room's messages one at a time, in the order they were enqueued.
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import procrastinate
 import psycopg
@@ -113,9 +113,16 @@ def queue_error(target: PostgresTarget, doing: str, exc: BaseException) -> Store
 def build_app(target: PostgresTarget, settings: WorkersSettings) -> procrastinate.App:
     """An unopened procrastinate app on the queue database."""
     connector = procrastinate.PsycopgConnector(
-        conninfo=target.dsn, min_size=1, max_size=settings.pool_size
+        conninfo=target.dsn, min_size=1, max_size=settings.pool_size, configure=_autocommit
     )
     return procrastinate.App(connector=connector)
+
+
+async def _autocommit(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Every queue call is one statement (a procrastinate SQL function, atomic on its
+    own); in autocommit psycopg sends no BEGIN and COMMIT around it, two round trips
+    fewer per call (procrastinate's own LISTEN connection is autocommit already)."""
+    await conn.set_autocommit(True)
 
 
 async def ensure_schema(target: PostgresTarget) -> None:

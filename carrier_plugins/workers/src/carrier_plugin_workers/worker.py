@@ -12,6 +12,7 @@ twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
@@ -26,17 +27,17 @@ import procrastinate.worker
 import psycopg
 
 from carrier.errors import CarrierError, InputError
-from carrier.types import IncomingMessage
+from carrier.types import IncomingMessage, Reply
 from carrier_plugin_workers.queue import (
     QUEUE_ERRORS,
     TASK,
-    QueueUnreachableError,
     build_app,
     ensure_schema,
     is_connection_error,
     queue_for,
     queue_target,
 )
+from carrier_plugin_workers.retries import awaiting_run, reconnecting, recording_outcome
 
 if TYPE_CHECKING:
     from carrier_plugin_sql.pg_url import PostgresTarget
@@ -50,8 +51,8 @@ __all__ = ["MessageNotAnsweredError", "run_worker"]
 
 logger = logging.getLogger("carrier.workers")
 
-#: How long a worker keeps trying to record a job's outcome.
-_PERSIST_FOR_S = 60.0
+#: Seconds before reconnecting after a session was lost (then ``reconnecting`` backs off).
+_AFTER_LOSS_S = 0.5
 _SWEEP_ERRORS: tuple[type[BaseException], ...] = (
     *QUEUE_ERRORS,
     procrastinate.exceptions.ProcrastinateException,
@@ -63,27 +64,21 @@ class MessageNotAnsweredError(CarrierError):
     """A worker stored a message but could not answer it; the job is retried."""
 
 
+class _SessionLost(Exception):  # noqa: N818 (control flow, not an error to report)
+    """A worker that took jobs lost its connection; ``run_worker`` starts a new session."""
+
+
 class _DurableWorker(procrastinate.worker.Worker):
     """procrastinate's worker, but recording a job's outcome survives a PostgreSQL
     restart: procrastinate gives up at the first error, leaving the job ``doing``
     under a worker that still sends heartbeats, so the sweep never frees it and its
-    room waits forever. Here the outcome is retried with backoff for up to
-    ``_PERSIST_FOR_S``; a worker that still cannot reach the server is restarted by
+    room waits forever. Here the outcome is retried (``retries.recording_outcome``:
+    up to 60 s); a worker that still cannot reach the server is restarted by
     :func:`run_worker`, and its jobs are swept. (Overrides a private method:
     procrastinate is pinned to 3.10.x.)"""
 
     async def _persist_job_status(self, *args: Any, **kwargs: Any) -> None:
-        delay, deadline = 0.1, asyncio.get_running_loop().time() + _PERSIST_FOR_S
-        while True:
-            try:
-                await super()._persist_job_status(*args, **kwargs)
-                return
-            except QUEUE_ERRORS as exc:
-                if not is_connection_error(exc) or asyncio.get_running_loop().time() > deadline:
-                    raise
-                logger.warning("Recording a job's outcome failed (%s); retrying", exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+        await recording_outcome()(super()._persist_job_status, *args, **kwargs)
 
 
 class _Backoff(procrastinate.BaseRetryStrategy):
@@ -111,11 +106,18 @@ def _register_task(
         if runtime is None:  # the queue names the agent, so this is a misrouted job
             raise CarrierError(f"This worker does not host agent {agent_id}.")
         incoming = IncomingMessage.model_validate(message)
+        # another process may hold the message's run (a recovery at start, a job requeued
+        # from a worker that was only slow): wait for its answer, or take over its lease
+        awaiting = awaiting_run(str(incoming.message_id), lease_ttl_s=runtime.settings.lease_ttl_s)
         try:
-            reply = await runtime.handle_message(incoming)
+            reply: Reply = await awaiting(runtime.handle_message, incoming)
         except InputError as exc:  # retrying cannot help
             logger.warning("Message %s refused: %s", incoming.message_id, exc)
             return
+        if reply.in_progress:
+            raise MessageNotAnsweredError(
+                f"Message {incoming.message_id} is still being handled by another process."
+            )
         if reply.error:
             raise MessageNotAnsweredError(f"Message {incoming.message_id}: {reply.error}")
 
@@ -176,53 +178,83 @@ async def run_worker(
         runtimes = {runtime.agent_id: runtime for runtime in agents}
         name = f"{socket.gethostname()}:{os.getpid()}"
         names = ", ".join(f"{r.character.name} ({r.agent_id})" for r in runtimes.values())
-        delay = 0.5
+        ready = f"carrier worker {name}: {names}, {settings.concurrency} at once"
+        # a loop of sessions, not a retry: each connects (retried by ``reconnecting``),
+        # serves until stopped or cut off; a lost session starts the backoff afresh
         while not stop.is_set():
-            app = build_app(target, settings)
-            _register_task(app, runtimes, settings)
             try:
-                await ensure_schema(target)
-                async with app.open_async():
-                    sweeper = asyncio.create_task(_sweep_stalled(app, target, settings))
-                    worker = asyncio.create_task(
-                        _DurableWorker(
-                            app=app,
-                            queues=[queue_for(agent_id) for agent_id in runtimes],
-                            name=name,
-                            concurrency=settings.concurrency,
-                            fetch_job_polling_interval=settings.poll_s,
-                            update_heartbeat_interval=settings.heartbeat_s,
-                            stalled_worker_timeout=settings.stalled_after_s,
-                            install_signal_handlers=False,
-                            delete_jobs="never" if settings.keep_jobs else "successful",
-                        ).run()  # type: ignore[no-untyped-call]
-                    )
-                    if on_ready is not None:
-                        on_ready(f"carrier worker {name}: {names}, {settings.concurrency} at once")
-                    delay = 0.5
-                    stopping = asyncio.create_task(stop.wait())
-                    try:
-                        await asyncio.wait({worker, stopping}, return_when=asyncio.FIRST_COMPLETED)
-                    finally:
-                        stopping.cancel()
-                        sweeper.cancel()
-                        if not worker.done():
-                            worker.cancel()  # procrastinate finishes the jobs in hand first
-                        await asyncio.gather(worker, sweeper, return_exceptions=True)
-                    if not stop.is_set():
-                        worker.result()  # raises what stopped the worker
-            except QUEUE_ERRORS as exc:
-                if not is_connection_error(exc):
-                    raise
-                logger.warning(
-                    "Lost the queue's PostgreSQL (%s); reconnecting in %.1f s", exc, delay
+                await reconnecting(stop)(
+                    _serve,
+                    target,
+                    settings,
+                    runtimes,
+                    name=name,
+                    stop=stop,
+                    on_ready=lambda: on_ready(ready) if on_ready is not None else None,
                 )
-            except QueueUnreachableError as exc:
-                logger.warning("%s Retrying in %.1f s", exc, delay)
-            if not stop.is_set():
-                try:
-                    await asyncio.wait_for(stop.wait(), delay)
-                except TimeoutError:
-                    delay = min(delay * 2, 10.0)
+            except _SessionLost as exc:
+                logger.warning(
+                    "Lost the queue's PostgreSQL (%s); reconnecting in %.1f s",
+                    exc.__cause__ or exc,
+                    _AFTER_LOSS_S,
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), _AFTER_LOSS_S)
     print("carrier worker: stopped", file=sys.stderr)
     return 0
+
+
+async def _serve(
+    target: PostgresTarget,
+    settings: WorkersSettings,
+    runtimes: Mapping[str, AgentRuntime],
+    *,
+    name: str,
+    stop: asyncio.Event,
+    on_ready: Callable[[], None],
+) -> None:
+    """One session: connect to the queue, take jobs until ``stop`` is set.
+
+    Raises:
+        QueueUnreachableError: The server cannot be reached (retried by ``reconnecting``).
+        _SessionLost: The worker took jobs, then stopped: the connection was lost.
+    """
+    if stop.is_set():  # set while ``reconnecting`` waited
+        return
+    app = build_app(target, settings)
+    _register_task(app, runtimes, settings)
+    await ensure_schema(target)
+    async with app.open_async():
+        sweeper = asyncio.create_task(_sweep_stalled(app, target, settings))
+        worker = asyncio.create_task(
+            _DurableWorker(
+                app=app,
+                queues=[queue_for(agent_id) for agent_id in runtimes],
+                name=name,
+                concurrency=settings.concurrency,
+                fetch_job_polling_interval=settings.poll_s,
+                update_heartbeat_interval=settings.heartbeat_s,
+                stalled_worker_timeout=settings.stalled_after_s,
+                install_signal_handlers=False,
+                delete_jobs="never" if settings.keep_jobs else "successful",
+            ).run()  # type: ignore[no-untyped-call]
+        )
+        on_ready()
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait({worker, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            sweeper.cancel()
+            if not worker.done():
+                worker.cancel()  # procrastinate finishes the jobs in hand first
+            await asyncio.gather(worker, sweeper, return_exceptions=True)
+        if stop.is_set():
+            return
+        try:
+            worker.result()  # raises what stopped the worker
+        except QUEUE_ERRORS as exc:
+            if not is_connection_error(exc):
+                raise
+            raise _SessionLost(str(exc)) from exc
+        raise _SessionLost("the worker stopped taking jobs")
