@@ -23,6 +23,7 @@ import pytest
 from carrier import AgentRuntime, IncomingMessage, PluginHost
 from carrier.settings import CarrierSettings
 from carrier.testing import FakeModel
+from carrier.testing.distributions import plugin_distribution
 from carrier.types import Content, Memory
 
 PLUGIN = textwrap.dedent('''
@@ -96,16 +97,7 @@ PLUGIN = textwrap.dedent('''
 @pytest.fixture
 def plugin_path(tmp_path: Path) -> Path:
     """A folder holding the plugin module and a dist-info naming its entry point."""
-    root = tmp_path / "site"
-    root.mkdir()
-    (root / "once_plugin.py").write_text(PLUGIN)
-    info = root / "carrier_once_plugin-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: carrier-once-plugin\nVersion: 0.1\n"
-    )
-    (info / "entry_points.txt").write_text("[carrier]\nonce = once_plugin\n")
-    return root
+    return plugin_distribution(tmp_path / "site", "once", PLUGIN)
 
 
 def _env(tmp_path: Path, plugin_path: Path, **extra: str) -> dict[str, str]:

@@ -26,6 +26,7 @@ from carrier_plugin_workers.executor import Enqueued, WorkersExecutor
 from carrier.host import PluginHost
 from carrier.runtime import AgentRuntime
 from carrier.settings import CarrierSettings
+from carrier.testing.distributions import plugin_distribution
 from carrier.types import IncomingMessage, Reply
 
 SLOW_WORKER = Path(__file__).with_name("slow_worker.py")
@@ -290,14 +291,7 @@ ONCE_PLUGIN = textwrap.dedent("""
 @pytest.fixture
 def once_env(tmp_path: Path, worker_env: dict[str, str]) -> dict[str, str]:
     """Workers loading ``ONCE_PLUGIN`` through a ``carrier`` entry point, as if installed."""
-    site = tmp_path / "site"
-    info = site / "carrier_once_plugin-0.1.dist-info"
-    info.mkdir(parents=True)
-    (site / "once_plugin.py").write_text(ONCE_PLUGIN)
-    (info / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: carrier-once-plugin\nVersion: 0.1\n"
-    )
-    (info / "entry_points.txt").write_text("[carrier]\nonce = once_plugin\n")
+    site = plugin_distribution(tmp_path / "site", "once", ONCE_PLUGIN)
     worker_env.update(
         PYTHONPATH=str(site),
         ONCE_DIR=str(tmp_path),

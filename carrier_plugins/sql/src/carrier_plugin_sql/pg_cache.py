@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from carrier.errors import StoreError
@@ -27,8 +28,8 @@ def _changed(status: str) -> int:
 class PgCacheMixin:
     """``add_cache``, ``compare_and_set_cache``, ``increment_cache`` and ``list_cache``."""
 
-    def _connection(self, op: str) -> _Acquire:  # provided by PostgresStore
-        raise NotImplementedError
+    #: ``async with self._connection(op) as conn``: a pooled connection (PostgresStore's).
+    _connection: Callable[[str], _Acquire]
 
     async def add_cache(self, key: str, value: Any, *, ttl_s: float | None = None) -> bool:
         now = time.time()
