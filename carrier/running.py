@@ -15,6 +15,8 @@ import time
 from abc import abstractmethod
 from dataclasses import dataclass
 
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
 from carrier.errors import ConfigurationError, ModelError, StoreError
 from carrier.stages import LoopStages, TextCallback
 from carrier.steps import Lease
@@ -224,9 +226,23 @@ class Runs(LoopStages):
 
 
 async def _release(lease: Lease | None) -> None:
+    """Delete a finished run's lease, retrying a store that is briefly away (0.05 s,
+    doubling, 5 tries). If it stays away, the entry stays: recovery takes the run for
+    cut off after its answer, reuses the stored answer and runs the evaluators again."""
     if lease is None:
         return
+    retrying = AsyncRetrying(
+        retry=retry_if_exception_type(StoreError),
+        wait=wait_exponential(multiplier=0.05, max=1.0),
+        stop=stop_after_attempt(5),
+        before_sleep=lambda state: logger.info(
+            "Releasing the lease %s failed (%s); retrying", lease.key, state.outcome
+        ),
+        reraise=True,
+    )
     try:
-        await lease.release()
-    except StoreError:  # it expires; recovery then finds an answered run and ends it
+        async for attempt in retrying:
+            with attempt:
+                await lease.release()
+    except StoreError:
         logger.warning("Could not release the lease %s", lease.key, exc_info=True)

@@ -13,21 +13,22 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Self, TypeVar, overload
 
 from carrier.acting import ActionTable
 from carrier.character import Character, check_plugins, load_character, plugin_name
 from carrier.errors import (
     CarrierError,
     ConfigurationError,
+    PluginContractError,
     UnknownNameError,
 )
 from carrier.model_chain import ModelChain, RetryPolicy, parse_model_spec
+from carrier.plugin_state import PluginState
 from carrier.prompts import (
     character_system_prompt,
 )
 from carrier.running import Runs
-from carrier.settings import overrides_from_character
 from carrier.stages import TextCallback
 from carrier.steps import StepLog
 from carrier.streaming import speaker_label
@@ -55,6 +56,8 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_CHARACTER", "AgentRuntime", "open_agents"]
 
 logger = logging.getLogger("carrier.runtime")
+
+_S = TypeVar("_S")
 
 #: The character used when none is configured.
 DEFAULT_CHARACTER = Path(__file__).parent / "builtin" / "default_character.json"
@@ -110,6 +113,7 @@ class AgentRuntime(Runs):
         self._speaker_names = [n for n in (self.character.name, self.character.username) if n]
         self._speaker_label = speaker_label(self._speaker_names)
         self._started = False
+        self._plugin_settings: dict[str, Any] = {}
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -213,9 +217,7 @@ class AgentRuntime(Runs):
             entry = self.host.models.entry(backend)
             kwargs: dict[str, Any] = {} if model_id is None else {"model": model_id}
             if entry.settings is not None:
-                overrides = overrides_from_character(entry.settings, self.character.all_secrets())
-                settings = self.host.settings.get(entry.settings, overrides)
-                links.append(entry.factory(settings, **kwargs))
+                links.append(entry.factory(self.plugin_settings(entry.settings), **kwargs))
             else:
                 links.append(entry.factory(**kwargs))
         return ModelChain(links, policy=self._retry_policy())
@@ -301,6 +303,49 @@ class AgentRuntime(Runs):
             raise UnknownNameError("provider", name, [p.name for p in self._providers])
         await run_providers(self, [provider], message, state, dynamic=True)
         return state.providers.get(name)
+
+    @overload
+    def plugin_settings(self, namespace: str) -> Any: ...
+    @overload
+    def plugin_settings(self, namespace: str, settings_class: type[_S]) -> _S: ...
+    def plugin_settings(self, namespace: str, settings_class: type[Any] | None = None) -> Any:
+        """This agent's settings of a plugin: ``CARRIER_<NAMESPACE>_*`` variables and
+        ``.env``, overridden by the character's ``settings``/``secrets`` named
+        ``<NAMESPACE>_<FIELD>`` (``{"settings": {"WEATHER_UNITS": "imperial"}}``).
+        Validated once per runtime and cached: call it wherever a value is needed.
+
+        Args:
+            namespace: The namespace the plugin declared in ``carrier_add_settings``.
+            settings_class: The class, for a typed result; it is declared here if no
+                plugin declared ``namespace`` (a plugin used without its hooks).
+
+        Raises:
+            ConfigurationError: A value is invalid; the message names the variable
+                or the character's setting.
+            UnknownNameError: ``namespace`` was never declared and no class was given.
+            PluginContractError: The declared class is not ``settings_class``, or
+                reads another prefix than ``CARRIER_<NAMESPACE>_``.
+        """
+        found = self._plugin_settings.get(namespace)
+        if found is None:
+            registry = self.host.settings
+            if settings_class is not None and namespace not in registry:
+                registry.add(namespace, settings_class)
+            found = registry.for_character(
+                namespace, self.character.all_secrets(), character=self.character.name
+            )
+            self._plugin_settings[namespace] = found
+        if settings_class is not None and not isinstance(found, settings_class):
+            raise PluginContractError(
+                f"Settings namespace {namespace!r} holds {type(found).__qualname__}, "
+                f"not {settings_class.__qualname__}: two plugins claim the namespace?"
+            )
+        return found
+
+    def plugin_state(self, namespace: str) -> PluginState:
+        """A plugin's own keys in this agent's store, with atomic operations
+        (see :class:`carrier.plugin_state.PluginState`); needs a started runtime."""
+        return PluginState(self.store, namespace, self.agent_id)
 
     async def set_participant_state(
         self, room_id: str, entity_id: str, state: ParticipantState

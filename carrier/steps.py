@@ -65,6 +65,8 @@ class Lease:
             "pid": os.getpid(),
             "until": time.time() + ttl_s,
         }
+        # A timer until the first renewal is due (most runs end before it), then a task.
+        self._timer: asyncio.TimerHandle | None = None
         self._renewer: asyncio.Task[None] | None = None
         self.lost = False
 
@@ -88,16 +90,21 @@ class Lease:
 
     def _start_renewing(self) -> None:
         _LIVE.add(self._value["owner"])
-        self._renewer = asyncio.get_running_loop().create_task(self._renew())
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(self._ttl_s / 3, self._renew_now, loop)
+
+    def _renew_now(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._timer = None
+        self._renewer = loop.create_task(self._renew())
 
     async def _renew(self) -> None:
         while True:
-            await asyncio.sleep(self._ttl_s / 3)
             fresh = {**self._value, "until": time.time() + self._ttl_s}
             try:
                 renewed = await self._store.compare_and_set_cache(self.key, self._value, fresh)
             except Exception:  # the store may come back before the lease runs out
                 logger.warning("Could not renew the lease %s; retrying", self.key, exc_info=True)
+                await asyncio.sleep(self._ttl_s / 3)
                 continue
             if not renewed:
                 self.lost = True
@@ -109,13 +116,20 @@ class Lease:
                 )
                 return
             self._value = fresh
+            await asyncio.sleep(self._ttl_s / 3)
 
-    async def release(self) -> None:
-        """Stop renewing and delete the lease (the message is finished)."""
+    async def _stop_renewing(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._renewer is not None:
             self._renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._renewer
+
+    async def release(self) -> None:
+        """Stop renewing and delete the lease (the message is finished)."""
+        await self._stop_renewing()
         try:
             if not self.lost:
                 await self._store.compare_and_set_cache(self.key, self._value, None)
@@ -125,10 +139,7 @@ class Lease:
     async def abandon(self) -> None:
         """Stop renewing but keep the entry: recovery finishes the run (at once in
         this process or on this machine, else after the lease expires)."""
-        if self._renewer is not None:
-            self._renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._renewer
+        await self._stop_renewing()
         _LIVE.discard(self._value["owner"])
 
 

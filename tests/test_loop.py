@@ -6,7 +6,7 @@ import pytest
 
 from carrier.builtin.memory_store import InMemoryStore
 from carrier.character import Character
-from carrier.errors import ModelRejectedError, TransientModelError
+from carrier.errors import ModelRejectedError, StoreError, TransientModelError
 from carrier.host import PluginHost
 from carrier.prompts import TurnCache
 from carrier.runtime import AgentRuntime
@@ -456,3 +456,57 @@ def test_turn_cache_keeps_size_turns_and_counts_each_once() -> None:
     cache.turn("user", "third")  # the oldest entry goes
     assert cache.turn("user", "hello")[0] is not first
     assert counted == ["hello", "hello", "third", "hello"]
+
+
+class FlakyReleaseStore(InMemoryStore):
+    """A store whose deletes of a lease fail ``failures`` times (a database that blinks)."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    async def compare_and_set_cache(self, key, expected, value, *, ttl_s=None):  # type: ignore[no-untyped-def]
+        if key.startswith("run:") and value is None and self.failures:
+            self.failures -= 1
+            raise StoreError("the database went away")
+        return await super().compare_and_set_cache(key, expected, value, ttl_s=ttl_s)
+
+
+async def test_a_lease_release_that_fails_is_retried(
+    host: PluginHost, character: Character, fake_model: FakeModel
+) -> None:
+    store = FlakyReleaseStore(failures=2)
+    host.register(TestPlugin(), name="test")
+    async with AgentRuntime(
+        character, host=host, store=store, models={"large": fake_model, "embedding": None}
+    ) as runtime:
+        reply = await runtime.handle(msg("hello"))
+    # stopping waits for the run's end: evaluators, then the release
+    assert reply.texts
+    assert store.failures == 0
+    assert await store.list_cache("run:") == []  # released on the third try
+
+
+async def test_a_lease_release_that_keeps_failing_is_finished_by_recovery_without_a_new_answer(
+    host: PluginHost, character: Character, fake_model: FakeModel
+) -> None:
+    store = FlakyReleaseStore(failures=100)
+    host.register(TestPlugin(), name="test")
+    async with AgentRuntime(
+        character, host=host, store=store, models={"large": fake_model, "embedding": None}
+    ) as runtime:
+        reply = await runtime.handle(msg("hello"))
+    assert reply.texts
+    assert store.failures == 95  # five tries, then given up
+    assert len(await store.list_cache("run:")) == 1
+    store.failures = 0
+    async with AgentRuntime(
+        character, host=host, store=store, models={"large": fake_model, "embedding": None}
+    ) as runtime:
+        recovered = await runtime.recover(in_process=True)
+        # the stored answer is reused (its evaluators run again: the lease said unfinished)
+        assert [r.duplicate for r in recovered] == [True]
+        assert recovered[0].texts == reply.texts
+        assert await store.list_cache("run:") == []
+        answers = await store.get_memories(agent_id=runtime.agent_id, room_id="r1")
+        assert [m.content.text for m in answers if m.entity_id == runtime.agent_id] == reply.texts

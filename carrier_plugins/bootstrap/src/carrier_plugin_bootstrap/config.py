@@ -9,11 +9,10 @@ class is imported the first time a runtime needs it.
 from __future__ import annotations
 
 import difflib
-import weakref
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from carrier.errors import ConfigurationError, UnknownNameError
+from carrier.errors import ConfigurationError
 from carrier.plugin_settings import overrides_from_character
 
 if TYPE_CHECKING:
@@ -27,42 +26,23 @@ NAMESPACE = "bootstrap"
 #: The environment variable of the role overrides.
 ROLES_VARIABLE = "CARRIER_BOOTSTRAP_ACTION_ROLES"
 
-_CACHE: weakref.WeakKeyDictionary[AgentRuntime, BootstrapSettings] = weakref.WeakKeyDictionary()
-
 
 def settings_for(runtime: AgentRuntime) -> BootstrapSettings:
-    """The validated settings for ``runtime``'s agent (cached per runtime).
-
-    The host's ``bootstrap`` namespace is used when the plugin is registered
-    (environment, ``.env``, then the character's ``BOOTSTRAP_*`` settings);
-    otherwise the class is read from the environment directly.
+    """The validated settings for ``runtime``'s agent (``runtime.plugin_settings``:
+    environment, ``.env``, then the character's ``BOOTSTRAP_*`` settings; cached per
+    runtime). The character's role overrides are checked first, so their message
+    names the character's setting and the bad roles.
 
     Raises:
         ConfigurationError: A setting is invalid; the message names it (the
             environment variable, or the character's setting) and the valid values.
     """
-    cached = _CACHE.get(runtime)
-    if cached is not None:
-        return cached
-    from pydantic import ValidationError
-
-    from carrier.settings import settings_error_message
     from carrier_plugin_bootstrap.settings import BootstrapSettings
 
     overrides = overrides_from_character(NAMESPACE, runtime.character.all_secrets())
     if "action_roles" in overrides:
-        overrides["action_roles"] = _character_roles(runtime, overrides["action_roles"])
-    try:
-        found = runtime.host.settings.get(NAMESPACE, overrides)
-    except UnknownNameError:
-        found = None
-    if not isinstance(found, BootstrapSettings):
-        try:
-            found = BootstrapSettings(**overrides)
-        except ValidationError as exc:
-            raise ConfigurationError(settings_error_message("CARRIER_BOOTSTRAP", exc)) from None
-    _CACHE[runtime] = found
-    return found
+        _character_roles(runtime, overrides["action_roles"])
+    return runtime.plugin_settings(NAMESPACE, BootstrapSettings)
 
 
 def _character_key(runtime: AgentRuntime) -> str:
@@ -82,6 +62,7 @@ def _roles_setting(runtime: AgentRuntime) -> str:
 
 
 def _character_roles(runtime: AgentRuntime, value: Any) -> dict[str, Any]:
+    """The character's role overrides, parsed; a precise error if they are not."""
     from carrier_plugin_bootstrap.settings import parse_action_roles
 
     try:

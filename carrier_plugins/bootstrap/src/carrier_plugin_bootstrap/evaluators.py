@@ -31,7 +31,7 @@ from carrier.types import (
     SearchScope,
     new_id,
 )
-from carrier_plugin_bootstrap.config import settings_for
+from carrier_plugin_bootstrap.config import NAMESPACE, settings_for
 from carrier_plugin_bootstrap.grounding import grounded, verbatim_facts
 
 if TYPE_CHECKING:
@@ -380,8 +380,18 @@ class ReflectionEvaluator(Evaluator):
         self._rooms: dict[str, tuple[int, int]] = {}
 
     @staticmethod
-    def _key(runtime: AgentRuntime, room_id: str) -> str:
-        return f"bootstrap:reflection:{runtime.agent_id}:{room_id}"
+    def _key(room_id: str) -> str:
+        """The room's key in the plugin's state: the count at its last reflection."""
+        return f"reflection:{room_id}"
+
+    @staticmethod
+    async def _last(runtime: AgentRuntime, room_id: str) -> int:
+        found = await runtime.plugin_state(NAMESPACE).get(ReflectionEvaluator._key(room_id))
+        if found is None:  # written by carrier-plugin-bootstrap before plugin_state
+            found = await runtime.store.get_cache(
+                f"bootstrap:reflection:{runtime.agent_id}:{room_id}"
+            )
+        return int(found or 0)
 
     async def _counts(self, runtime: AgentRuntime, room_id: str) -> tuple[int, int]:
         known = self._rooms.get(room_id)
@@ -389,7 +399,7 @@ class ReflectionEvaluator(Evaluator):
             count = await runtime.store.count_memories(
                 agent_id=runtime.agent_id, room_id=room_id, type=MemoryType.MESSAGE
             )
-            last = int(await runtime.store.get_cache(self._key(runtime, room_id)) or 0)
+            last = await self._last(runtime, room_id)
             if len(self._rooms) > 10_000:
                 self._rooms.clear()
         else:
@@ -413,7 +423,7 @@ class ReflectionEvaluator(Evaluator):
         # Mark the attempt first: a model that cannot summarize is asked again only
         # after another interval, not on every following message.
         self._rooms[message.room_id] = (count, count)
-        await store.set_cache(self._key(runtime, message.room_id), count)
+        await runtime.plugin_state(NAMESPACE).set(self._key(message.room_id), count)
         recent = await store.get_memories(
             agent_id=runtime.agent_id,
             room_id=message.room_id,

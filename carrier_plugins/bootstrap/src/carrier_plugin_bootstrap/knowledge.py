@@ -29,7 +29,7 @@ from carrier.types import (
     SearchScope,
     new_id,
 )
-from carrier_plugin_bootstrap.config import settings_for
+from carrier_plugin_bootstrap.config import NAMESPACE, settings_for
 
 if TYPE_CHECKING:
     from carrier.runtime import AgentRuntime
@@ -160,8 +160,11 @@ async def ingest_text(
             report.unchanged.append(source)
             return report
         await _delete_document(runtime, existing)
-    source_key = f"bootstrap:knowledge:{runtime.agent_id}:{source}"
-    previous = await store.get_cache(source_key)
+    sources = runtime.plugin_state(NAMESPACE)
+    source_key = f"knowledge:{source}"
+    previous = await sources.get(source_key)
+    if previous is None:  # written by carrier-plugin-bootstrap before plugin_state
+        previous = await store.get_cache(f"bootstrap:knowledge:{runtime.agent_id}:{source}")
     if previous and previous != doc_id:
         old = await store.get_memory(str(previous))
         if old is not None:
@@ -201,7 +204,7 @@ async def ingest_text(
             },
         )
     )
-    await store.set_cache(source_key, doc_id)
+    await sources.set(source_key, doc_id)
     report.added.append(source)
     report.fragments += len(chunks)
     return report
