@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -24,11 +25,43 @@ __all__ = ["main"]
 
 _BUILTIN = {"chat", "run", "plugins", "character"}
 
+#: 128 + SIGPIPE: what a shell reports for a Unix tool whose reader went away.
+EXIT_BROKEN_PIPE = 141
+
+#: Shown by ``carrier --help``; docs/cli.md says the same.
+EXIT_CODES = """\
+exit status:
+  0    success
+  1    the command failed: an invalid character file, setting or model/store name, a
+       piped 'chat' message the agent could not answer, or 'carrier plugins' when a
+       plugin failed to load (the others still load; the listing shows its error)
+  2    usage error (unknown command or option, bad argument), or the plugins could
+       not be set up (CARRIER_PLUGINS names one that is not installed, two plugins
+       register one name, a hook implementation is broken)
+  3    'carrier run': the goal was not reached within --steps
+  130  interrupted (Ctrl-C)
+  141  standard output was closed early (a broken pipe, as in 'carrier plugins | head')
+A plugin's command returns its own status (1 when it raises a Carrier error).
+"""
+
+_REGISTRIES = (
+    "models",
+    "stores",
+    "actions",
+    "providers",
+    "evaluators",
+    "executors",
+    "clients",
+    "commands",
+)
+
 
 def _parser(host: PluginHost) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="carrier",
         description="Run and inspect Carrier agents.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"carrier {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="Log to stderr.")
@@ -49,7 +82,38 @@ def _parser(host: PluginHost) -> argparse.ArgumentParser:
     run.add_argument("--character", "-c", help="Character file.")
     run.add_argument("--steps", type=int, default=10, help="Step budget (default 10).")
 
-    commands.add_parser("plugins", help="List plugins, their hooks and load errors.")
+    plugins = commands.add_parser(
+        "plugins",
+        help="List plugins, what they register and load errors; 'plugins new' starts one.",
+        description="List plugins, what they register and load errors. Exits 1 when a "
+        "plugin failed to load.",
+    )
+    plugins_commands = plugins.add_subparsers(dest="plugins_command", metavar="SUBCOMMAND")
+    new = plugins_commands.add_parser(
+        "new",
+        help="Write a new plugin distribution, ready to install and test.",
+        description="Write carrier-plugin-NAME/: a src-layout distribution with its entry "
+        "point, settings, tests (using carrier.testing), a README and a CI workflow.",
+    )
+    new.add_argument(
+        "name",
+        metavar="NAME",
+        type=_plugin_name,
+        help="Plugin name: lower-case letters, digits and '_', e.g. 'weather'.",
+    )
+    new.add_argument(
+        "--kind",
+        choices=("tool", "model", "store", "client"),
+        default="tool",
+        help="tool: an action, a provider, an evaluator, settings and a command (default); "
+        "model: a model backend; store: a memory store; client: a platform client.",
+    )
+    new.add_argument(
+        "--directory",
+        "-d",
+        default=".",
+        help="Where to create carrier-plugin-NAME/ (default: the current directory).",
+    )
 
     character = commands.add_parser("character", help="Work with character files.")
     character_commands = character.add_subparsers(dest="character_command", required=True)
@@ -62,18 +126,52 @@ def _parser(host: PluginHost) -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``carrier`` command; returns the exit status."""
-    args_list = list(sys.argv[1:] if argv is None else argv)
+def _plugin_name(value: str) -> str:
+    from carrier.scaffold import check_name
+
+    try:
+        return check_name(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def main(argv: Sequence[str] | None = None, *, host: PluginHost | None = None) -> int:
+    """Entry point of the ``carrier`` command; returns the exit status.
+
+    A reader that goes away (``carrier plugins | head -3``) ends the command quietly
+    with status 141, as Unix tools do; every status is in :data:`EXIT_CODES`.
+
+    Args:
+        argv: The arguments after ``carrier``; ``sys.argv[1:]`` when omitted.
+        host: Run against this host instead of loading the installed plugins
+            (``carrier.testing``'s ``carrier_cli`` fixture passes its ``host``).
+    """
+    try:
+        status = _main(list(sys.argv[1:] if argv is None else argv), host)
+        sys.stdout.flush()  # a closed pipe shows here, not while the interpreter exits
+    except BrokenPipeError:
+        # Python's documented recipe: point stdout at devnull, so that the flush at
+        # exit cannot fail again ("Exception ignored ... BrokenPipeError").
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        finally:
+            os.close(devnull)
+        return EXIT_BROKEN_PIPE
+    return status
+
+
+def _main(args_list: list[str], host: PluginHost | None) -> int:
     verbose = "-v" in args_list or "--verbose" in args_list
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="carrier: %(levelname)s: %(message)s",
     )
     try:
-        from carrier.host import PluginHost
+        if host is None:
+            from carrier.host import PluginHost
 
-        host = PluginHost()
+            host = PluginHost()
     except CarrierError as exc:
         print(f"carrier: {exc}", file=sys.stderr)
         return 2
@@ -91,6 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             import asyncio
 
             return asyncio.run(_run_goal(host, args))
+        if args.command == "plugins" and args.plugins_command == "new":
+            return _new_plugin(args)
         if args.command == "plugins":
             return _plugins(host)
         if args.command == "character":
@@ -226,6 +326,8 @@ async def _run_goal(host: PluginHost, args: argparse.Namespace) -> int:
 
 
 def _plugins(host: PluginHost) -> int:
+    """Print each plugin with its hooks (or load error), then each registry's entries
+    with their descriptions; 1 when a plugin failed to load."""
     for info in host.plugin_list():
         where = f"{info.distribution} {info.version}" if info.distribution else "(in-process)"
         print(f"{info.name}  {where}")
@@ -233,20 +335,41 @@ def _plugins(host: PluginHost) -> int:
             print(f"    LOAD ERROR: {info.error}")
         elif info.hooks:
             print(f"    hooks: {', '.join(info.hooks)}")
-    for kind in (
-        "models",
-        "stores",
-        "actions",
-        "providers",
-        "evaluators",
-        "executors",
-        "clients",
-        "commands",
-    ):
-        names = getattr(host, kind).names()
-        if names:
-            print(f"{kind}: {', '.join(names)}")
-    return 1 if host.load_errors else 0
+    for kind in _REGISTRIES:
+        registry = getattr(host, kind)
+        entries = sorted(registry, key=lambda entry: entry.name)
+        if not entries:
+            continue
+        print(f"{kind}:")
+        width = max(len(entry.name) for entry in entries)
+        for entry in entries:
+            description = entry.description or "(no description)"
+            print(f"  {entry.name:<{width}}  {description}  [{entry.plugin}]")
+    if host.load_errors:
+        count = len(host.load_errors)
+        plugins = "plugin" if count == 1 else "plugins"
+        print(
+            f"carrier: exit status 1: {count} {plugins} failed to load (LOAD ERROR above) "
+            f"and {'was' if count == 1 else 'were'} skipped; the others are loaded.",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def _new_plugin(args: argparse.Namespace) -> int:
+    """``carrier plugins new``: the scaffold is imported only when it runs."""
+    from pathlib import Path
+
+    from carrier.scaffold import create_plugin
+
+    root = create_plugin(args.name, kind=args.kind, directory=Path(args.directory))
+    print(f"Created {root}")
+    print("Next:")
+    print(f"  cd {root}")
+    print("  python -m pip install -e . pytest pytest-asyncio")
+    print("  python -m pytest")
+    return 0
 
 
 def _validate_character(host: PluginHost, file: str) -> int:

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from carrier.testing.distributions import plugin_distribution
+
 CARRIER = str(Path(sys.executable).with_name("carrier"))
 CHARACTERS = Path(__file__).parent / "characters"
 
@@ -92,11 +94,81 @@ def test_character_validate_warns_about_elizaos_plugins_and_exits_0() -> None:
     assert result.stderr == f"carrier: warning: {warning}\n"
 
 
-def test_plugins_lists_the_builtin() -> None:
+def test_plugins_lists_the_builtin_with_each_registration_described() -> None:
     result = run("plugins")
     assert result.returncode == 0
-    assert "carrier.builtin  (in-process)" in result.stdout
-    assert "models: echo" in result.stdout
+    lines = result.stdout.splitlines()
+    assert "carrier.builtin  (in-process)" in lines
+    models = lines.index("models:")
+    assert lines[models + 1] == (
+        "  echo  Deterministic echo model (builtin, no network).  [carrier.builtin]"
+    )
+    assert "  memory  In-memory store (builtin, not durable).  [carrier.builtin]" in lines
+
+
+def test_plugins_says_why_it_exits_1_when_a_plugin_failed_to_load(tmp_path: Path) -> None:
+    site = plugin_distribution(tmp_path, "broken", "raise ImportError('no such SDK')\n")
+    result = run(
+        "plugins",
+        PYTHONPATH=str(site),
+        CARRIER_DISABLE_PLUGIN_AUTOLOAD="0",
+        CARRIER_PLUGINS="broken",
+    )
+    assert result.returncode == 1
+    assert "LOAD ERROR:" in result.stdout
+    assert "no such SDK" in result.stdout
+    assert "echo  Deterministic echo model" in result.stdout  # the others still load
+    assert result.stderr.endswith(
+        "carrier: exit status 1: 1 plugin failed to load (LOAD ERROR above) and was "
+        "skipped; the others are loaded.\n"
+    )
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly_with_141() -> None:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("CARRIER_")}
+    environment["CARRIER_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    # as `carrier plugins | head -0`: the reader has gone before the first write
+    with subprocess.Popen(
+        [CARRIER, "plugins"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environment
+    ) as process:
+        assert process.stdout is not None
+        assert process.stderr is not None
+        process.stdout.close()
+        stderr = process.stderr.read().decode()
+        assert process.wait(timeout=60) == 141
+    assert stderr == ""  # no BrokenPipeError traceback, no "Exception ignored"
+
+
+def test_help_documents_the_exit_codes() -> None:
+    result = run("--help")
+    assert result.returncode == 0
+    help_text = result.stdout
+    assert "exit status:" in help_text
+    for code, meaning in [
+        ("0", "success"),
+        ("1", "the command failed"),
+        ("2", "usage error"),
+        ("3", "'carrier run': the goal was not reached"),
+        ("130", "interrupted"),
+        ("141", "standard output was closed early"),
+    ]:
+        assert f"  {code:<4} {meaning}" in help_text
+
+
+def test_python_dash_m_carrier_is_the_carrier_command() -> None:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("CARRIER_")}
+    environment["CARRIER_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    result = subprocess.run(
+        [sys.executable, "-m", "carrier", "chat"],
+        input="hi\n",
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "You said: hi\n"
+    assert "usage: carrier " in run("--help").stdout
 
 
 def test_run_goal_prints_each_step_and_fails_when_the_budget_is_spent() -> None:
