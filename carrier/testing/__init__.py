@@ -1,32 +1,111 @@
 """``carrier.testing``: an opt-in pytest plugin for Carrier and its plugin authors.
 
-Enable it with ``-p carrier.testing`` (or ``pytest_plugins = ["carrier.testing"]``).
-It provides fixtures — ``host`` (a fresh ``PluginHost`` without autoload),
-``fake_model``, ``character``, ``runtime`` and ``events`` — the test doubles
+Enable it with ``-p carrier.testing`` (or ``pytest_plugins = ["carrier.testing"]``);
+nothing else needs configuring. It provides fixtures — ``carrier_plugins`` (override
+it to name the plugins under test), ``host`` (a fresh ``PluginHost`` without autoload,
+those plugins registered), ``fake_model``, ``character``, ``runtime``, ``events`` and
+``carrier_cli`` (the ``carrier`` command, in-process) — the test doubles
 ``FakeModel``, ``FunctionModel`` and ``EventRecorder``, the ``MemoryStoreConformance``
 suite (in ``carrier.testing.conformance``), and a guard that fails any test that
 opens a connection to a non-loopback address, so no test calls a real remote
 model. Set ``CARRIER_ALLOW_REMOTE_REQUESTS=1`` to lift the guard.
+
+``async def`` tests run on pytest-asyncio without an ``asyncio_mode`` setting: in
+pytest-asyncio's default strict mode this plugin marks the coroutine tests of the
+projects that enable it with ``@pytest.mark.asyncio``. Projects that do not enable
+it keep pytest-asyncio's behaviour unchanged.
 """
 
 from __future__ import annotations
 
+import inspect
 import ipaddress
 import os
 import socket
-from collections.abc import AsyncIterator, Iterator
+import warnings
+from collections.abc import AsyncIterator, Generator, Iterator, Mapping
 from typing import Any
 
 import pytest
+
+try:
+    import pytest_asyncio
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "carrier.testing runs async tests and fixtures with pytest-asyncio, which is not "
+        "installed. Install it with: pip install pytest-asyncio"
+    ) from exc
 
 from carrier.builtin.memory_store import InMemoryStore
 from carrier.character import Character
 from carrier.host import PluginHost
 from carrier.runtime import AgentRuntime
 from carrier.settings import CarrierSettings
+from carrier.testing.cli_runner import CliResult, CliRunner
 from carrier.testing.fakes import EventRecorder, FakeModel, FunctionModel
 
-__all__ = ["EventRecorder", "FakeModel", "FunctionModel", "RemoteRequestBlocked"]
+__all__ = [
+    "CliResult",
+    "CliRunner",
+    "EventRecorder",
+    "FakeModel",
+    "FunctionModel",
+    "RemoteRequestBlocked",
+]
+
+#: Markers of other async test runners; their tests are left to them.
+_OTHER_ASYNC_MARKERS = ("anyio", "trio")
+
+
+def _asyncio_mode(config: pytest.Config) -> str | None:
+    """pytest-asyncio's mode for this run, or ``None`` when it is not active."""
+    if not config.pluginmanager.hasplugin("asyncio"):
+        return None
+    mode = config.getoption("asyncio_mode", default=None) or config.getini("asyncio_mode")
+    return str(mode)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """Start without pytest-asyncio's notice that ``asyncio_default_fixture_loop_scope``
+    is unset, which ``filterwarnings = error`` turns into a startup error.
+
+    Its default (the fixture's own scope) is the loop scope Carrier's fixtures need: they
+    are function-scoped. A value in the project's configuration is used as usual. The
+    filter matches that one message only, and sits in the filters pytest sets up for
+    the session, below each test's own ``filterwarnings``.
+    """
+    if _asyncio_mode(config) is None or config.getini("asyncio_default_fixture_loop_scope"):
+        return
+    warnings.filterwarnings(
+        "ignore",
+        message='The configuration option "asyncio_default_fixture_loop_scope" is unset',
+        category=pytest.PytestDeprecationWarning,
+    )
+
+
+@pytest.hookimpl(wrapper=True, trylast=True)
+def pytest_pycollect_makeitem(
+    collector: pytest.Module | pytest.Class, name: str, obj: object
+) -> Generator[None, Any, Any]:
+    """Mark unmarked ``async def`` tests with ``asyncio`` in pytest-asyncio's strict mode.
+
+    ``trylast`` makes this the innermost wrapper, so pytest-asyncio's own wrapper sees
+    the marker when it turns the collected function into a coroutine test. In auto mode
+    pytest-asyncio marks them itself, and nothing is done here.
+    """
+    result = yield
+    if not result or _asyncio_mode(collector.config) != "strict":
+        return result
+    for item in result if isinstance(result, list) else [result]:
+        if (
+            isinstance(item, pytest.Function)
+            and inspect.iscoroutinefunction(item.obj)
+            and item.get_closest_marker("asyncio") is None
+            and not any(item.get_closest_marker(m) for m in _OTHER_ASYNC_MARKERS)
+        ):
+            item.add_marker(pytest.mark.asyncio)
+    return result
 
 
 class RemoteRequestBlocked(RuntimeError):  # noqa: N818 - reads as what happened
@@ -83,9 +162,33 @@ def carrier_settings() -> CarrierSettings:
 
 
 @pytest.fixture
-def host(carrier_settings: CarrierSettings) -> Iterator[PluginHost]:
-    """A fresh host with only the builtin plugin; register yours with ``host.register``."""
+def carrier_plugins() -> Mapping[str, object]:
+    """The plugins under test, by name; ``host``, ``runtime`` and ``carrier_cli`` get them.
+
+    Override it in a ``conftest.py`` or test module with the names your entry points use::
+
+        @pytest.fixture
+        def carrier_plugins():
+            return {"weather": carrier_plugin_weather.plugin}
+
+    A value is what ``PluginHost.register`` accepts: a module, or an object whose methods
+    carry ``@carrier.hookimpl``. The default is no plugin.
+    """
+    return {}
+
+
+@pytest.fixture
+def host(
+    carrier_settings: CarrierSettings, carrier_plugins: Mapping[str, object]
+) -> Iterator[PluginHost]:
+    """A fresh host without autoload: the builtin plugin and ``carrier_plugins``.
+
+    Register more with ``host.register(plugin, name=...)``. ``check_pending()`` runs at
+    teardown, so a misspelled hook fails the test.
+    """
     plugin_host = PluginHost(autoload=False, settings=carrier_settings)
+    for name, plugin in carrier_plugins.items():
+        plugin_host.register(plugin, name=name)
     yield plugin_host
     plugin_host.check_pending()
 
@@ -110,7 +213,7 @@ def events(host: PluginHost) -> EventRecorder:
     return recorder
 
 
-@pytest.fixture
+@pytest_asyncio.fixture
 async def runtime(
     host: PluginHost, character: Character, fake_model: FakeModel
 ) -> AsyncIterator[AgentRuntime]:
@@ -124,3 +227,14 @@ async def runtime(
     )
     async with agent:
         yield agent
+
+
+@pytest.fixture
+def carrier_cli(host: PluginHost) -> CliRunner:
+    """The ``carrier`` command, run in-process against ``host`` (with ``carrier_plugins``).
+
+    ``result = carrier_cli("plugins")`` or ``carrier_cli("chat", stdin="hi\\n")`` returns a
+    ``CliResult`` with ``exit_code``, ``stdout`` and ``stderr``. Call it from a plain
+    ``def`` test: the command runs its own event loop.
+    """
+    return CliRunner(host)

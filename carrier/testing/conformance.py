@@ -5,7 +5,7 @@ against the semantics of the kernel's ``InMemoryStore``. Subclass it in a test
 module and provide an async ``store`` fixture that yields an *opened*, empty store::
 
     class TestMyStore(MemoryStoreConformance):
-        @pytest.fixture
+        @pytest_asyncio.fixture
         async def store(self, tmp_path):
             async with MyStore(url=f"my:///{tmp_path}/x.db") as s:
                 yield s
@@ -106,10 +106,10 @@ class MemoryStoreConformance(ScopeConformance, CacheConformance):
     """
 
     @pytest.fixture
-    async def store(self) -> Any:  # pragma: no cover - always overridden
+    def store(self) -> Any:  # pragma: no cover - always overridden
         pytest.fail(
             f"{type(self).__name__} runs MemoryStoreConformance but defines no 'store' "
-            f"fixture; add an async fixture that yields an opened, empty store."
+            f"fixture; add one (@pytest_asyncio.fixture) that yields an opened, empty store."
         )
 
     # ---- memories: create, get, idempotence ------------------------------------
