@@ -27,6 +27,8 @@ LINT_COMMANDS = [
     ["ruff", "check", "."],
     ["ruff", "format", "--check", "."],
     ["mypy"],
+    # The documentation site; a broken link or a missing reference fails it.
+    ["mkdocs", "build", "--strict", "--site-dir", "site"],
 ]
 
 

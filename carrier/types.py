@@ -423,6 +423,8 @@ class ProviderOutput(CarrierModel):
 
 
 class EvaluatorResult(CarrierModel):
+    """What an evaluator's ``handler`` produced; collected in ``Reply.evaluator_results``."""
+
     name: str
     success: bool = True
     error: str | None = None

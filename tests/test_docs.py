@@ -46,3 +46,15 @@ def test_hook_has_a_docstring_with_every_param(name: str) -> None:
 def test_documented_hooks_exist() -> None:
     documented = set(re.findall(r"### `(carrier_\w+)\(", DOC))
     assert documented == set(SPECS)
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_hook_has_a_page_with_signature_parameters_and_example(name: str) -> None:
+    page = Path(__file__).parents[1] / "docs" / "hooks" / f"{name}.md"
+    assert page.exists(), f"docs/hooks/{name}.md is missing"
+    text = page.read_text()
+    assert _signature(name) in text, f"docs/hooks/{name}.md lacks: {_signature(name)}"
+    for param in inspect.signature(SPECS[name]).parameters:
+        assert f"- **{param}**" in text, f"docs/hooks/{name}.md: {param!r} is not described"
+    assert "```python" in text, f"docs/hooks/{name}.md has no example"
+    assert f"(hooks/{name}.md)" in DOC, f"docs/hooks.md does not link to docs/hooks/{name}.md"
