@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = ["main"]
 
-_BUILTIN = {"chat", "run", "plugins", "character"}
+_BUILTIN = {"chat", "run", "start", "plugins", "character"}
 
 #: 128 + SIGPIPE: what a shell reports for a Unix tool whose reader went away.
 EXIT_BROKEN_PIPE = 141
@@ -81,6 +81,23 @@ def _parser(host: PluginHost) -> argparse.ArgumentParser:
     run.add_argument("--goal", required=True, help="What the agent should achieve.")
     run.add_argument("--character", "-c", help="Character file.")
     run.add_argument("--steps", type=int, default=10, help="Step budget (default 10).")
+
+    start = commands.add_parser(
+        "start",
+        help="Run every enabled client (Telegram, ...) for the agents until Ctrl-C.",
+        description="Open the agents and run each registered client they enable (a client "
+        "is enabled when its token is configured and the character's 'clients' list, if "
+        "any, names it); SIGINT or SIGTERM stops them gracefully.",
+    )
+    start.add_argument(
+        "characters",
+        nargs="*",
+        metavar="CHARACTER",
+        help="Character files (default: CARRIER_CHARACTER or the builtin 'Nova').",
+    )
+    start.add_argument(
+        "--clients", help="Comma-separated client names to run (default: every enabled one)."
+    )
 
     plugins = commands.add_parser(
         "plugins",
@@ -189,6 +206,13 @@ def _main(args_list: list[str], host: PluginHost | None) -> int:
             import asyncio
 
             return asyncio.run(_run_goal(host, args))
+        if args.command == "start":
+            import asyncio
+
+            from carrier.starting import start
+
+            only = [c.strip() for c in args.clients.split(",")] if args.clients else None
+            return asyncio.run(start(host, args.characters, only=only))
         if args.command == "plugins" and args.plugins_command == "new":
             return _new_plugin(args)
         if args.command == "plugins":

@@ -119,9 +119,14 @@ def carrier_register_executors(executors: Registry[Executor]) -> None:
 
 @hookspec
 def carrier_register_clients(clients: Registry[Client]) -> None:
-    """Offer platform clients (HTTP server, chat platforms).
+    """Offer platform clients (chat platforms, MCP sessions): long-lived services that
+    ``carrier start`` runs under a supervisor for the agents that enable them — one
+    instance per key ``Client.select`` returns, ``Client.run`` serving until
+    cancelled, a crashed instance replaced by a fresh one after a backoff (see
+    ``carrier.services`` and docs/clients.md).
 
-    :param clients: The host's client registry; ``factory()`` returns a ``Client``.
+    :param clients: The host's client registry; ``factory()`` returns a ``Client``
+        (``factory(settings)`` when registered with ``settings=``).
     :return: Nothing.
     """
 

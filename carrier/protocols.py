@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 from pydantic import BaseModel
 
 from carrier.errors import StoreError
+from carrier.services import Client  # re-exported: plugins import it from here
 from carrier.types import (
     ActionResult,
     ActionSpec,
@@ -543,20 +544,6 @@ class Executor(ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook, default does nothing
         """Wait for or hand over work in flight, then release resources."""
-
-
-class Client(ABC):
-    """Connects agents to a platform (HTTP, Discord, ...)."""
-
-    name: str = "client"
-
-    @abstractmethod
-    async def start(self, runtimes: Sequence[AgentRuntime]) -> None:
-        """Start serving the runtimes."""
-
-    @abstractmethod
-    async def stop(self) -> None:
-        """Stop serving."""
 
 
 class Command(ABC):

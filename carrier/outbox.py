@@ -1,0 +1,78 @@
+"""``Outbox``: what a client is about to send, recorded in the store first.
+
+A reply is stored before the client delivers it, but delivery itself can be cut off:
+a crash after the first of three chunks, a platform that rate-limits for a minute. A
+client therefore records each outgoing chunk before sending it (:meth:`Outbox.put`),
+marks it sent right after (:meth:`Outbox.sent`), and on start sends what is still
+pending, in order (:meth:`Outbox.pending`). A chunk is sent again only if the process
+died between the platform accepting it and the mark: that one call is the accepted
+at-least-once window of platforms without idempotency keys (Telegram's
+``sendMessage``).
+
+Items live in the store's cache (the atomic key-value primitive of every store), as
+``outbox:{client}:{agent_id}:{sequence}``, the sequence taken with ``increment_cache``
+so that items of every chat keep the order they were put in, across processes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from carrier.protocols import MemoryStore
+
+__all__ = ["Outbox", "OutboxItem"]
+
+#: Unsent items are kept this long (seconds), then dropped: a week-old answer is news to
+#: nobody.
+PENDING_TTL_S = 7 * 24 * 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """One chunk to deliver: its ``chat`` (the client's address) and ``body`` (what the
+    client needs to send it: text, reply-to, thread, ...; JSON)."""
+
+    key: str
+    chat: str
+    body: dict[str, Any]
+
+
+class Outbox:
+    """One client's outgoing chunks for one agent.
+
+    Args:
+        store: The agent's store.
+        client: The client's name (``"telegram"``).
+        agent_id: The agent.
+    """
+
+    def __init__(self, store: MemoryStore, client: str, agent_id: str) -> None:
+        self._store = store
+        self._prefix = f"outbox:{client}:{agent_id}:"
+        self._sequence = f"outbox-sequence:{client}:{agent_id}"
+
+    async def put(self, chat: str, bodies: Sequence[dict[str, Any]]) -> list[OutboxItem]:
+        """Record ``bodies`` for ``chat``, in order, before any is sent."""
+        items = []
+        for body in bodies:
+            number = await self._store.increment_cache(self._sequence)
+            key = f"{self._prefix}{number:016d}"
+            await self._store.set_cache(key, {"chat": chat, "body": body}, ttl_s=PENDING_TTL_S)
+            items.append(OutboxItem(key=key, chat=chat, body=dict(body)))
+        return items
+
+    async def sent(self, item: OutboxItem) -> None:
+        """Mark ``item`` delivered (it is never sent again)."""
+        await self._store.delete_cache(item.key)
+
+    async def pending(self, *, limit: int = 1000) -> list[OutboxItem]:
+        """Items put but not marked sent, oldest first."""
+        found = await self._store.list_cache(self._prefix, limit=limit)
+        return [
+            OutboxItem(key=key, chat=str(value["chat"]), body=dict(value["body"]))
+            for key, value in found
+            if isinstance(value, dict) and "chat" in value and "body" in value
+        ]
