@@ -12,6 +12,7 @@ import time
 from abc import abstractmethod
 from typing import TYPE_CHECKING, Any
 
+from carrier.emitting import Emitting
 from carrier.errors import AccessError, InputError
 from carrier.types import (
     DIRECT_ROOM_TYPES,
@@ -36,7 +37,7 @@ __all__ = ["Admission"]
 _CACHE_LIMIT = 50_000
 
 
-class Admission:
+class Admission(Emitting):
     """Stages 2-3 and room access; the base of ``LoopStages``."""
 
     settings: CarrierSettings
@@ -49,12 +50,6 @@ class Admission:
     @abstractmethod
     def store(self) -> MemoryStore:
         """The started runtime's store."""
-
-    @abstractmethod
-    async def emit(
-        self, type: EventType, message: Memory | None = None, duration_ms: float = 0.0, **data: Any
-    ) -> None:
-        """Emit an event to the host's observers."""
 
     def room_id_for(self, incoming: IncomingMessage) -> str:
         """The room an incoming message belongs to: its own, or the sender's default

@@ -100,6 +100,7 @@ class AgentRuntime(Runs):
         self._owns_store = store is None
         self._model_overrides = dict(models or {})
         self._chains: dict[ModelClass, ModelChain | None] = {}
+        self._listeners: list[Any] = []
         self._executor: Executor | None = None
         self._actions = ActionTable({})
         self._providers: list[Provider] = []

@@ -34,7 +34,6 @@ from carrier.types import (
     ChatMessage,
     Content,
     Entity,
-    Event,
     EventType,
     GoalStatus,
     Memory,
@@ -111,41 +110,6 @@ class LoopStages(Admission):
                 f"CARRIER_MODEL_{ModelClass(model_class).value.upper()}."
             )
         return chain
-
-    # ---- events ---------------------------------------------------------------------
-
-    async def emit(
-        self, type: EventType, message: Memory | None = None, duration_ms: float = 0.0, **data: Any
-    ) -> None:
-        """Emit an event to the host's observers (free when there are none)."""
-        if not self.host.has_observers:
-            return
-        await self.host.emit(
-            Event(
-                type=type,
-                agent_id=self.agent_id,
-                room_id=message.room_id if message else None,
-                message_id=message.id if message else None,
-                duration_ms=duration_ms,
-                data=data,
-            )
-        )
-
-    async def _chain_event(
-        self, kind: str, data: dict[str, Any], message: Memory | None = None
-    ) -> None:
-        event = EventType.MODEL_RETRY if kind == "retry" else EventType.MODEL_FALLBACK
-        await self.emit(event, message, **data)
-
-    def _chain_events_for(
-        self, message: Memory | None
-    ) -> Callable[[str, dict[str, Any]], Awaitable[None]]:
-        """Retry and fallback events carrying the message (so its stream sees them)."""
-
-        async def on_event(kind: str, data: dict[str, Any]) -> None:
-            await self._chain_event(kind, data, message)
-
-        return on_event
 
     # ---- the stages ------------------------------------------------------------------
 

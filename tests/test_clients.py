@@ -26,6 +26,7 @@ from carrier.services import Client, ServiceHealth, Supervisor, serves
 from carrier.settings import CarrierSettings
 from carrier.testing import FakeModel
 from carrier.testing.distributions import plugin_distribution
+from carrier.types import Content
 
 
 class QueueClient(Client):
@@ -274,3 +275,24 @@ def test_carrier_start_serves_until_sigterm_and_stops_gracefully(tmp_path: Path)
     assert (tmp_path / "m1.out").read_text() == "You said: hello there"
     assert (tmp_path / "stopped").read_text() == "stopped"
     assert "carrier start: Nova on files:default" in err
+
+
+async def test_a_listener_hears_what_the_agent_sends_and_a_failing_one_is_contained(
+    queue_host: PluginHost, caplog: pytest.LogCaptureFixture
+) -> None:
+    heard: list[tuple[str, str | None]] = []
+
+    async def deliver(event: Any) -> None:
+        heard.append((event.type.value, event.room_id))
+
+    def broken(event: Any) -> None:
+        raise RuntimeError("listener bug")
+
+    async with agent(queue_host, "Ada") as ada:
+        stop = ada.listen(deliver)
+        ada.listen(broken)
+        await ada.send_message("queue:chat-9", Content(text="news for chat 9"))
+        stop()
+        await ada.send_message("queue:chat-9", Content(text="not heard"))
+    assert heard == [("message_sent", "queue:chat-9")]
+    assert "A listener of message_sent events failed" in caplog.text
