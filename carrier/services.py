@@ -9,8 +9,9 @@ while the other instances and the agents keep running.
 
 Which agents a client serves: those whose character does not list clients, or lists
 this one (ElizaOS's ``"clients": ["telegram"]``; ``@elizaos/client-telegram`` and
-``carrier-plugin-telegram`` name it too), and among them those the client selects
-(:meth:`Client.select`: usually, the agents for which its token is configured).
+``carrier-plugin-telegram`` name it too, and ElizaOS's ``direct`` names ``http``), and
+among them those the client selects (:meth:`Client.select`: usually, the agents for
+which its token is configured).
 
 ``carrier start`` runs the :class:`Supervisor` for every registered client until
 SIGINT or SIGTERM; a program embedding Carrier uses it directly::
@@ -126,12 +127,18 @@ def serves(client: str, runtime: AgentRuntime) -> bool:
     return plugin_name(client) in {_client_name(c) for c in character.clients}
 
 
+#: ElizaOS client names whose Carrier client has another name.
+_CLIENT_ALIASES = {"direct": "http"}
+
+
 def _client_name(declared: str) -> str:
     name = declared.strip().lower()
     for prefix in ("@elizaos/client-", "@elizaos-plugins/client-", "client-"):
         if name.startswith(prefix):
-            return name[len(prefix) :]
-    return plugin_name(name)
+            name = name[len(prefix) :]
+            break
+    name = plugin_name(name)
+    return _CLIENT_ALIASES.get(name, name)
 
 
 class Supervisor:

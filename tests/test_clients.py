@@ -115,6 +115,7 @@ def test_a_characters_clients_list_decides_in_any_spelling(queue_host: PluginHos
     assert not serves("queue", unlisted)
     assert not serves("queue", silent)  # present and empty: no client
     assert serves("queue", default)  # absent: every configured client
+    assert serves("http", agent(queue_host, "Eve", clients=["direct"]))  # ElizaOS's REST client
 
 
 async def test_one_instance_per_key_serves_its_agents_users_apart(queue_host: PluginHost) -> None:

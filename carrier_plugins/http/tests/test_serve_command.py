@@ -99,3 +99,47 @@ def test_serve_refuses_a_public_address_without_a_token(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert "CARRIER_HTTP_TOKEN" in result.stderr
+
+
+async def test_carrier_start_serves_http_when_enabled_and_stops_on_sigterm(
+    tmp_path: Path,
+) -> None:
+    port = _free_port()
+    env = _environment(tmp_path, port)
+    env.update(CARRIER_HTTP_START="true", CARRIER_PLUGINS="http")
+    process = await asyncio.create_subprocess_exec(
+        str(CARRIER),
+        "start",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+            for _ in range(300):
+                try:
+                    if (await client.get("/ready")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert process.returncode is None, await process.stderr.read()  # type: ignore[union-attr]
+                await asyncio.sleep(0.05)
+            reply = await client.post("/nova/message", data={"text": "ping", "userId": "alice"})
+            assert reply.status_code == 200, reply.text
+            assert reply.json()[0]["text"] == "You said: ping"
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+        _, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
+    assert process.returncode == 0, stderr.decode()
+    assert f"Nova on http:127.0.0.1:{port}" in stderr.decode()
+
+
+def test_carrier_start_without_http_start_serves_nothing(tmp_path: Path) -> None:
+    env = _environment(tmp_path, _free_port())
+    env["CARRIER_PLUGINS"] = "http"
+    result = subprocess.run(
+        [str(CARRIER), "start"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1
+    assert "no client is enabled for Nova" in result.stderr

@@ -14,6 +14,7 @@ import carrier
 if TYPE_CHECKING:
     from carrier.plugin_settings import SettingsRegistry
     from carrier.registry import Registry
+    from carrier_plugin_http.settings import HttpSettings
 
 
 @carrier.hookimpl
@@ -28,6 +29,23 @@ def carrier_register_commands(commands: Registry[carrier.Command]) -> None:
         build_serve_command,
         description="Serve agents over HTTP: the ElizaOS-compatible API and a chat page.",
     )
+
+
+@carrier.hookimpl
+def carrier_register_clients(clients: Registry[carrier.Client]) -> None:
+    clients.add(
+        "http",
+        build_http_client,
+        settings="http",
+        description="The HTTP API for 'carrier start' (CARRIER_HTTP_START=true).",
+    )
+
+
+def build_http_client(settings: HttpSettings) -> carrier.Client:
+    """The HTTP API as a client, imported only when ``carrier start`` runs."""
+    from carrier_plugin_http.client import HttpClient
+
+    return HttpClient(settings)
 
 
 def build_serve_command() -> carrier.Command:

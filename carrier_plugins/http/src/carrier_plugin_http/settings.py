@@ -54,6 +54,8 @@ class HttpSettings(BaseSettings):
         upload_dir: Where uploaded files are stored (default: the data dir's ``uploads``).
         attachment_text_bytes: Text files up to this size are also stored inline in
             the attachment, so the model can read them.
+        start: Whether ``carrier start`` also serves the HTTP API (as the ``http``
+            client, beside the chat platforms); ``carrier serve`` always does.
     """
 
     model_config = SettingsConfigDict(env_prefix="CARRIER_HTTP_", env_file=".env", extra="ignore")
@@ -70,6 +72,7 @@ class HttpSettings(BaseSettings):
     cors_origins: list[str] = Field(default_factory=list)
     upload_dir: Path | None = None
     attachment_text_bytes: int = Field(default=65_536, ge=0)
+    start: bool = False
 
     @property
     def tokenless(self) -> bool:
