@@ -231,10 +231,16 @@ async def _release(lease: Lease | None) -> None:
     cut off after its answer, reuses the stored answer and runs the evaluators again."""
     if lease is None:
         return
+    try:
+        await lease.release()
+        return
+    except StoreError as error:  # the policy below is built only when needed
+        logger.info("Releasing the lease %s failed (%s); retrying", lease.key, error)
+    await asyncio.sleep(0.05)
     retrying = AsyncRetrying(
         retry=retry_if_exception_type(StoreError),
-        wait=wait_exponential(multiplier=0.05, max=1.0),
-        stop=stop_after_attempt(5),
+        wait=wait_exponential(multiplier=0.1, max=1.0),
+        stop=stop_after_attempt(4),
         before_sleep=lambda state: logger.info(
             "Releasing the lease %s failed (%s); retrying", lease.key, state.outcome
         ),
