@@ -10,36 +10,25 @@ from __future__ import annotations
 import argparse
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel
 
-from carrier.errors import StoreError
 from carrier.services import Client  # re-exported: plugins import it from here
+from carrier.stores import MemoryStore, StoreFactory  # re-exported, as Client
 from carrier.types import (
     ActionResult,
     ActionSpec,
-    Entity,
     EvaluatorResult,
-    Goal,
-    GoalStatus,
     IncomingMessage,
     Memory,
-    MemoryType,
     ModelRequest,
     ModelResponse,
-    Participant,
-    ParticipantState,
     ProviderOutput,
     Reply,
     Role,
-    Room,
-    ScoredMemory,
-    SearchScope,
     State,
     StreamChunk,
-    Task,
 )
 
 if TYPE_CHECKING:
@@ -119,284 +108,6 @@ class Model(ABC):
 #: namespace, else ``factory(**overrides)``. ``model=`` carries the model id of a
 #: spec such as ``openai:gpt-4.1-mini``.
 ModelFactory = Callable[..., Model]
-
-
-# ---- Memory store -----------------------------------------------------------------
-
-
-class MemoryStore(ABC):
-    """Durable records of one or many agents: entities, rooms, memories, goals, ...
-
-    Every method is safe to call concurrently. ``create_memory`` is idempotent by id.
-    Stores are async context managers; ``open`` creates or migrates the schema.
-    Memories a store returns may be the very objects it keeps (the builtin store's,
-    the SQL store's cache): treat them as read-only; ``model_copy(update=...)`` makes
-    a changed one.
-    """
-
-    #: URL the store was opened with, secrets removed.
-    url: str = ""
-
-    async def open(self) -> None:  # noqa: B027 - optional hook, default does nothing
-        """Connect and create or migrate the schema."""
-
-    async def close(self) -> None:  # noqa: B027 - optional hook, default does nothing
-        """Release connections."""
-
-    async def __aenter__(self) -> Self:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    @property
-    @abstractmethod
-    def embedding_dimension(self) -> int | None:
-        """Dimension of the embeddings stored so far; ``None`` until the first one."""
-
-    # agents and entities
-    @abstractmethod
-    async def upsert_agent(self, agent_id: str, name: str, data: dict[str, Any]) -> None:
-        """Record an agent (a character) by id."""
-
-    @abstractmethod
-    async def get_agent(self, agent_id: str) -> dict[str, Any] | None:
-        """The agent's record: ``{"id", "name", "data"}``, or ``None``."""
-
-    @abstractmethod
-    async def upsert_entity(self, entity: Entity) -> None:
-        """Create or replace an entity."""
-
-    @abstractmethod
-    async def get_entities(self, entity_ids: Sequence[str]) -> list[Entity]:
-        """The entities among ``entity_ids`` that exist, in no particular order."""
-
-    # rooms and participants
-    @abstractmethod
-    async def upsert_room(self, room: Room) -> None:
-        """Create or replace a room."""
-
-    @abstractmethod
-    async def get_room(self, room_id: str) -> Room | None:
-        """The room, or ``None``."""
-
-    @abstractmethod
-    async def create_room(self, room: Room) -> bool:
-        """Create ``room`` unless a room with its id exists; ``True`` if this call
-        created it. Atomic: of two concurrent calls for one id exactly one returns
-        ``True`` and the stored room is that call's (its ``owner_id`` included)."""
-
-    @abstractmethod
-    async def upsert_participant(self, participant: Participant) -> None:
-        """Add an entity to a room, or update its state and role."""
-
-    @abstractmethod
-    async def get_participants(self, room_id: str) -> list[Participant]:
-        """Everyone in the room."""
-
-    @abstractmethod
-    async def get_rooms_for_entity(self, entity_id: str) -> list[str]:
-        """Ids of the rooms the entity takes part in."""
-
-    async def set_participant_state(
-        self, room_id: str, entity_id: str, state: ParticipantState
-    ) -> None:
-        """Follow, mute or reset the entity's state in the room."""
-        current = {p.entity_id: p for p in await self.get_participants(room_id)}
-        participant = current.get(entity_id) or Participant(room_id=room_id, entity_id=entity_id)
-        await self.upsert_participant(participant.model_copy(update={"state": state}))
-
-    async def get_participant(self, room_id: str, entity_id: str) -> Participant | None:
-        """One participant of the room, or ``None``."""
-        for participant in await self.get_participants(room_id):
-            if participant.entity_id == entity_id:
-                return participant
-        return None
-
-    # memories
-    @abstractmethod
-    async def create_memory(self, memory: Memory) -> bool:
-        """Store ``memory``. Returns ``False`` (and changes nothing) if its id exists.
-
-        Raises ``EmbeddingDimensionError`` when the embedding's dimension differs
-        from the recorded one.
-        """
-
-    @abstractmethod
-    async def get_memory(self, memory_id: str) -> Memory | None:
-        """The memory with that id, or ``None``."""
-
-    @abstractmethod
-    async def get_memories(
-        self,
-        *,
-        agent_id: str,
-        room_id: str | None = None,
-        entity_id: str | None = None,
-        type: MemoryType | None = None,
-        limit: int = 50,
-        before: float | None = None,
-        scope: SearchScope | None = None,
-    ) -> list[Memory]:
-        """The newest ``limit`` matching memories created before ``before``, oldest first.
-
-        With ``scope``, only memories that ``scope.allows`` (a prompt's reads pass one;
-        ``None`` reads the agent's whole memory, for tools and operators).
-        """
-
-    @abstractmethod
-    async def count_memories(
-        self, *, agent_id: str, room_id: str | None = None, type: MemoryType | None = None
-    ) -> int:
-        """How many memories match."""
-
-    @abstractmethod
-    async def delete_memory(self, memory_id: str) -> bool:
-        """Delete one memory; ``False`` if it did not exist."""
-
-    @abstractmethod
-    async def search_memories(
-        self,
-        *,
-        agent_id: str,
-        embedding: Sequence[float],
-        room_id: str | None = None,
-        type: MemoryType | None = None,
-        limit: int = 10,
-        threshold: float = 0.0,
-        entity_id: str | None = None,
-        scope: SearchScope | None = None,
-    ) -> list[ScoredMemory]:
-        """Top ``limit`` memories by cosine similarity ≥ ``threshold``, best first.
-
-        ``entity_id`` keeps only memories of that entity (its messages, facts about
-        it). With ``scope``, only memories that ``scope.allows``; a scoped search
-        returns the same top ``limit`` as filtering an unscoped one would, and
-        should cost no more than it.
-
-        Raises ``EmbeddingDimensionError`` when ``embedding`` has the wrong dimension.
-        """
-
-    @abstractmethod
-    async def unanswered_messages(self, *, agent_id: str, limit: int = 100) -> list[Memory]:
-        """Messages to the agent with no stored response (id ``"{id}-{agent_id}"``),
-        oldest first: the work a crash left behind."""
-
-    # goals
-    @abstractmethod
-    async def upsert_goal(self, goal: Goal) -> None:
-        """Create or replace a goal."""
-
-    @abstractmethod
-    async def get_goal(self, goal_id: str) -> Goal | None:
-        """The goal, or ``None``."""
-
-    @abstractmethod
-    async def get_goals(
-        self, *, agent_id: str, room_id: str | None = None, status: GoalStatus | None = None
-    ) -> list[Goal]:
-        """Goals of the agent (optionally of one room, one status), oldest first."""
-
-    # tasks
-    @abstractmethod
-    async def upsert_task(self, task: Task) -> None:
-        """Create or replace a task."""
-
-    @abstractmethod
-    async def get_tasks(self, *, agent_id: str, tags: Sequence[str] = ()) -> list[Task]:
-        """Tasks of the agent carrying every tag in ``tags``, by due time."""
-
-    @abstractmethod
-    async def delete_task(self, task_id: str) -> bool:
-        """Delete one task; ``False`` if it did not exist."""
-
-    # cache and logs
-    @abstractmethod
-    async def get_cache(self, key: str) -> Any:
-        """The JSON value under ``key``, or ``None`` if absent or expired."""
-
-    @abstractmethod
-    async def set_cache(self, key: str, value: Any, *, ttl_s: float | None = None) -> None:
-        """Store a JSON-serializable value, optionally expiring after ``ttl_s``."""
-
-    @abstractmethod
-    async def delete_cache(self, key: str) -> bool:
-        """Delete a cache entry; ``False`` if it did not exist."""
-
-    # The cache is also the store's key-value primitive for coordination between
-    # processes (leases, recorded steps, plugin state): the three calls below are
-    # atomic, and values compare as JSON (``{"a": 1}`` equals ``{"a": 1}``).
-
-    async def add_cache(self, key: str, value: Any, *, ttl_s: float | None = None) -> bool:
-        """Store ``value`` under ``key`` only if the key is absent or expired; ``True``
-        if this call stored it (of concurrent calls for one key, exactly one).
-
-        The default is not atomic across processes: a store shared by processes
-        overrides it (and the two below) with one atomic statement.
-        """
-        if await self.get_cache(key) is not None:
-            return False
-        await self.set_cache(key, value, ttl_s=ttl_s)
-        return True
-
-    async def compare_and_set_cache(
-        self, key: str, expected: Any, value: Any, *, ttl_s: float | None = None
-    ) -> bool:
-        """Replace the live value ``expected`` by ``value`` (``None`` deletes the entry),
-        atomically; ``False`` and nothing changed if the key holds anything else (or
-        nothing: use :meth:`add_cache` to create)."""
-        current = await self.get_cache(key)
-        if current is None or current != expected:
-            return False
-        if value is None:
-            await self.delete_cache(key)
-        else:
-            await self.set_cache(key, value, ttl_s=ttl_s)
-        return True
-
-    async def increment_cache(
-        self, key: str, amount: int = 1, *, ttl_s: float | None = None
-    ) -> int:
-        """Add ``amount`` to the integer under ``key`` (an absent or expired key counts
-        as 0) and return the new value, atomically. ``ttl_s`` applies when the key is
-        created. Raises ``StoreError`` if the key holds something other than an integer."""
-        current = await self.get_cache(key)
-        if current is None:
-            await self.set_cache(key, amount, ttl_s=ttl_s)
-            return amount
-        if not isinstance(current, int) or isinstance(current, bool):
-            raise StoreError(
-                f"Cache key {key!r} holds {type(current).__name__}, not an integer; "
-                f"increment_cache needs an integer (or an absent key)."
-            )
-        await self.set_cache(key, current + amount)  # keeps no expiry: override to keep it
-        return current + amount
-
-    @abstractmethod
-    async def list_cache(self, prefix: str, *, limit: int = 1000) -> list[tuple[str, Any]]:
-        """Live entries whose key starts with ``prefix``, by key: ``(key, value)``."""
-
-    @abstractmethod
-    async def log(
-        self, *, agent_id: str, room_id: str | None, type: str, body: dict[str, Any]
-    ) -> None:
-        """Append a log entry (actions run, errors, model use)."""
-
-    @abstractmethod
-    async def get_logs(
-        self, *, agent_id: str, room_id: str | None = None, limit: int = 100
-    ) -> list[dict[str, Any]]:
-        """Newest log entries last: ``{"type", "room_id", "body", "created_at"}``."""
-
-
-#: ``factory(url, **options) -> MemoryStore``, registered under a URL scheme.
-StoreFactory = Callable[..., MemoryStore]
 
 
 # ---- Actions, providers, evaluators -------------------------------------------------
