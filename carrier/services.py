@@ -31,11 +31,9 @@ from collections.abc import Collection, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
-
-from carrier.character import plugin_name
-
 if TYPE_CHECKING:
+    from tenacity import RetryCallState
+
     from carrier.host import PluginHost
     from carrier.registry import RegistryEntry
     from carrier.runtime import AgentRuntime
@@ -124,7 +122,7 @@ def serves(client: str, runtime: AgentRuntime) -> bool:
     character = runtime.character
     if "clients" not in character.model_fields_set:
         return True
-    return plugin_name(client) in {_client_name(c) for c in character.clients}
+    return _client_name(client) in {_client_name(c) for c in character.clients}
 
 
 #: ElizaOS client names whose Carrier client has another name.
@@ -132,6 +130,8 @@ _CLIENT_ALIASES = {"direct": "http"}
 
 
 def _client_name(declared: str) -> str:
+    from carrier.character import plugin_name  # not at import: plugins import this module
+
     name = declared.strip().lower()
     for prefix in ("@elizaos/client-", "@elizaos-plugins/client-", "client-"):
         if name.startswith(prefix):
@@ -167,6 +167,8 @@ class Supervisor:
         self._host = host
         self._runtimes = list(runtimes)
         self._only = None if only is None else set(only)
+        from tenacity import wait_exponential
+
         self._backoff = wait_exponential(multiplier=backoff_initial_s, max=backoff_max_s)
         self._stop_timeout_s = stop_timeout_s
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -211,6 +213,8 @@ class Supervisor:
         runtimes: list[AgentRuntime],
         health: ServiceHealth,
     ) -> None:
+        from tenacity import AsyncRetrying, retry_if_exception_type
+
         def crashed(state: RetryCallState) -> None:
             error = state.outcome.exception() if state.outcome else None
             health.restarts += 1
