@@ -93,6 +93,11 @@ async def test_scoped_search_past_exact_rows(
                 agent_id="a", embedding=QUERY, limit=10, threshold=-1.0, scope=BOB
             )
             assert [h.memory.id for h in hits] == exact(bob, 10), ef_search
+            # again: the knowledge set is now known large and not listed; same answer
+            again = await store.search_memories(
+                agent_id="a", embedding=QUERY, limit=10, threshold=-1.0, scope=BOB
+            )
+            assert [h.memory.id for h in again] == exact(bob, 10), ef_search
             hits = await store.search_memories(
                 agent_id="a", embedding=QUERY, limit=15, threshold=-1.0, scope=BOB
             )
@@ -122,6 +127,10 @@ async def test_scoped_search_past_exact_rows(
             read, values = pg_search.listing("(SELECT $1::text)", parts)
             _, table_rows, *listed = await conn.fetchrow(read, "x", *values)
             assert table_rows == len(everything)
+            assert [None if seqs is None else len(seqs) for seqs in listed] == expected
+            # a set known to be large is not counted again
+            read, values = pg_search.listing("(SELECT $1::text)", parts, known_large={2})
+            _, _, *listed = await conn.fetchrow(read, "x", *values)
             assert [None if seqs is None else len(seqs) for seqs in listed] == expected
     finally:
         await conn.close()

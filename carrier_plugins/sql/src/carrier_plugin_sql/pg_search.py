@@ -26,12 +26,20 @@ No round trip is added to an unscoped search's.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from carrier_plugin_sql.scopes import Part
 
-__all__ = ["EXACT_ROWS", "HNSW_SHARE", "hnsw_suffices", "listing", "nearest", "search"]
+__all__ = [
+    "EXACT_ROWS",
+    "HNSW_SHARE",
+    "hnsw_suffices",
+    "listing",
+    "nearest",
+    "search",
+    "set_key",
+]
 
 #: Sets of at most this many embeddings are searched exactly. With ``hnsw.ef_search``
 #: 200 and 384 dimensions, comparing 1,000 rows costs about what an HNSW search does.
@@ -77,11 +85,16 @@ def scoped_select(memory: str, parts: Sequence[Part], limit: int) -> tuple[str, 
     )
 
 
-def listing(first: str, parts: Sequence[Part]) -> tuple[str, list[Any]]:
+def listing(
+    first: str, parts: Sequence[Part], known_large: Collection[int] = ()
+) -> tuple[str, list[Any]]:
     """``first`` (a scalar subquery with no parameters but ``$1``), then, with
     ``parts``, the table's estimated row count (``reltuples``: -1 before the first
     ``ANALYZE``) and for each part its ``memory_seq`` values if it has at most
-    :data:`EXACT_ROWS` (maybe none), else ``NULL``.
+    :data:`EXACT_ROWS` (maybe none), else ``NULL``. The parts at the indexes
+    ``known_large`` are not listed (``NULL``): counting a large set's first
+    :data:`EXACT_ROWS` + 1 rows again on every search is what made a scoped search
+    cost more than an unscoped one.
 
     Returns:
         The statement (one row) and its values after ``$1``.
@@ -91,13 +104,28 @@ def listing(first: str, parts: Sequence[Part]) -> tuple[str, list[Any]]:
     values: list[Any] = [None]  # $1: the caller's
     columns = [first, "(SELECT reltuples FROM pg_class WHERE oid = 'embeddings'::regclass)"]
     columns += [
-        f"(SELECT CASE WHEN count(*) <= {EXACT_ROWS} "
+        "NULL::bigint[]"
+        if index in known_large
+        else f"(SELECT CASE WHEN count(*) <= {EXACT_ROWS} "
         "THEN coalesce(array_agg(s.memory_seq), '{}') END "
         f"FROM (SELECT e.memory_seq FROM embeddings AS e WHERE {_bind(part, values, 'e.')} "
         f"LIMIT {EXACT_ROWS + 1}) AS s)"
-        for part in parts
+        for index, part in enumerate(parts)
     ]
     return f"SELECT {', '.join(columns)}", values[1:]
+
+
+def set_key(part: Part) -> tuple[Any, ...]:
+    """What names a set across searches: its conditions and values, without the
+    scope's room excluded (``room_id <> ?`` takes a room's few rows out of a set of
+    thousands, and differs from one room's search to the next)."""
+    key: list[Any] = []
+    values = iter(part.values)
+    for condition in part.where:
+        value = next(values) if "?" in condition else None
+        if condition != "room_id <> ?":
+            key.append((condition, value))
+    return tuple(key)
 
 
 def hnsw_suffices(table_rows: float) -> bool:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Sequence
 from functools import cache
 from typing import Any
@@ -152,6 +153,9 @@ def _search_sql(
     return pg_search.search(_ROW, query, small, large, max_distance, limit)
 
 
+#: How long a set found large is searched through HNSW without being listed again.
+LARGE_SET_TTL_S = 60.0
+
 #: What asyncpg raises when a call fails; ``InternalClientError`` comes from a
 #: connection the server dropped mid-call (a restart).
 _DRIVER_ERRORS = (
@@ -240,9 +244,19 @@ class PostgresStore(PgCacheMixin, RecordsMixin, MemoryStore):
         self._pool: Any = None
         self._db = _Pool(self)  # type: ignore[assignment]
         self._dimension: int | None = None
+        #: Sets a search found larger than pg_search.EXACT_ROWS (the agent's knowledge),
+        #: by pg_search.set_key, until when they are not listed again (monotonic time).
+        self._large_sets: dict[tuple[Any, ...], float] = {}
 
     def __repr__(self) -> str:
         return f"<PostgresStore {self.url!r}>"
+
+    def _remember_large(self, key: tuple[Any, ...], now: float) -> None:
+        """Skip listing this set for :data:`LARGE_SET_TTL_S` (a set rarely shrinks
+        below pg_search.EXACT_ROWS; if it did, the HNSW path still answers)."""
+        if len(self._large_sets) > 10_000:
+            self._large_sets.clear()
+        self._large_sets[key] = now + LARGE_SET_TTL_S
 
     def _error(self, op: str, exc: BaseException) -> StoreError:
         if isinstance(exc, OSError):
@@ -466,9 +480,15 @@ class PostgresStore(PgCacheMixin, RecordsMixin, MemoryStore):
         # An entity's or a scope's sets are often small: listed with the dimension, then
         # searched exactly or with HNSW (see pg_search).
         parts = filters.parts(scope) if entity_id is not None or scope is not None else []
-        read, part_values = pg_search.listing(_DIMENSION, parts)
+        now = time.monotonic()
+        keys = [pg_search.set_key(part) for part in parts]
+        known_large = {i for i, key in enumerate(keys) if self._large_sets.get(key, 0.0) > now}
+        read, part_values = pg_search.listing(_DIMENSION, parts, known_large)
         async with self._connection("searching memories") as conn, conn.transaction():
             found = await conn.fetchrow(read, pg_schema.DIMENSION_KEY, *part_values)
+            for index, rows in enumerate(found[2:] if parts else []):
+                if rows is None and index not in known_large:
+                    self._remember_large(keys[index], now)
             if found[0] is None:
                 return []
             self._dimension = recorded = int(found[0])
