@@ -28,6 +28,13 @@ by side as above: one records its steps (lease, model response, action outcome, 
 returns (the reply is stored; the evaluators run after it). Adds ``norec_p50_ms``,
 ``ratio`` (p50_ms / norec_p50_ms; target ≤ 1.15) and ``eval_ms`` (mean time from the
 reply to the end of its evaluators).
+
+``--otel``: two agents side by side as above, neither with the ``otel`` entry point
+(``CARRIER_DISABLE_PLUGINS=otel``): one without tracing, one with carrier-plugin-otel's
+``OtelObserver`` on an SDK tracer provider (``BatchSpanProcessor``, in-memory exporter)
+and an SDK meter provider (in-memory reader): every span and metric is built and
+exported. Adds ``otel_p50_ms`` (the traced agent's p50), ``spans`` (how many were
+exported) and ``ratio`` (otel_p50_ms / p50_ms; target ≤ 1.5).
 """
 
 from __future__ import annotations
@@ -114,6 +121,36 @@ def noting(request: ModelRequest) -> ModelResponse:
     return ModelResponse(text="Thanks, noted.", action_calls=calls)
 
 
+class Tracing:
+    """``--otel``: carrier-plugin-otel's observer on SDK providers that keep everything."""
+
+    def __init__(self) -> None:
+        from carrier_plugin_otel import OtelObserver
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+        self.exporter = InMemorySpanExporter()
+        self.tracer_provider = TracerProvider()
+        self.tracer_provider.add_span_processor(BatchSpanProcessor(self.exporter))
+        self.reader = InMemoryMetricReader()
+        self.meter_provider = MeterProvider(metric_readers=[self.reader])
+        self.observer = OtelObserver(
+            tracer_provider=self.tracer_provider, meter_provider=self.meter_provider
+        )
+
+    def finish(self) -> int:
+        """Flush; the number of spans exported."""
+        self.tracer_provider.force_flush()
+        self.reader.get_metrics_data()
+        spans = len(self.exporter.get_finished_spans())
+        self.tracer_provider.shutdown()
+        self.meter_provider.shutdown()
+        return spans
+
+
 def agent(
     url: str,
     *,
@@ -121,11 +158,20 @@ def agent(
     actions: bool = False,
     record: bool = True,
     name: str = "Nova",
+    tracing: Tracing | None = None,
+    no_otel: bool = False,
     **settings: object,
 ) -> AgentRuntime:
     host = PluginHost(
-        settings=CarrierSettings(database_url=url, record_steps=record, _env_file=None)
+        settings=CarrierSettings(
+            database_url=url,
+            record_steps=record,
+            disable_plugins="otel" if no_otel else None,
+            _env_file=None,
+        )
     )
+    if tracing is not None:
+        host.register(tracing.observer, name="otel-benchmark")
     model: FakeModel | FunctionModel
     if actions:
         host.register(NotePlugin(), name="note")
@@ -142,8 +188,20 @@ def agent(
 
 async def run(args: argparse.Namespace, urls: list[str]) -> dict[str, object]:
     """Every message goes to each runtime in turn; the figures are per runtime."""
-    runtimes = [agent(urls[0], embed=args.embed, actions=args.actions)]
-    if args.embed:
+    tracing = Tracing() if args.otel else None
+    runtimes = [agent(urls[0], embed=args.embed, actions=args.actions, no_otel=args.otel)]
+    if tracing is not None:
+        runtimes.append(
+            agent(
+                urls[1],
+                embed=args.embed,
+                actions=args.actions,
+                name="Vega",
+                tracing=tracing,
+                no_otel=True,
+            )
+        )
+    elif args.embed:
         runtimes.append(agent(urls[1], embed=True, name="Vega", BOOTSTRAP_RELEVANT_MEMORIES=0))
     elif args.actions:
         runtimes.append(agent(urls[1], embed=False, actions=True, record=False, name="Vega"))
@@ -209,18 +267,26 @@ async def run(args: argparse.Namespace, urls: list[str]) -> dict[str, object]:
         "preload": args.preload,
         "embed": args.embed,
         "actions": args.actions,
+        "otel": args.otel,
         "p50_ms": round(percentile(latencies[0], 0.50), 4),
         "p99_ms": round(percentile(latencies[0], 0.99), 4),
         "msgs_per_s": round(len(latencies[0]) * len(runtimes) / total, 1),
         "turn10_ms": round(around(10), 4),
         "turn200_ms": round(around(200), 4),
     }
-    if args.actions:
+    if args.actions and tracing is None:
         norec = percentile(latencies[1], 0.50)
         result["norec_p50_ms"] = round(norec, 4)
         result["ratio"] = round(percentile(latencies[0], 0.50) / norec, 3)
+    if args.actions:
         result["eval_ms"] = round(statistics.fmean(evaluations) * 1000, 4) if evaluations else 0
-    if args.embed:
+    if tracing is not None:
+        traced = percentile(latencies[1], 0.50)
+        result["otel_p50_ms"] = round(traced, 4)
+        result["otel_p99_ms"] = round(percentile(latencies[1], 0.99), 4)
+        result["spans"] = tracing.finish()
+        result["ratio"] = round(traced / percentile(latencies[0], 0.50), 3)
+    elif args.embed:
         noprov = percentile(latencies[1], 0.50)
         result["noprov_p50_ms"] = round(noprov, 4)
         result["recall_ms"] = round(timer.total / max(1, timer.calls) * 1000, 4) if timer else None
@@ -239,6 +305,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--actions", action="store_true", help="One action per message; with and without recording."
+    )
+    parser.add_argument(
+        "--otel", action="store_true", help="With and without OpenTelemetry tracing."
     )
     parser.add_argument("--json", action="store_true", help="Only the JSON line.")
     args = parser.parse_args()

@@ -96,7 +96,14 @@ class ActionTable:
                 )
                 error = f"Invalid arguments for action {action.name!r}: {details}."
                 return await self._failed(runtime, message, action.name, error, retry=True)
-        await runtime.emit(EventType.ACTION_STARTED, message, action=action.name)
+        await runtime.emit(
+            EventType.ACTION_STARTED,
+            message,
+            action=action.name,
+            call_id=call.id,
+            arguments=call.arguments,
+            idempotency_key=idempotency_key,
+        )
         started = time.perf_counter()
         try:
             if not await action.validate(runtime, message, state):
@@ -122,6 +129,8 @@ class ActionTable:
             duration,
             action=action.name,
             success=result.success,
+            text=result.text,
+            error=result.error,
         )
         return result
 

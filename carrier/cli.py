@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = ["main"]
 
-_BUILTIN = {"chat", "run", "start", "plugins", "character"}
+_BUILTIN = {"chat", "run", "start", "plugins", "character", "test"}
 
 #: 128 + SIGPIPE: what a shell reports for a Unix tool whose reader went away.
 EXIT_BROKEN_PIPE = 141
@@ -33,8 +33,9 @@ EXIT_CODES = """\
 exit status:
   0    success
   1    the command failed: an invalid character file, setting or model/store name, a
-       piped 'chat' message the agent could not answer, or 'carrier plugins' when a
-       plugin failed to load (the others still load; the listing shows its error)
+       piped 'chat' message the agent could not answer, a failed 'carrier test' check,
+       or 'carrier plugins' when a plugin failed to load (the others still load; the
+       listing shows its error)
   2    usage error (unknown command or option, bad argument), or the plugins could
        not be set up (CARRIER_PLUGINS names one that is not installed, two plugins
        register one name, a hook implementation is broken)
@@ -132,6 +133,21 @@ def _parser(host: PluginHost) -> argparse.ArgumentParser:
         help="Where to create carrier-plugin-NAME/ (default: the current directory).",
     )
 
+    test = commands.add_parser(
+        "test",
+        help="Run scenario files: conversations and what each turn must show.",
+        description="Run each scenario (docs/scenarios.md) on a fresh in-memory store; "
+        "print a table of turns; exit 1 when a check fails.",
+    )
+    test.add_argument("files", nargs="+", metavar="FILE", help="Scenario files (YAML).")
+    test.add_argument("--junit-xml", metavar="PATH", help="Also write JUnit XML to PATH.")
+    test.add_argument(
+        "--model", metavar="SPEC", help="Run every scenario on this (live) model instead."
+    )
+    test.add_argument(
+        "--record", action="store_true", help="Write the scenarios' cassettes from --model."
+    )
+
     character = commands.add_parser("character", help="Work with character files.")
     character_commands = character.add_subparsers(dest="character_command", required=True)
     validate = character_commands.add_parser("validate", help="Validate a character file.")
@@ -219,6 +235,20 @@ def _main(args_list: list[str], host: PluginHost | None) -> int:
             return _plugins(host)
         if args.command == "character":
             return _validate_character(host, args.file)
+        if args.command == "test":
+            import asyncio
+
+            from carrier.scenarios import run_files
+
+            return asyncio.run(
+                run_files(
+                    host,
+                    args.files,
+                    live=args.model,
+                    record=args.record,
+                    junit_xml=args.junit_xml,
+                )
+            )
     except CarrierError as exc:
         print(f"carrier: {exc}", file=sys.stderr)
         return 1

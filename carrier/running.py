@@ -69,7 +69,15 @@ class Runs(LoopStages):
         which the caller must await (``reply.finishing`` says whether there is any)."""
         started = time.perf_counter()
         message = self.receive(incoming)
-        await self.emit(EventType.RUN_STARTED, message, source=incoming.source)
+        await self.emit(
+            EventType.RUN_STARTED,
+            message,
+            source=incoming.source,
+            agent_name=self.character.name,
+            room_type=incoming.room_type.value,
+            role=incoming.role.value,
+            text=message.content.text,
+        )
         room = await self.connect(message, incoming)
         message, fresh = await self.store_message(message)
         recording = self.settings.record_steps
@@ -85,10 +93,26 @@ class Runs(LoopStages):
                             room, incoming.role, claim, None, evaluate=not previous.ignored
                         )
                         self._pend(duplicate, pending)
+                await self.emit(
+                    EventType.RUN_ENDED,
+                    message,
+                    (time.perf_counter() - started) * 1000,
+                    responses=len(duplicate.responses),
+                    ignored=duplicate.ignored,
+                    duplicate=True,
+                )
                 return duplicate
         lease = self._steps.lease(message.id) if recording else None
         if lease is not None and not await lease.acquire():
             logger.info("Message %s is being handled by another process", message.id)
+            await self.emit(
+                EventType.RUN_ENDED,
+                message,
+                (time.perf_counter() - started) * 1000,
+                responses=0,
+                ignored=False,
+                in_progress=True,
+            )
             return Reply(message=message, duplicate=not fresh, in_progress=True)
         try:
             reply = await self.respond(

@@ -119,6 +119,7 @@ class LoopStages(Admission):
         started = time.perf_counter()
         await self.emit(EventType.MESSAGE_RECEIVED, message)
         embedder = self._chains.get(ModelClass.EMBEDDING)
+        embedded: dict[str, Any] = {}
         if embedder is not None and message.content.text and message.embedding is None:
             try:
                 message.embedding = (
@@ -126,12 +127,22 @@ class LoopStages(Admission):
                 )[0]
             except (ModelError, NotImplementedError) as exc:
                 logger.warning("Message %s stored without an embedding: %s", message.id, exc)
+            # what the embeddings call took, from the stage's start (observers' spans)
+            embedded = {
+                "embedding_model": embedder.primary.name,
+                "embed_ms": (time.perf_counter() - started) * 1000,
+                "embedded": message.embedding is not None,
+            }
         fresh = await self.store.create_memory(message)
         if not fresh:
             stored = await self.store.get_memory(message.id)
             message = stored or message
         await self.emit(
-            EventType.MESSAGE_STORED, message, (time.perf_counter() - started) * 1000, new=fresh
+            EventType.MESSAGE_STORED,
+            message,
+            (time.perf_counter() - started) * 1000,
+            new=fresh,
+            **embedded,
         )
         return message, fresh
 
@@ -286,7 +297,9 @@ class LoopStages(Admission):
             goals=goals,
             sender=next((a for a in actors if a.id == message.entity_id), None),
         )
+        searched: dict[str, Any] = {}
         if message.embedding is not None:
+            search_started = time.perf_counter()
             if settings.facts_limit:
                 state.facts = await store.search_memories(
                     agent_id=self.agent_id,
@@ -305,12 +318,25 @@ class LoopStages(Admission):
                     threshold=settings.search_threshold,
                     scope=scope,
                 )
+            # the memory searches, from the stage's start (observers' spans)
+            searched = {
+                "search_start_ms": (search_started - started) * 1000,
+                "search_ms": (time.perf_counter() - search_started) * 1000,
+                "facts": len(state.facts),
+                "knowledge": len(state.knowledge),
+            }
         if self._actions and self._offers_actions():
             offered = await self._actions.offered(self._runtime, message, state, role)
             state.actions = [a.spec() for a in offered]
         if self._providers:
             await run_providers(self._runtime, self._providers, message, state)
-        await self.emit(EventType.STATE_COMPOSED, message, (time.perf_counter() - started) * 1000)
+        await self.emit(
+            EventType.STATE_COMPOSED,
+            message,
+            (time.perf_counter() - started) * 1000,
+            providers=len(state.providers),
+            **searched,
+        )
         return state
 
     def compose_context(self, state: State) -> ModelRequest:
@@ -342,10 +368,20 @@ class LoopStages(Admission):
         started = time.perf_counter()
         chain = self.model(request.model_class)
         labels = SpeakerLabelFilter(self._speaker_names, on_text) if on_text else None
+        first_chunk: list[float] = []
+        sink: TextCallback | None = None
+        if labels is not None:
+            send = labels.send
+
+            async def sink(text: str) -> None:
+                if not first_chunk:
+                    first_chunk.append(time.perf_counter())
+                await send(text)
+
         response = await chain.generate(
             request,
             on_event=self._chain_events_for(message),
-            on_text=labels.send if labels else None,
+            on_text=sink,
             validate=_require_structured if request.response_schema is not None else None,
         )
         if labels is not None:
@@ -357,6 +393,14 @@ class LoopStages(Admission):
             model=response.model or chain.primary.name,
             input_tokens=response.usage.input_tokens,
             output_tokens=response.usage.output_tokens,
+            # for tracing (carrier-plugin-otel): what was asked, of whom, and how it went
+            request_model=chain.primary.name,
+            model_class=request.model_class.value,
+            finish_reason=response.finish_reason,
+            streamed=labels is not None,
+            first_chunk_ms=(first_chunk[0] - started) * 1000 if first_chunk else None,
+            request=request,
+            response=response,
         )
         return response
 

@@ -4,11 +4,13 @@ Enable it with ``-p carrier.testing`` (or ``pytest_plugins = ["carrier.testing"]
 nothing else needs configuring. It provides fixtures — ``carrier_plugins`` (override
 it to name the plugins under test), ``host`` (a fresh ``PluginHost`` without autoload,
 those plugins registered), ``fake_model``, ``character``, ``runtime``, ``events`` and
-``carrier_cli`` (the ``carrier`` command, in-process) — the test doubles
-``FakeModel``, ``FunctionModel`` and ``EventRecorder``, the ``MemoryStoreConformance``
-suite (in ``carrier.testing.conformance``), and a guard that fails any test that
-opens a connection to a non-loopback address, so no test calls a real remote
-model. Set ``CARRIER_ALLOW_REMOTE_REQUESTS=1`` to lift the guard.
+``carrier_cli`` (the ``carrier`` command, in-process) and ``cassette`` (record model
+calls once with ``--carrier-record``, replay them offline; ``carrier.replay``) —
+the test doubles ``FakeModel``, ``FunctionModel`` and ``EventRecorder``, the
+``MemoryStoreConformance`` suite (in ``carrier.testing.conformance``), and a guard
+that fails any test that opens a connection to a non-loopback address, so no test
+calls a real remote model (``--carrier-record`` lifts it while recording). Set
+``CARRIER_ALLOW_REMOTE_REQUESTS=1`` to lift the guard.
 
 ``async def`` tests run on pytest-asyncio without an ``asyncio_mode`` setting: in
 pytest-asyncio's default strict mode this plugin marks the coroutine tests of the
@@ -21,6 +23,7 @@ from __future__ import annotations
 import inspect
 import ipaddress
 import os
+import re
 import socket
 import warnings
 from collections.abc import AsyncIterator, Generator, Iterator, Mapping
@@ -39,12 +42,17 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from carrier.builtin.memory_store import InMemoryStore
 from carrier.character import Character
 from carrier.host import PluginHost
+from carrier.replay import Cassette, CassetteError, CassetteMismatchError, CassetteModel
 from carrier.runtime import AgentRuntime
 from carrier.settings import CarrierSettings
 from carrier.testing.cli_runner import CliResult, CliRunner
 from carrier.testing.fakes import EventRecorder, FakeModel, FunctionModel
 
 __all__ = [
+    "Cassette",
+    "CassetteError",
+    "CassetteMismatchError",
+    "CassetteModel",
     "CliResult",
     "CliRunner",
     "EventRecorder",
@@ -65,6 +73,16 @@ def _asyncio_mode(config: pytest.Config) -> str | None:
     return str(mode)
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.getgroup("carrier").addoption(
+        "--carrier-record",
+        action="store_true",
+        default=False,
+        help="Call the real models of tests using the 'cassette' fixture and (re)write "
+        "their cassettes; remote connections are allowed. Default: replay, no network.",
+    )
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     """Start without pytest-asyncio's notice that ``asyncio_default_fixture_loop_scope``
@@ -74,7 +92,15 @@ def pytest_configure(config: pytest.Config) -> None:
     are function-scoped. A value in the project's configuration is used as usual. The
     filter matches that one message only, and sits in the filters pytest sets up for
     the session, below each test's own ``filterwarnings``.
+
+    It also declares the ``carrier_cassette`` marker.
     """
+    config.addinivalue_line(
+        "markers",
+        "carrier_cassette(name=None, *, strict=True): the cassette of the 'cassette' "
+        "fixture, cassettes/NAME.yaml beside the test module; strict=False allows "
+        "unused recordings.",
+    )
     if _asyncio_mode(config) is None or config.getini("asyncio_default_fixture_loop_scope"):
         return
     warnings.filterwarnings(
@@ -125,9 +151,13 @@ def _is_local(address: Any) -> bool:
 
 
 @pytest.fixture(autouse=True)
-def _carrier_block_remote_requests(monkeypatch: pytest.MonkeyPatch) -> None:
+def _carrier_block_remote_requests(
+    monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
     if os.environ.get("CARRIER_ALLOW_REMOTE_REQUESTS") == "1":
         return
+    if request.config.getoption("carrier_record", False):
+        return  # recording calls the real models, deliberately
     original_connect = socket.socket.connect
     original_connect_ex = socket.socket.connect_ex
 
@@ -238,3 +268,52 @@ def carrier_cli(host: PluginHost) -> CliRunner:
     ``def`` test: the command runs its own event loop.
     """
     return CliRunner(host)
+
+
+#: The exception that failed a test's call phase, for the ``cassette`` fixture's teardown.
+_CALL_ERROR = pytest.StashKey[BaseException]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    if call.when == "call" and call.excinfo is not None:
+        item.stash[_CALL_ERROR] = call.excinfo.value
+    return report
+
+
+@pytest.fixture
+def cassette(request: pytest.FixtureRequest) -> Iterator[Cassette]:
+    """Record model calls once, replay them in every later run.
+
+    Wrap each model with ``cassette.wrap(model_or_factory, label="large")``. By default
+    the calls are answered from ``cassettes/<module>.<test>.yaml`` beside the test module
+    (``@pytest.mark.carrier_cassette("name")`` picks another name) and the real model
+    is never built or called; ``pytest --carrier-record`` calls it and writes the file.
+    Teardown fails the test on a request that matched no recording, and on unused
+    recordings unless the marker says ``strict=False``.
+    """
+    marker = request.node.get_closest_marker("carrier_cassette")
+    name = marker.args[0] if marker is not None and marker.args else None
+    if name is None and marker is not None:
+        name = marker.kwargs.get("name")
+    if name is None:
+        module = request.path.stem if request.path is not None else "test"
+        name = f"{module}.{re.sub(r'[^A-Za-z0-9_.-]+', '_', request.node.name).strip('_')}"
+    strict = bool(marker.kwargs.get("strict", True)) if marker is not None else True
+    record = bool(request.config.getoption("carrier_record", False))
+    path = request.path.parent / "cassettes" / f"{name}.yaml"
+    recorded = Cassette(
+        path,
+        mode="record" if record else "replay",
+        strict=strict,
+        record_hint=f"record it with: pytest --carrier-record {request.node.nodeid}",
+    )
+    yield recorded
+    recorded.save()
+    try:
+        recorded.check()
+    except CassetteError as exc:
+        if request.node.stash.get(_CALL_ERROR, None) is exc:
+            return  # the test already failed with it
+        pytest.fail(str(exc), pytrace=False)
