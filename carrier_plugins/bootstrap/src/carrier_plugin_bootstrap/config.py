@@ -9,6 +9,7 @@ class is imported the first time a runtime needs it.
 from __future__ import annotations
 
 import difflib
+import weakref
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,9 @@ from carrier.plugin_settings import overrides_from_character
 if TYPE_CHECKING:
     from carrier.runtime import AgentRuntime
     from carrier_plugin_bootstrap.settings import BootstrapSettings
+
+#: Runtimes whose character's role overrides were checked.
+_CHECKED: weakref.WeakSet[AgentRuntime] = weakref.WeakSet()
 
 __all__ = ["NAMESPACE", "ROLES_VARIABLE", "apply_action_roles", "settings_for"]
 
@@ -39,9 +43,11 @@ def settings_for(runtime: AgentRuntime) -> BootstrapSettings:
     """
     from carrier_plugin_bootstrap.settings import BootstrapSettings
 
-    overrides = overrides_from_character(NAMESPACE, runtime.character.all_secrets())
-    if "action_roles" in overrides:
-        _character_roles(runtime, overrides["action_roles"])
+    if runtime not in _CHECKED:  # once per runtime: this runs on every provider call
+        overrides = overrides_from_character(NAMESPACE, runtime.character.all_secrets())
+        if "action_roles" in overrides:
+            _character_roles(runtime, overrides["action_roles"])
+        _CHECKED.add(runtime)
     return runtime.plugin_settings(NAMESPACE, BootstrapSettings)
 
 
