@@ -9,9 +9,15 @@ died between the platform accepting it and the mark: that one call is the accept
 at-least-once window of platforms without idempotency keys (Telegram's
 ``sendMessage``).
 
+A client that may compute the same answer twice — a journaled update handled again
+after a crash that came after its answer was recorded — puts it with a ``ref`` (the
+message it answers) and asks :meth:`Outbox.recorded` first: an answer is recorded, and
+so sent, once.
+
 Items live in the store's cache (the atomic key-value primitive of every store), as
 ``outbox:{client}:{agent_id}:{sequence}``, the sequence taken with ``increment_cache``
-so that items of every chat keep the order they were put in, across processes.
+so that items of every chat keep the order they were put in, across processes; a put
+with a ``ref`` also leaves ``outbox-ref:{client}:{agent_id}:{ref}`` behind.
 """
 
 from __future__ import annotations
@@ -38,6 +44,8 @@ class OutboxItem:
     key: str
     chat: str
     body: dict[str, Any]
+    #: The ``ref`` it was put with (the message it answers), if any.
+    ref: str | None = None
 
 
 class Outbox:
@@ -53,16 +61,37 @@ class Outbox:
         self._store = store
         self._prefix = f"outbox:{client}:{agent_id}:"
         self._sequence = f"outbox-sequence:{client}:{agent_id}"
+        self._refs = f"outbox-ref:{client}:{agent_id}:"
 
-    async def put(self, chat: str, bodies: Sequence[dict[str, Any]]) -> list[OutboxItem]:
-        """Record ``bodies`` for ``chat``, in order, before any is sent."""
+    async def put(
+        self, chat: str, bodies: Sequence[dict[str, Any]], *, ref: str | None = None
+    ) -> list[OutboxItem]:
+        """Record ``bodies`` for ``chat``, in order, before any is sent; ``ref`` names
+        what they answer, for :meth:`recorded`."""
+        if not bodies:
+            return []
+        last = await self._store.increment_cache(self._sequence, len(bodies))
         items = []
-        for body in bodies:
-            number = await self._store.increment_cache(self._sequence)
+        for number, body in enumerate(bodies, start=last - len(bodies) + 1):
             key = f"{self._prefix}{number:016d}"
-            await self._store.set_cache(key, {"chat": chat, "body": body}, ttl_s=PENDING_TTL_S)
-            items.append(OutboxItem(key=key, chat=chat, body=dict(body)))
+            value = {"chat": chat, "body": body, **({"ref": ref} if ref is not None else {})}
+            await self._store.set_cache(key, value, ttl_s=PENDING_TTL_S)
+            items.append(OutboxItem(key=key, chat=chat, body=dict(body), ref=ref))
+        if ref is not None:
+            await self.remember(ref)
         return items
+
+    async def remember(self, ref: str) -> None:
+        """Note that the answer to ``ref`` is recorded (:meth:`put` does it)."""
+        await self._store.set_cache(f"{self._refs}{ref}", True, ttl_s=PENDING_TTL_S)
+
+    async def recorded(self, ref: str) -> bool:
+        """Whether an answer to ``ref`` was put (sent or still pending): handling the
+        message again must not put it a second time."""
+        if await self._store.get_cache(f"{self._refs}{ref}") is not None:
+            return True
+        # put() died between its items and the note: they are still pending
+        return any(item.ref == ref for item in await self.pending())
 
     async def sent(self, item: OutboxItem) -> None:
         """Mark ``item`` delivered (it is never sent again)."""
@@ -72,7 +101,12 @@ class Outbox:
         """Items put but not marked sent, oldest first."""
         found = await self._store.list_cache(self._prefix, limit=limit)
         return [
-            OutboxItem(key=key, chat=str(value["chat"]), body=dict(value["body"]))
+            OutboxItem(
+                key=key,
+                chat=str(value["chat"]),
+                body=dict(value["body"]),
+                ref=str(value["ref"]) if value.get("ref") is not None else None,
+            )
             for key, value in found
             if isinstance(value, dict) and "chat" in value and "body" in value
         ]

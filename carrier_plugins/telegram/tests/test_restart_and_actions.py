@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import carrier_plugin_bootstrap.plugin
+import pytest
+from carrier_plugin_telegram import convert
 from carrier_plugin_telegram.testing import FakeTelegram
 
 from carrier.builtin.memory_store import InMemoryStore
@@ -70,3 +72,40 @@ async def test_send_message_from_a_direct_chat_reaches_a_group(
     assert int(str(relayed[0]["chat_id"])) == -100
     assert "reply_parameters" not in relayed[0]
     assert any(s["text"] == "Done." and int(str(s["chat_id"])) == 9 for s in fake.sent)
+
+
+@pytest.mark.parametrize("left", ["sent", "pending", "pending-without-note"])
+async def test_an_update_journaled_after_its_answer_was_recorded_is_not_answered_again(
+    serve: ServeFactory, fake: FakeTelegram, left: str
+) -> None:
+    """The crash came after the answer went into the outbox and before the journal
+    entry was cleared: at the next start the answer reaches the chat exactly once
+    (``left``: what the outbox held — the answer already sent, still pending, or
+    pending with ``put`` cut off before its note)."""
+    store = InMemoryStore()
+    await store.open()
+    message = fake.private_message(user_id=7, text="hello")
+    update_id = fake.queue_message(message)
+    key = convert.message_id(fake.bot_id, 7, message["message_id"])
+    async with serve(store=store) as served:
+        (answer,) = await fake.wait_sent(1)
+        await asyncio.sleep(0.2)  # the journal entry goes after the send
+        agent = served.runtime.agent_id
+        state = served.runtime.plugin_state("telegram")
+        # the state a crash leaves: the journal entry back, the outbox as ``left`` says
+        await state.set(f"inbox:{key}", {"update_id": update_id, "message": message})
+        if left != "sent":
+            body = {"chat_id": 7, "thread_id": None, "text": answer["text"], "reply_to": None}
+            await Outbox(store, "telegram", agent).put("7", [body], ref=key)
+        if left == "pending-without-note":
+            assert await store.delete_cache(f"outbox-ref:telegram:{agent}:{key}")
+    before = len(fake.sent)
+    # another user's message in the same restart is answered as usual
+    fake.queue_message(fake.private_message(user_id=8, text="hi"))
+    async with serve(store=store) as served:
+        await fake.wait_for(lambda: any(int(s["chat_id"]) == 8 for s in fake.sent))
+        await asyncio.sleep(0.3)
+        assert await served.runtime.plugin_state("telegram").items("inbox:") == []
+    again = [s for s in fake.sent[before:] if int(s["chat_id"]) == 7]
+    assert len(again) == (0 if left == "sent" else 1)
+    assert [s["text"] for s in fake.sent if int(s["chat_id"]) == 8] == ["hello from the agent"]

@@ -115,20 +115,33 @@ class Sender:
         self._attempts = attempts
         self._locks: dict[str, asyncio.Lock] = {}
 
-    async def send(self, chat: str, bodies: Sequence[dict[str, Any]]) -> None:
-        """Record ``bodies`` for ``chat`` in the outbox, then deliver them."""
-        if bodies:
-            await self.deliver(await self.record(chat, bodies))
+    @property
+    def outbox(self) -> Outbox:
+        """Where every chunk is recorded before it is sent."""
+        return self._outbox
 
-    async def record(self, chat: str, bodies: Sequence[dict[str, Any]]) -> list[OutboxItem]:
+    async def send(
+        self, chat: str, bodies: Sequence[dict[str, Any]], *, ref: str | None = None
+    ) -> None:
+        """Record ``bodies`` for ``chat`` in the outbox (``ref``: the message they
+        answer), then deliver them."""
+        if bodies:
+            await self.deliver(await self.record(chat, bodies, ref=ref))
+
+    async def record(
+        self, chat: str, bodies: Sequence[dict[str, Any]], *, ref: str | None = None
+    ) -> list[OutboxItem]:
         """Record ``bodies`` for ``chat`` in the outbox (deliver them with :meth:`deliver`)."""
-        return await self._outbox.put(chat, bodies)
+        return await self._outbox.put(chat, bodies, ref=ref)
 
     async def flush_pending(self) -> int:
         """Send what an earlier run recorded but did not deliver, in order."""
         items = await self._outbox.pending()
         if items:
             logger.warning("Telegram: sending %d message(s) a previous run left unsent", len(items))
+            # an answer whose put() died before its note keeps counting as recorded
+            for ref in dict.fromkeys(item.ref for item in items if item.ref is not None):
+                await self._outbox.remember(ref)
             await self.deliver(items)
         return len(items)
 

@@ -204,12 +204,17 @@ class BotService:
             return reply.error is None
         if reply.duplicate and not recovered:
             return True  # a redelivery: answered (and delivered) before
-        await self._answer(reply, address, message.message_id)
+        if recovered and await self.sender.outbox.recorded(key):
+            return True  # the crash came after the answer was recorded: it is sent from there
+        await self._answer(reply, address, message.message_id, ref=key)
         return True
 
-    async def _answer(self, reply: Reply, address: convert.ChatAddress, reply_to: int) -> None:
+    async def _answer(
+        self, reply: Reply, address: convert.ChatAddress, reply_to: int, *, ref: str
+    ) -> None:
         pieces = [piece for text in reply.texts for piece in split_text(text)]
-        await self.sender.send(address.chat, bodies_for(address, pieces, reply_to=reply_to))
+        bodies = bodies_for(address, pieces, reply_to=reply_to)
+        await self.sender.send(address.chat, bodies, ref=ref)
 
     # ---- access and roles -------------------------------------------------------------
 

@@ -93,6 +93,8 @@ class FakeTelegram:
         self._chats: dict[int, dict[str, Any]] = {}
         self._users: dict[int, dict[str, Any]] = {}
         self._poll_generation = 0
+        self._sent: list[ApiCall] = []
+        self._sent_by_chat: dict[int, list[ApiCall]] = {}
         self._connections: set[asyncio.Task[None]] = set()
         self.port = 0
 
@@ -222,7 +224,12 @@ class FakeTelegram:
     @property
     def sent(self) -> list[dict[str, Any]]:
         """The parameters of every successful ``sendMessage``, in order."""
-        return [c.params for c in self.calls if c.method == "sendMessage" and c.params.get("_ok")]
+        return [c.params for c in self._sent]
+
+    def sent_to(self, chat_id: int) -> list[ApiCall]:
+        """The successful ``sendMessage`` calls to one chat, in order (``.at`` is when
+        each arrived, on the ``time.monotonic()`` clock)."""
+        return self._sent_by_chat.get(chat_id, [])
 
     async def wait_sent(self, count: int, *, timeout_s: float = 10.0) -> list[dict[str, Any]]:
         """Wait until ``count`` messages were sent; all sent so far."""
@@ -305,7 +312,11 @@ class FakeTelegram:
                 return failure
             if method == "getUpdates":
                 return await self._get_updates(params)
-            return self._answer(method, params)
+            status, payload = self._answer(method, params)
+            if method == "sendMessage" and status == 200:
+                self._sent.append(call)
+                self._sent_by_chat.setdefault(int(params["chat_id"]), []).append(call)
+            return status, payload
         finally:
             self._notify()
 
