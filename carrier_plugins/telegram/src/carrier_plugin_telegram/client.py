@@ -108,13 +108,26 @@ class TelegramClient(Client):
             try:
                 updater = application.updater
                 assert updater is not None
-                await updater.start_polling(
-                    timeout=dt.timedelta(seconds=settings.poll_timeout_s),
-                    allowed_updates=["message"],
-                    error_callback=_polling_error(health, name),
-                )
-                health.ready(f"polling as {name}")
-                logger.info("Telegram: %s polls as %s", runtime.character.name, name)
+                if settings.webhook_url:
+                    secret = settings.webhook_secret
+                    await updater.start_webhook(
+                        listen=settings.webhook_listen,
+                        port=settings.webhook_port,
+                        url_path=settings.webhook_path,
+                        webhook_url=settings.webhook_url,
+                        secret_token=secret.get_secret_value() if secret else None,
+                        allowed_updates=["message"],
+                    )
+                    how = f"webhook {settings.webhook_url} as {name}"
+                else:
+                    await updater.start_polling(
+                        timeout=dt.timedelta(seconds=settings.poll_timeout_s),
+                        allowed_updates=["message"],
+                        error_callback=_polling_error(health, name),
+                    )
+                    how = f"polling as {name}"
+                health.ready(how)
+                logger.info("Telegram: %s serves by %s", runtime.character.name, how)
                 try:
                     await _keep(lock)
                 finally:
@@ -135,15 +148,27 @@ def build_application(settings: TelegramSettings) -> Application:  # type: ignor
     if settings.token is None:
         raise CarrierError("The Telegram client needs CARRIER_TELEGRAM_TOKEN.")
     timeout = settings.poll_timeout_s + 10
-    return (
+    builder = (
         Application.builder()
         .token(settings.token.get_secret_value())
         .base_url(f"{settings.base_url}/bot")
         .base_file_url(f"{settings.base_url}/file/bot")
         .request(Request(connection_pool_size=64))
         .get_updates_request(Request(read_timeout=timeout))
-        .build()
     )
+    if settings.rate_limit:
+        from telegram.ext import AIORateLimiter
+
+        builder = builder.rate_limiter(
+            AIORateLimiter(
+                overall_max_rate=settings.rate_limit_per_s,
+                overall_time_period=1,
+                group_max_rate=settings.rate_limit_group_per_min,
+                group_time_period=60,
+                max_retries=0,  # the sender's own retries honour retry_after
+            )
+        )
+    return builder.build()
 
 
 async def _wait_for_lock(lock: PollerLock, name: str, health: ServiceHealth) -> None:

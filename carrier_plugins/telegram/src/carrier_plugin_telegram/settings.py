@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
@@ -44,6 +45,19 @@ class TelegramSettings(BaseSettings):
         lock_ttl_s: The poller lock's lease: another process takes over this long after
             the polling process died.
         drain_timeout_s: At shutdown, how long turns in flight may take to finish.
+        webhook_url: Receive updates by webhook instead of long polling: the public
+            HTTPS URL Telegram posts to (your reverse proxy), registered with
+            ``setWebhook`` at start. The client listens on ``webhook_listen`` and
+            ``webhook_port`` at the URL's path.
+        webhook_listen: The address the webhook server binds (behind a proxy: 127.0.0.1).
+        webhook_port: Its port.
+        webhook_secret: Telegram sends it in ``X-Telegram-Bot-Api-Secret-Token`` with each
+            update; other requests are refused (403). Set one whenever you use a webhook.
+        rate_limit: Throttle sends to Telegram's published limits before Telegram
+            enforces them (python-telegram-bot's ``AIORateLimiter``). Off by default: a
+            429 with ``retry_after`` is honoured either way.
+        rate_limit_per_s: With ``rate_limit``, messages a second over all chats.
+        rate_limit_group_per_min: With ``rate_limit``, messages a minute into one group.
     """
 
     model_config = SettingsConfigDict(
@@ -63,6 +77,13 @@ class TelegramSettings(BaseSettings):
     admin_cache_s: float = Field(default=60.0, ge=0)
     lock_ttl_s: float = Field(default=30.0, gt=0)
     drain_timeout_s: float = Field(default=5.0, ge=0)
+    webhook_url: str | None = None
+    webhook_listen: str = "127.0.0.1"
+    webhook_port: int = Field(default=8443, ge=1, le=65535)
+    webhook_secret: SecretStr | None = None
+    rate_limit: bool = False
+    rate_limit_per_s: float = Field(default=30.0, gt=0)
+    rate_limit_group_per_min: float = Field(default=20.0, gt=0)
 
     @field_validator("owners", "allowed_chats", "allowed_users", mode="before")
     @classmethod
@@ -81,6 +102,31 @@ class TelegramSettings(BaseSettings):
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_url(cls, value: str | None) -> str | None:
+        if not value or not value.strip():
+            return None
+        if not value.startswith(("https://", "http://")):
+            raise ValueError(f"must be the URL Telegram posts updates to, not {value!r}")
+        return value.strip()
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        # Telegram's rule for secret_token: 1-256 characters A-Z, a-z, 0-9, _ and -
+        secret = value.get_secret_value() if value is not None else "-"
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", secret):
+            raise ValueError("may hold only 1-256 letters, digits, '_' and '-' (Telegram's rule)")
+        return value
+
+    @property
+    def webhook_path(self) -> str:
+        """The path of ``webhook_url`` (where the local webhook server listens)."""
+        from urllib.parse import urlsplit
+
+        return urlsplit(self.webhook_url or "").path.lstrip("/")
 
     @property
     def bot_id(self) -> int | None:

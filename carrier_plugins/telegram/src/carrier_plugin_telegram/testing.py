@@ -3,7 +3,7 @@
 A real HTTP server (asyncio streams and ``h11``, which python-telegram-bot's httpx already
 depends on) that the real library talks to: point a client at it with
 ``CARRIER_TELEGRAM_BASE_URL=fake.url``. It implements what a bot client calls —
-``getMe``, ``deleteWebhook``, ``getUpdates`` (long polling with ``offset``),
+``getMe``, ``setWebhook``, ``deleteWebhook``, ``getUpdates`` (long polling with ``offset``),
 ``sendMessage``, ``sendChatAction``, ``getChatMember``, ``getChatAdministrators``,
 ``getFile`` and file downloads — records every call, and lets a test queue updates,
 make the next calls fail (429 with ``retry_after``, 409 Conflict, 400, ...) and wait for
@@ -15,7 +15,9 @@ what the bot sent::
         assert sent["chat_id"] == 7
 
 Two concurrent ``getUpdates`` calls for one token get ``409 Conflict`` on the newer
-one, as on Telegram.
+one, as on Telegram, and so does ``getUpdates`` while a webhook is set. With a webhook
+set, :meth:`FakeTelegram.post_update` delivers an update to it the way Telegram does
+(a POST with the secret token header).
 """
 
 from __future__ import annotations
@@ -94,6 +96,8 @@ class FakeTelegram:
         self._users: dict[int, dict[str, Any]] = {}
         self._poll_generation = 0
         self._sent: list[ApiCall] = []
+        #: The ``setWebhook`` parameters in force (``None``: long polling).
+        self.webhook: dict[str, Any] | None = None
         self._sent_by_chat: dict[int, list[ApiCall]] = {}
         self._connections: set[asyncio.Task[None]] = set()
         self.port = 0
@@ -195,6 +199,20 @@ class FakeTelegram:
         self._updates.append({"update_id": number, **update})
         self._notify()
         return number
+
+    async def post_update(self, message: dict[str, Any], *, secret: str | None = None) -> int:
+        """POST an update carrying ``message`` to the webhook the bot set, with the
+        secret it registered (or ``secret``, to test a wrong one); the HTTP status."""
+        import httpx
+
+        if self.webhook is None:
+            raise RuntimeError("No webhook is set (the bot did not call setWebhook).")
+        update = {"update_id": next(self._update_ids), "message": message}
+        token = secret if secret is not None else self.webhook.get("secret_token")
+        headers = {"X-Telegram-Bot-Api-Secret-Token": str(token)} if token else {}
+        async with httpx.AsyncClient() as client:
+            response = await client.post(str(self.webhook["url"]), json=update, headers=headers)
+        return response.status_code
 
     def fail_next(
         self,
@@ -311,6 +329,10 @@ class FakeTelegram:
             if failure is not None:
                 return failure
             if method == "getUpdates":
+                if self.webhook is not None:
+                    return _error(
+                        409, "Conflict: can't use getUpdates method while webhook is active"
+                    )
                 return await self._get_updates(params)
             status, payload = self._answer(method, params)
             if method == "sendMessage" and status == 200:
@@ -356,7 +378,13 @@ class FakeTelegram:
     def _answer(self, method: str, params: dict[str, Any]) -> tuple[int, bytes]:
         if method == "getMe":
             return _ok(self._me())
-        if method in {"deleteWebhook", "sendChatAction", "setMessageReaction", "close"}:
+        if method == "setWebhook":
+            self.webhook = dict(params)
+            return _ok(True)
+        if method == "deleteWebhook":
+            self.webhook = None
+            return _ok(True)
+        if method in {"sendChatAction", "setMessageReaction", "close"}:
             return _ok(True)
         if method == "sendMessage":
             return self._send_message(params)
