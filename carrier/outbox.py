@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from carrier.protocols import MemoryStore
 
-__all__ = ["Outbox", "OutboxItem"]
+__all__ = ["Deliveries", "Delivery", "Outbox", "OutboxItem"]
 
 #: Unsent items are kept this long (seconds), then dropped: a week-old answer is news to
 #: nobody.
@@ -110,3 +110,54 @@ class Outbox:
             for key, value in found
             if isinstance(value, dict) and "chat" in value and "body" in value
         ]
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A message the agent sent to a client's room, to be delivered by that client."""
+
+    key: str
+    room_id: str
+    memory_id: str
+
+
+class Deliveries:
+    """Messages the agent sent to rooms of one client (``runtime.send_message``, e.g.
+    bootstrap's SEND_MESSAGE), waiting for the process that hosts the client.
+
+    The kernel records one whenever ``send_message`` targets a room whose ``source``
+    names an installed client — in whichever process runs the action (a ``carrier
+    worker`` included). The process that serves the client reads them
+    (:meth:`pending`), puts each into its :class:`Outbox` with the delivery's ``key``
+    as ``ref`` (so a crash before :meth:`done` cannot send it twice), then marks it done.
+    Keys: ``delivery:{client}:{agent_id}:{sequence}``.
+
+    Args:
+        store: The agent's store.
+        client: The client's name, which is also its rooms' ``source``.
+        agent_id: The agent.
+    """
+
+    def __init__(self, store: MemoryStore, client: str, agent_id: str) -> None:
+        self._store = store
+        self._prefix = f"delivery:{client}:{agent_id}:"
+        self._sequence = f"delivery-sequence:{client}:{agent_id}"
+
+    async def add(self, room_id: str, memory_id: str) -> None:
+        """Ask the client to deliver the stored message ``memory_id`` to ``room_id``."""
+        number = await self._store.increment_cache(self._sequence)
+        value = {"room_id": room_id, "memory_id": memory_id}
+        await self._store.set_cache(f"{self._prefix}{number:016d}", value, ttl_s=PENDING_TTL_S)
+
+    async def pending(self, *, limit: int = 1000) -> list[Delivery]:
+        """Deliveries not yet done, oldest first."""
+        found = await self._store.list_cache(self._prefix, limit=limit)
+        return [
+            Delivery(key=key, room_id=str(value["room_id"]), memory_id=str(value["memory_id"]))
+            for key, value in found
+            if isinstance(value, dict) and "room_id" in value and "memory_id" in value
+        ]
+
+    async def done(self, delivery: Delivery) -> None:
+        """The delivery is in the client's outbox (or cannot be made): drop it."""
+        await self._store.delete_cache(delivery.key)

@@ -276,7 +276,9 @@ class AgentRuntime(Runs):
         self, room_id: str, content: Content, *, in_reply_to: str | None = None
     ) -> Memory:
         """Store a message from the agent in ``room_id`` (any room it knows) and emit
-        ``message_sent``; clients deliver it."""
+        ``message_sent``. When the room belongs to an installed client (its ``source``
+        names one), a :class:`~carrier.outbox.Deliveries` entry asks that client to
+        deliver it, from whichever process serves it."""
         memory = Memory(
             agent_id=self.agent_id,
             entity_id=self.agent_id,
@@ -285,6 +287,11 @@ class AgentRuntime(Runs):
             metadata={"sent": True},
         )
         await self.store.create_memory(memory)
+        room = await self.store.get_room(room_id)
+        if room is not None and room.source in self.host.clients:
+            from carrier.outbox import Deliveries
+
+            await Deliveries(self.store, room.source, self.agent_id).add(room_id, memory.id)
         await self.emit(EventType.MESSAGE_SENT, memory, responses=1, room_id=room_id)
         return memory
 

@@ -103,6 +103,7 @@ class TelegramClient(Client):
         try:
             await sender.flush_pending()
             await service.recover_journal()
+            service.start_deliveries()
             application.add_handler(TypeHandler(Update, service.on_update))
             await application.start()
             try:

@@ -10,6 +10,7 @@ ids) and returns the stored answer instead of answering twice, which is then del
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from telegram import Update
 from telegram.error import TelegramError
 
+from carrier.outbox import Deliveries
 from carrier.types import Attachment, EventType, IncomingMessage, Role, RoomType
 from carrier_plugin_telegram import convert
 from carrier_plugin_telegram.access import PairingBook
@@ -110,6 +112,9 @@ class BotService:
         self._names = [n for n in (runtime.character.name, runtime.character.username) if n]
         self.lanes = Lanes(self._process)
         self._background: set[asyncio.Task[None]] = set()
+        self._deliveries = Deliveries(runtime.store, "telegram", runtime.agent_id)
+        self._sent = asyncio.Event()
+        self._delivery_loop: asyncio.Task[None] | None = None
 
     # ---- intake -------------------------------------------------------------------
 
@@ -318,31 +323,54 @@ class BotService:
     # ---- SEND_MESSAGE to other rooms ------------------------------------------------
 
     async def on_event(self, event: Event) -> None:
-        """Deliver what an action sent to a room of this bot (``runtime.send_message``)."""
-        if (
-            event.type is not EventType.MESSAGE_SENT
-            or event.agent_id != self.runtime.agent_id
-            or "room_id" not in event.data
-            or event.room_id is None
-            or event.message_id is None
-        ):
-            return
-        address = convert.address_of(event.room_id, self.bot_id)
-        if address is None:
-            return
-        memory = await self.runtime.store.get_memory(event.message_id)
-        if memory is None or memory.entity_id != self.runtime.agent_id or not memory.content.text:
-            return
-        bodies = bodies_for(address, split_text(memory.content.text), reply_to=None)
-        items = await self.sender.record(address.chat, bodies)
-        # Sent in the background: the action that sent it waits for its listeners.
-        task = asyncio.get_running_loop().create_task(self.sender.deliver(items))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        """Wake the delivery loop when this agent sent a message (``runtime.send_message``
+        in this process; one sent by a worker is found by the loop's next poll)."""
+        if event.type is EventType.MESSAGE_SENT and event.agent_id == self.runtime.agent_id:
+            self._sent.set()
+
+    def start_deliveries(self) -> None:
+        """Start delivering what the agent sends to this bot's rooms (:meth:`deliver_sent`
+        at once when woken, else every ``delivery_poll_s``)."""
+
+        async def loop() -> None:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._sent.wait(), self.settings.delivery_poll_s)
+                self._sent.clear()
+                try:
+                    await self.deliver_sent()
+                except Exception:
+                    logger.exception("Telegram: delivering sent messages failed; retrying")
+
+        self._delivery_loop = asyncio.get_running_loop().create_task(loop())
+
+    async def deliver_sent(self) -> int:
+        """Put each message the agent sent to this bot's rooms into the outbox (once:
+        the delivery's key is the outbox ``ref``) and send it; how many were taken."""
+        taken = await self._deliveries.pending()
+        for delivery in taken:
+            address = convert.address_of(delivery.room_id, self.bot_id)
+            if address is not None and not await self.sender.outbox.recorded(delivery.key):
+                memory = await self.runtime.store.get_memory(delivery.memory_id)
+                if memory is not None and memory.content.text:
+                    bodies = bodies_for(address, split_text(memory.content.text), reply_to=None)
+                    items = await self.sender.record(address.chat, bodies, ref=delivery.key)
+                    # sent in the background: a chat's flood wait must not hold the others
+                    task = asyncio.get_running_loop().create_task(self.sender.deliver(items))
+                    self._background.add(task)
+                    task.add_done_callback(self._background.discard)
+            elif address is None:
+                logger.warning("Telegram: %s is not a room of this bot", delivery.room_id)
+            await self._deliveries.done(delivery)
+        return len(taken)
 
     async def drain(self, timeout_s: float) -> None:
         """Let turns and deliveries in flight finish (up to ``timeout_s``)."""
         await self.lanes.drain(timeout_s)
+        if self._delivery_loop is not None:
+            self._delivery_loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._delivery_loop
         if self._background:
             await asyncio.wait(set(self._background), timeout=timeout_s)
 

@@ -45,6 +45,9 @@ class TelegramSettings(BaseSettings):
         lock_ttl_s: The poller lock's lease: another process takes over this long after
             the polling process died.
         drain_timeout_s: At shutdown, how long turns in flight may take to finish.
+        delivery_poll_s: How often the store is checked for messages the agent sent to
+            this bot's rooms from another process (a ``carrier worker`` running
+            SEND_MESSAGE); those sent in this process go out at once.
         webhook_url: Receive updates by webhook instead of long polling: the public
             HTTPS URL Telegram posts to (your reverse proxy), registered with
             ``setWebhook`` at start. The client listens on ``webhook_listen`` and
@@ -77,6 +80,7 @@ class TelegramSettings(BaseSettings):
     admin_cache_s: float = Field(default=60.0, ge=0)
     lock_ttl_s: float = Field(default=30.0, gt=0)
     drain_timeout_s: float = Field(default=5.0, ge=0)
+    delivery_poll_s: float = Field(default=1.0, gt=0)
     webhook_url: str | None = None
     webhook_listen: str = "127.0.0.1"
     webhook_port: int = Field(default=8443, ge=1, le=65535)
