@@ -393,6 +393,9 @@ class LoopStages(Admission):
             model=response.model or chain.primary.name,
             input_tokens=response.usage.input_tokens,
             output_tokens=response.usage.output_tokens,
+            cache_read_input_tokens=response.usage.cache_read_input_tokens,
+            cache_write_input_tokens=response.usage.cache_write_input_tokens,
+            reasoning_output_tokens=response.usage.reasoning_output_tokens,
             # for tracing (carrier-plugin-otel): what was asked, of whom, and how it went
             request_model=chain.primary.name,
             model_class=request.model_class.value,

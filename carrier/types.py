@@ -354,8 +354,20 @@ class ActionCall(CarrierModel):
 
 
 class Usage(CarrierModel):
+    """Tokens one model call used, as the backend reported them.
+
+    ``input_tokens`` counts the whole prompt, including the part served from the
+    provider's prompt cache (``cache_read_input_tokens``: OpenAI's ``cached_tokens``,
+    Anthropic's ``cache_read_input_tokens``, llama.cpp's reused ``cache_n``) and the
+    part written to it (``cache_write_input_tokens``: Anthropic's
+    ``cache_creation_input_tokens``). ``None``: the backend did not say.
+    """
+
     input_tokens: int = 0
     output_tokens: int = 0
+    cache_read_input_tokens: int | None = None
+    cache_write_input_tokens: int | None = None
+    reasoning_output_tokens: int | None = None
 
 
 class ModelRequest(CarrierModel):

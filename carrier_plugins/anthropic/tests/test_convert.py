@@ -137,3 +137,31 @@ def test_retry_after_and_redact() -> None:
     assert parse_retry_after({"retry-after-ms": "20"}) == 0.02
     assert parse_retry_after(None) is None
     assert "sk-ant" not in redact("bad key sk-ant-api03-abcdefgh", None)
+
+
+def test_cached_prompt_tokens_count_in_the_input_and_are_reported() -> None:
+    body = message("Hi.")
+    body["usage"] = {
+        "input_tokens": 5,
+        "output_tokens": 9,
+        "cache_read_input_tokens": 100,
+        "cache_creation_input_tokens": 20,
+    }
+    usage = from_message(Message.model_validate(body), name="n", request=REQUEST).usage
+    assert (usage.input_tokens, usage.output_tokens) == (125, 9)
+    assert (usage.cache_read_input_tokens, usage.cache_write_input_tokens) == (100, 20)
+
+
+def test_a_stream_keeps_the_cache_usage_of_message_start() -> None:
+    events = text_stream("Hel", "lo!")
+    _, start = events[0]
+    start["message"]["usage"] = {
+        "input_tokens": 5,
+        "output_tokens": 1,
+        "cache_read_input_tokens": 100,
+        "cache_creation_input_tokens": 0,
+    }
+    _, acc = _fold(events)
+    usage = acc.response().usage
+    assert (usage.input_tokens, usage.output_tokens) == (105, 15)
+    assert (usage.cache_read_input_tokens, usage.cache_write_input_tokens) == (100, 0)

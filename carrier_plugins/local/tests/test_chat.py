@@ -199,3 +199,15 @@ async def test_a_prompt_that_cannot_fit_is_rejected(model: LocalModel) -> None:
     request = ModelRequest(system="word " * 5000, messages=[ChatMessage(role="user", content="hi")])
     with pytest.raises(carrier.ModelRejectedError, match="context window is 2048 tokens"):
         await model.generate(request)
+
+
+async def test_a_repeated_prompt_prefix_is_reported_as_read_from_the_cache(
+    model: LocalModel,
+) -> None:
+    first = await model.generate(ask("Tell me about the sea.", max_tokens=4, seed=1))
+    again = await model.generate(ask("Tell me about the sea.", max_tokens=4, seed=1))
+    assert first.usage.cache_read_input_tokens is not None
+    assert again.usage.cache_read_input_tokens is not None
+    # the second prompt's shared prefix (all of it but the last token) came from llama.cpp's cache
+    assert again.usage.cache_read_input_tokens >= again.usage.input_tokens // 2
+    assert again.usage.cache_read_input_tokens <= again.usage.input_tokens

@@ -236,3 +236,15 @@ def test_reasoning_models_reject_stop(model: str, rejects: bool) -> None:
         _room(stop=["\nAda:"]), model=model, default_max_tokens=9, no_stop_models=patterns
     )
     assert ("stop" in params) is not rejects
+
+
+def test_cached_and_reasoning_tokens_are_reported() -> None:
+    body = completion("Hi.")
+    body["usage"]["prompt_tokens_details"] = {"cached_tokens": 8, "audio_tokens": 0}
+    body["usage"]["completion_tokens_details"] = {"reasoning_tokens": 3}
+    usage = from_completion(ChatCompletion.model_validate(body), name="n", request=REQUEST).usage
+    assert (usage.input_tokens, usage.cache_read_input_tokens) == (12, 8)
+    assert usage.reasoning_output_tokens == 3
+    plain = completion("Hi.")
+    usage = from_completion(ChatCompletion.model_validate(plain), name="n", request=REQUEST).usage
+    assert usage.cache_read_input_tokens is None  # not reported: unknown, not zero

@@ -7,7 +7,7 @@ from carrier_plugin_otel.testing import Telemetry
 import carrier
 from carrier.errors import ModelRejectedError, TransientModelError
 from carrier.testing import FakeModel, FunctionModel
-from carrier.types import IncomingMessage, ModelRequest, ModelResponse
+from carrier.types import IncomingMessage, ModelRequest, ModelResponse, Usage
 
 
 class Backends:
@@ -134,3 +134,38 @@ async def test_embedding_and_memory_search_spans(
         "chat",
         "embeddings",
     ]
+
+
+class CachedBackend:
+    """``cached:*`` answers with usage that says most of the prompt came from the cache."""
+
+    @carrier.hookimpl
+    def carrier_register_models(self, models) -> None:  # type: ignore[no-untyped-def]
+        usage = Usage(
+            input_tokens=120,
+            output_tokens=7,
+            cache_read_input_tokens=100,
+            cache_write_input_tokens=0,
+        )
+        models.add(
+            "cached",
+            lambda model="c": FunctionModel(
+                lambda r: ModelResponse(text="cached", usage=usage), name=f"cached:{model}"
+            ),
+        )
+
+
+async def test_cached_prompt_tokens_reach_the_model_call_span(
+    telemetry: Telemetry,
+    make_host,  # type: ignore[no-untyped-def]
+    make_agent,  # type: ignore[no-untyped-def]
+) -> None:
+    host = make_host(otel=telemetry.observer(), backends=CachedBackend())
+    async with make_agent(host, "cached:m") as agent:
+        await agent.handle(IncomingMessage(text="hi", room_id="kitchen"))
+    attributes = telemetry.span("chat m").attributes
+    assert attributes is not None
+    assert attributes["gen_ai.usage.input_tokens"] == 120
+    assert attributes["gen_ai.usage.cache_read.input_tokens"] == 100
+    assert attributes["gen_ai.usage.cache_write.input_tokens"] == 0
+    assert "gen_ai.usage.reasoning.output_tokens" not in attributes  # not reported

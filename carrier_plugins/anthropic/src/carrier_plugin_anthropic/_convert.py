@@ -169,10 +169,7 @@ def from_message(message: Message, *, name: str, request: ModelRequest) -> Model
                     f"{name} called tool {block.name!r} with non-object input; unusable."
                 )
             calls.append(ActionCall(name=block.name, arguments=dict(block.input), id=block.id))
-    usage = Usage(
-        input_tokens=message.usage.input_tokens or 0,
-        output_tokens=message.usage.output_tokens or 0,
-    )
+    usage = usage_of(message.usage)
     return _finish(
         name=name,
         request=request,
@@ -203,8 +200,7 @@ class StreamAccumulator:
     name: str
     request: ModelRequest
     blocks: dict[int, _Block] = field(default_factory=dict)
-    input_tokens: int = 0
-    output_tokens: int = 0
+    usage: Usage = field(default_factory=Usage)
     model: str = ""
     stop_reason: str | None = None
     stopped: bool = False
@@ -213,8 +209,7 @@ class StreamAccumulator:
         """Take one event; return its text delta."""
         if event.type == "message_start":
             self.model = event.message.model
-            self.input_tokens = event.message.usage.input_tokens or 0
-            self.output_tokens = event.message.usage.output_tokens or 0
+            self.usage = usage_of(event.message.usage)
         elif event.type == "content_block_start":
             block = event.content_block
             self.blocks[event.index] = _Block(
@@ -237,10 +232,8 @@ class StreamAccumulator:
                 current.parts.append(delta.thinking)
         elif event.type == "message_delta":
             self.stop_reason = event.delta.stop_reason or self.stop_reason
-            if event.usage.output_tokens is not None:
-                self.output_tokens = event.usage.output_tokens
-            if getattr(event.usage, "input_tokens", None):
-                self.input_tokens = event.usage.input_tokens or self.input_tokens
+            # message_delta's usage is cumulative; fields it leaves out stay as they were
+            self.usage = usage_of(event.usage, self.usage)
         elif event.type == "message_stop":
             self.stopped = True
         return ""
@@ -270,7 +263,7 @@ class StreamAccumulator:
             texts=texts,
             thoughts=thoughts,
             calls=calls,
-            usage=Usage(input_tokens=self.input_tokens, output_tokens=self.output_tokens),
+            usage=self.usage,
             model=self.model,
             stop_reason=self.stop_reason,
         )
@@ -295,3 +288,25 @@ def redact(text: str, secret: str | None) -> str:
     if secret:
         text = text.replace(secret, "***")
     return _KEYLIKE.sub("***", text)
+
+
+def usage_of(usage: Any, before: Usage | None = None) -> Usage:
+    """Carrier's usage from Anthropic's (a message's, or a stream's cumulative delta,
+    over ``before``). Anthropic's ``input_tokens`` leaves out the cached part; Carrier's
+    counts the whole prompt."""
+    before = before or Usage()
+
+    def field_of(name: str, previous: int | None) -> int | None:
+        value = getattr(usage, name, None)
+        return int(value) if value is not None else previous
+
+    read = field_of("cache_read_input_tokens", before.cache_read_input_tokens)
+    written = field_of("cache_creation_input_tokens", before.cache_write_input_tokens)
+    uncached = getattr(usage, "input_tokens", None)
+    total = int(uncached) + (read or 0) + (written or 0) if uncached else before.input_tokens
+    return Usage(
+        input_tokens=total,
+        output_tokens=field_of("output_tokens", before.output_tokens) or 0,
+        cache_read_input_tokens=read,
+        cache_write_input_tokens=written,
+    )

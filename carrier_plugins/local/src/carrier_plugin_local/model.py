@@ -133,6 +133,8 @@ class LocalModel(Model):
             Usage(
                 input_tokens=usage.get("prompt_tokens", prompt.prompt_tokens),
                 output_tokens=usage.get("completion_tokens", 0),
+                # llama.cpp's timings: prompt tokens reused from the slot's cache
+                cache_read_input_tokens=result.get("timings", {}).get("cache_n"),
             ),
         )
 
@@ -187,6 +189,7 @@ class LocalModel(Model):
             input_tokens=timings.get("prompt_n", 0) + timings.get("cache_n", 0)
             or prompt.prompt_tokens,
             output_tokens=timings.get("predicted_n", len(pieces)),
+            cache_read_input_tokens=timings.get("cache_n"),
         )
         text = "".join(pieces)
         yield StreamChunk(

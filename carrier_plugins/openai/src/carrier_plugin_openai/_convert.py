@@ -217,7 +217,14 @@ def _structured(text: str) -> Any:
 def _usage(usage: CompletionUsage | None) -> Usage:
     if usage is None:
         return Usage()
-    return Usage(input_tokens=usage.prompt_tokens or 0, output_tokens=usage.completion_tokens or 0)
+    prompt = usage.prompt_tokens_details
+    completion = usage.completion_tokens_details
+    return Usage(
+        input_tokens=usage.prompt_tokens or 0,
+        output_tokens=usage.completion_tokens or 0,
+        cache_read_input_tokens=prompt.cached_tokens if prompt is not None else None,
+        reasoning_output_tokens=completion.reasoning_tokens if completion is not None else None,
+    )
 
 
 def _check_finish(finish_reason: str | None, model: str) -> None:
