@@ -13,8 +13,10 @@ from carrier.types import Event, EventType, Memory
 
 if TYPE_CHECKING:
     from carrier.host import PluginHost
+    from carrier.runtime import AgentRuntime
+    from carrier.types import IncomingMessage
 
-__all__ = ["Emitting", "Listener"]
+__all__ = ["Emitting", "Listener", "trace_context"]
 
 logger = logging.getLogger("carrier.runtime")
 
@@ -83,3 +85,29 @@ class Emitting:
             await self._chain_event(kind, data, message)
 
         return on_event
+
+
+def trace_context(runtime: AgentRuntime, message: IncomingMessage, executor: str) -> dict[str, str]:
+    """The ``carrier_trace_context`` headers of every plugin, merged over the ones the
+    message already carries: what an executor ships with a message to another process.
+    An implementation that raises or returns something else than a ``str -> str`` dict
+    is logged and skipped."""
+    merged = dict(message.trace_context)
+    hook = runtime.host.pm.hook.carrier_trace_context
+    for impl in reversed(hook.get_hookimpls()):
+        try:
+            found = impl.function(runtime=runtime, message=message, executor=executor)
+        except Exception:
+            logger.exception("carrier_trace_context of %r failed", impl.plugin_name)
+            continue
+        if found is None:
+            continue
+        if not isinstance(found, dict) or inspect.isawaitable(found):
+            logger.error(
+                "carrier_trace_context of %r returned %r, not a dict of headers",
+                impl.plugin_name,
+                type(found).__name__,
+            )
+            continue
+        merged.update({str(k): str(v) for k, v in found.items()})
+    return merged

@@ -33,7 +33,15 @@ if TYPE_CHECKING:
     from carrier.registry import Registry
     from carrier.runtime import AgentRuntime
     from carrier.settings import SettingsRegistry
-    from carrier.types import Event, Memory, ModelClass, Participant, RespondDecision, Room
+    from carrier.types import (
+        Event,
+        IncomingMessage,
+        Memory,
+        ModelClass,
+        Participant,
+        RespondDecision,
+        Room,
+    )
 
 hookspec = pluggy.HookspecMarker("carrier")
 
@@ -200,6 +208,27 @@ def carrier_choose_executor(runtime: AgentRuntime, available: Sequence[str]) -> 
 
 
 # ---- Observers -----------------------------------------------------------------------
+
+
+@hookspec
+def carrier_trace_context(
+    runtime: AgentRuntime, message: IncomingMessage, executor: str
+) -> dict[str, str] | None:
+    """Context to carry with a message that leaves this process.
+
+    Called by an executor that hands the message to another process (the ``workers``
+    executor, before enqueueing), through :func:`carrier.emitting.trace_context`. The
+    dicts of all implementations are merged into ``message.trace_context``, which
+    travels with the message and reaches the observers there in the ``run_started``
+    event's ``trace_context``: a tracing plugin returns its propagation headers (W3C
+    ``traceparent``), so one message is one trace across processes. Must be a plain
+    ``def``; one that raises is logged and skipped.
+
+    :param runtime: The agent's runtime in the process that accepted the message.
+    :param message: The message about to leave (its ``message_id`` is set).
+    :param executor: The executor's name (``"workers"``).
+    :return: Headers to carry, or ``None``.
+    """
 
 
 @hookspec

@@ -77,6 +77,7 @@ class Runs(LoopStages):
             room_type=incoming.room_type.value,
             role=incoming.role.value,
             text=message.content.text,
+            trace_context=incoming.trace_context or None,
         )
         room = await self.connect(message, incoming)
         message, fresh = await self.store_message(message)

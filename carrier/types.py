@@ -469,6 +469,10 @@ class IncomingMessage(CarrierModel):
     attachments: list[Attachment] = Field(default_factory=list)
     role: Role = Role.MEMBER
     metadata: dict[str, Any] = Field(default_factory=dict)
+    #: Tracing context that came with the message (W3C ``traceparent``, ...): set by an
+    #: executor that ships it to another process (``carrier_trace_context``) or by a
+    #: client from its request; handed to observers in ``run_started``, never stored.
+    trace_context: dict[str, str] = Field(default_factory=dict)
 
 
 class State(CarrierModel):

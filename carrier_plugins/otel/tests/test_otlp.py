@@ -3,71 +3,24 @@ an OTLP/HTTP receiver on 127.0.0.1 (the protobuf a collector would get)."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import carrier_plugin_otel
 import carrier_plugin_otel.plugin
 import pytest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
-    ExportTraceServiceRequest,
-    ExportTraceServiceResponse,
-)
+from carrier_plugin_otel.testing import OtlpReceiver
 
 from carrier.types import IncomingMessage
 
 
-class Receiver(ThreadingHTTPServer):
-    """Accepts ``POST /v1/traces`` (and ``/v1/metrics``); keeps the trace requests."""
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.traces: list[ExportTraceServiceRequest] = []
-        self.paths: list[str] = []
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: Receiver
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.server.paths.append(self.path)
-        if self.path == "/v1/traces":
-            assert self.headers["Content-Type"] == "application/x-protobuf"
-            request = ExportTraceServiceRequest()
-            request.ParseFromString(body)
-            self.server.traces.append(request)
-            reply = ExportTraceServiceResponse().SerializeToString()
-        else:
-            reply = b""
-        self.send_response(200)
-        self.send_header("Content-Type", "application/x-protobuf")
-        self.send_header("Content-Length", str(len(reply)))
-        self.end_headers()
-        self.wfile.write(reply)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join()
+def receiver() -> Iterator[OtlpReceiver]:
+    with OtlpReceiver() as server:
+        yield server
 
 
 async def test_spans_arrive_over_otlp_http(
-    receiver: Receiver,
+    receiver: OtlpReceiver,
     monkeypatch: pytest.MonkeyPatch,
     make_host,  # type: ignore[no-untyped-def]
     make_agent,  # type: ignore[no-untyped-def]

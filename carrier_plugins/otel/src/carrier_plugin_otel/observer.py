@@ -28,11 +28,14 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 import carrier
 from carrier.types import Event, EventType
-from carrier_plugin_otel import content
+from carrier_plugin_otel import content, handoff
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context
     from opentelemetry.trace import Span
+
+    from carrier.runtime import AgentRuntime
+    from carrier.types import IncomingMessage
 
 __all__ = ["OtelObserver"]
 
@@ -155,6 +158,17 @@ class OtelObserver:
         }
 
     @carrier.hookimpl
+    def carrier_trace_context(
+        self, runtime: AgentRuntime, message: IncomingMessage, executor: str
+    ) -> dict[str, str] | None:
+        """Headers that make the worker's spans part of this message's trace."""
+        try:
+            return handoff.handoff_headers(self._tracer, runtime, message, executor)
+        except Exception:  # tracing must never break the hand-off
+            logger.exception("Recording the hand-off of a message failed")
+            return None
+
+    @carrier.hookimpl
     def carrier_on_event(self, event: Event) -> None:
         handler = self._handlers.get(event.type)
         if handler is None:
@@ -204,6 +218,7 @@ class OtelObserver:
             attributes["gen_ai.input.messages"] = content.text_messages("user", data["text"])
         span = self._tracer.start_span(
             f"invoke_agent {agent_name}",
+            context=handoff.parent_of(data.get("trace_context")),  # from another process
             kind=SpanKind.INTERNAL,
             attributes=attributes,
             start_time=_ns(event.at),

@@ -14,7 +14,8 @@ from carrier_plugin_otel import default
 
 if TYPE_CHECKING:
     from carrier.plugin_settings import SettingsRegistry
-    from carrier.types import Event
+    from carrier.runtime import AgentRuntime
+    from carrier.types import Event, IncomingMessage
 
 
 @carrier.hookimpl
@@ -28,3 +29,14 @@ def carrier_on_event(event: Event) -> None:
     observer = default.observer()
     if observer is not None:
         observer.carrier_on_event(event)
+
+
+@carrier.hookimpl
+def carrier_trace_context(
+    runtime: AgentRuntime, message: IncomingMessage, executor: str
+) -> dict[str, str] | None:
+    # A message leaving for a worker carries this trace's W3C headers.
+    observer = default.observer()
+    if observer is None:
+        return None
+    return observer.carrier_trace_context(runtime, message, executor)

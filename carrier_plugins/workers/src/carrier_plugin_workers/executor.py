@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from carrier.emitting import trace_context
 from carrier.protocols import Executor
 from carrier.types import Reply
 from carrier_plugin_workers.queue import (
@@ -108,6 +109,12 @@ class WorkersExecutor(Executor):
         from procrastinate.jobs import Job
 
         stored = [runtime.receive(incoming) for incoming in messages]  # sizes, ids
+        shipped = []
+        for incoming, message in zip(messages, stored, strict=True):
+            with_id = incoming.model_copy(update={"message_id": message.id})
+            # tracing headers (carrier_trace_context), so one message is one trace
+            headers = trace_context(runtime, with_id, self.name)
+            shipped.append(with_id.model_copy(update={"trace_context": headers}))
         app = await self._open(runtime)
         queue = queue_for(runtime.agent_id)
         jobs = [
@@ -118,12 +125,10 @@ class WorkersExecutor(Executor):
                 task_name=TASK,
                 task_kwargs={
                     "agent_id": runtime.agent_id,
-                    "message": incoming.model_copy(update={"message_id": message.id}).model_dump(
-                        mode="json"
-                    ),
+                    "message": incoming.model_dump(mode="json"),
                 },
             )
-            for incoming, message in zip(messages, stored, strict=True)
+            for incoming, message in zip(shipped, stored, strict=True)
         ]
         try:
             deferred = await app.job_manager.batch_defer_jobs_async(jobs)
