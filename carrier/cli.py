@@ -147,6 +147,12 @@ def _parser(host: PluginHost) -> argparse.ArgumentParser:
     test.add_argument(
         "--record", action="store_true", help="Write the scenarios' cassettes from --model."
     )
+    test.add_argument(
+        "--judge",
+        metavar="SPEC",
+        help="The model that decides 'judge' checks (default: the scenario's 'judge:', "
+        "else --model).",
+    )
 
     character = commands.add_parser("character", help="Work with character files.")
     character_commands = character.add_subparsers(dest="character_command", required=True)
@@ -247,6 +253,7 @@ def _main(args_list: list[str], host: PluginHost | None) -> int:
                     live=args.model,
                     record=args.record,
                     junit_xml=args.junit_xml,
+                    judge=args.judge,
                 )
             )
     except CarrierError as exc:

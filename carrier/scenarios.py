@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import yaml
 
 from carrier.errors import CarrierError
+from carrier.judging import judged
 from carrier.protocols import Model
 from carrier.types import ActionCall, ModelRequest, ModelResponse
 
@@ -42,6 +43,7 @@ _CHECKS = {
     "fact_stored",
     "visible_to",
     "not_visible_to",
+    "judge",
 }
 
 
@@ -130,6 +132,27 @@ class _Models:
     models: dict[str, Model | str | None]
     script: _ScriptModel | None = None
     cassettes: list[Cassette] = field(default_factory=list)
+    judge: Model | None = None
+
+
+def _create(host: PluginHost, spec: str) -> Model:
+    """A model from a spec such as ``echo`` or ``openai:gpt-4.1-mini``."""
+    backend, _, model_id = spec.partition(":")
+    return host.models.create(backend, **({"model": model_id} if model_id else {}))
+
+
+def _judge(
+    host: PluginHost, scenario: dict[str, Any], live: str | None, cli: str | None
+) -> Model | None:
+    """The model that decides ``judge`` checks: ``--judge``, the scenario's ``judge:``
+    (a spec or ``{script: [VERDICT, ...]}``), else the live ``--model``."""
+    spec = cli or scenario.get("judge") or live
+    if isinstance(spec, dict):
+        scripted = _ScriptModel(str(spec.get("default", "FAIL: no scripted verdict left")))
+        for verdict in spec.get("script") or []:
+            scripted.queue(text=str(verdict))
+        return scripted
+    return _create(host, str(spec)) if spec else None
 
 
 def _build(
@@ -152,8 +175,7 @@ def _build(
         source = live or str(spec.get("record_with") or "") or host.carrier_settings.model_large
 
         def real() -> Model:
-            backend, _, model_id = (source or "echo").partition(":")
-            return host.models.create(backend, **({"model": model_id} if model_id else {}))
+            return _create(host, source or "echo")
 
         wrapped = {c: cassette.wrap(real, label=c) for c in ("large", "small")}
         return _Models({**wrapped, "embedding": embedding}, cassettes=[cassette])
@@ -185,6 +207,7 @@ async def _run_scenario(
     *,
     live: str | None,
     record: bool,
+    judge: str | None = None,
 ) -> list[TurnResult]:
     from carrier.builtin.memory_store import InMemoryStore
     from carrier.runtime import AgentRuntime
@@ -193,6 +216,17 @@ async def _run_scenario(
     name = str(scenario.get("name") or path.stem)
     rooms = {str(k): RoomType(v) for k, v in (scenario.get("rooms") or {}).items()}
     built = _build(host, scenario, path.parent, live, record)
+    judged_turns = [
+        i for i, t in enumerate(scenario["turns"], 1) if "judge" in (t.get("expect") or {})
+    ]
+    if judged_turns:
+        built.judge = _judge(host, scenario, live, judge)
+        if built.judge is None:
+            raise ScenarioError(
+                f"{path}: turns[{judged_turns[0]}].expect.judge needs a judge model: give the "
+                f"scenario 'judge: SPEC' (or 'judge: {{script: [PASS, ...]}}'), or run with "
+                f"--judge SPEC or --model SPEC."
+            )
     results: list[TurnResult] = []
     started: dict[str, list[dict[str, Any]]] = {}
 
@@ -242,7 +276,12 @@ async def _run_scenario(
                 result.failures.append(f"the agent failed: {reply.error}")
             for check, expected in (turn.get("expect") or {}).items():
                 result.checks.append(check)
-                problem = await _check(runtime, check, expected, reply, calls, rooms)
+                if check == "judge":
+                    assert built.judge is not None
+                    answer = "\n".join(reply.texts) or "(no reply)"
+                    problem = await judged(built.judge, str(expected), str(turn["text"]), answer)
+                else:
+                    problem = await _check(runtime, check, expected, reply, calls, rooms)
                 if problem:
                     result.failures.append(f"{check}: {problem}")
             results.append(result)
@@ -409,6 +448,7 @@ async def run_files(
     record: bool = False,
     junit_xml: str | None = None,
     out: TextIO | None = None,
+    judge: str | None = None,
 ) -> int:
     """Run every scenario of ``files``; print the table; 0 when every turn passed."""
     out = out or sys.stdout
@@ -418,7 +458,9 @@ async def run_files(
     for file in files:
         path = Path(file)
         for scenario in _load(path):
-            results += await _run_scenario(host, scenario, path, live=live, record=record)
+            results += await _run_scenario(
+                host, scenario, path, live=live, record=record, judge=judge
+            )
     print_table(results, out)
     if junit_xml:
         write_junit(results, junit_xml)

@@ -11,8 +11,9 @@ from pydantic import BaseModel
 
 import carrier
 from carrier import Action, ActionResult
+from carrier.protocols import Model
 from carrier.testing import CliRunner
-from carrier.types import Memory, MemoryScope, MemoryType
+from carrier.types import Memory, MemoryScope, MemoryType, ModelRequest, ModelResponse
 
 # ---- A plugin for the scenarios: an action with arguments, and one storing a fact ----
 
@@ -53,11 +54,31 @@ class Remember(Action):
         return ActionResult(name=self.name, text="Noted.")
 
 
+JUDGED: list[ModelRequest] = []
+
+
+class RecordingJudge(Model):
+    """A judge that passes a reply when it has no question mark, recording each request."""
+
+    name = "recording-judge"
+
+    async def generate(self, request: ModelRequest) -> ModelResponse:
+        JUDGED.append(request)
+        reply = request.messages[-1].content.split("<reply>")[1]
+        if "?" in reply:
+            return ModelResponse(text='{"pass": false, "reason": "it asks a question back"}')
+        return ModelResponse(text='{"pass": true, "reason": "a plain statement"}')
+
+
 class ScenarioPlugin:
     @carrier.hookimpl
     def carrier_register_actions(self, actions: Any) -> None:
         actions.add("GET_WEATHER", GetWeather)
         actions.add("REMEMBER", Remember)
+
+    @carrier.hookimpl
+    def carrier_register_models(self, models: Any) -> None:
+        models.add("recording-judge", lambda **_: RecordingJudge())
 
 
 @pytest.fixture
@@ -189,3 +210,96 @@ def test_a_scenario_replays_its_cassette(carrier_cli: CliRunner, tmp_path: Path)
     result = carrier_cli("test", scenario)  # replayed: the echo model is not called
     assert result.exit_code == 0, result.stdout + result.stderr
     assert "You said: hello there" in result.stdout
+
+
+JUDGED_SCENARIO = """\
+name: judged
+character: {name: Testy}
+model: {script: []}
+judge:
+  script:
+    - '{"pass": true, "reason": "it greets Alice by name"}'
+    - "FAIL: the reply is curt, not friendly"
+    - something else entirely
+turns:
+  - user: alice
+    text: Hi, I am Alice.
+    answer: Hello Alice, welcome!
+    expect: {judge: The reply greets the user by name}
+  - user: bob
+    text: Hello?
+    answer: What.
+    expect: {judge: The reply is friendly}
+  - user: bob
+    text: Are you there?
+    answer: Yes.
+    expect: {judge: The reply is friendly}
+"""
+
+
+def test_judged_checks_pass_and_fail_with_the_judges_reason(
+    carrier_cli: CliRunner, tmp_path: Path
+) -> None:
+    (tmp_path / "judged.yaml").write_text(JUDGED_SCENARIO)
+    result = carrier_cli("test", str(tmp_path / "judged.yaml"))
+    assert result.exit_code == 1
+    out = result.stdout
+    rows = out.splitlines()[1:4]
+    assert [row.split()[-1] for row in rows] == ["PASS", "FAIL", "FAIL"]
+    assert (
+        "turn 2: judge: the judge says it does not hold ('The reply is friendly'): "
+        "the reply is curt, not friendly"
+    ) in out
+    assert "turn 3: judge: the judge's answer is neither" in out
+    assert "'something else entirely'" in out
+
+
+def test_the_judge_sees_only_its_turn(carrier_cli: CliRunner, tmp_path: Path) -> None:
+    JUDGED.clear()
+    scenario = (
+        JUDGED_SCENARIO.split("judge:\n  script:")[0]
+        + "turns:"
+        + JUDGED_SCENARIO.split("\nturns:")[1]
+    )
+    (tmp_path / "judged.yaml").write_text(scenario)
+    result = carrier_cli("test", "--judge", "recording-judge", str(tmp_path / "judged.yaml"))
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert len(JUDGED) == 3
+    alice, bob, _ = (request.messages[-1].content for request in JUDGED)
+    assert "Hi, I am Alice." in alice
+    assert "Hello Alice, welcome!" in alice
+    assert "Alice" not in bob  # another user's turn never reaches the judge
+    assert JUDGED[0].response_schema is not None
+
+
+def test_a_judge_check_without_a_judge_model_says_how_to_give_one(
+    carrier_cli: CliRunner, tmp_path: Path
+) -> None:
+    scenario = (
+        JUDGED_SCENARIO.split("judge:\n  script:")[0]
+        + "turns:"
+        + JUDGED_SCENARIO.split("\nturns:")[1]
+    )
+    (tmp_path / "judged.yaml").write_text(scenario)
+    result = carrier_cli("test", str(tmp_path / "judged.yaml"))
+    assert result.exit_code == 1
+    assert "turns[1].expect.judge needs a judge model" in result.stderr
+    assert "--judge SPEC" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("answer", "passed", "reason"),
+    [
+        ('{"pass": true, "reason": "ok"}', True, "ok"),
+        ('Sure! {"pass": false, "reason": "rude"} Hope that helps.', False, "rude"),
+        ("PASS - it greets them", True, "it greets them"),
+        ("no: it ignores the question", False, "it ignores the question"),
+    ],
+)
+def test_verdicts_are_read_from_json_or_a_first_word(
+    answer: str, passed: bool, reason: str
+) -> None:
+    from carrier.judging import parse_verdict
+
+    verdict = parse_verdict(answer)
+    assert (verdict.passed, verdict.reason) == (passed, reason)
