@@ -1,0 +1,1 @@
+"""Carrier plugin: a Discord client on discord.py (entry point ``discord``)."""
