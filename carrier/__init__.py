@@ -44,6 +44,8 @@ if TYPE_CHECKING:
     from carrier.protocols import (
         Action,
         ActionFactory,
+        ActionSource,
+        ActionSourceFactory,
         Client,
         Command,
         Evaluator,
@@ -53,6 +55,8 @@ if TYPE_CHECKING:
         ModelFactory,
         Provider,
         StoreFactory,
+        TaskWorker,
+        TaskWorkerFactory,
     )
     from carrier.registry import Registry
     from carrier.runtime import AgentRuntime
@@ -91,6 +95,7 @@ if TYPE_CHECKING:
         State,
         StreamChunk,
         Task,
+        TaskStatus,
         Usage,
     )
 
@@ -107,6 +112,10 @@ _LAZY = {
         [
             "Action",
             "ActionFactory",
+            "ActionSource",
+            "ActionSourceFactory",
+            "ActionSource",
+            "ActionSourceFactory",
             "Client",
             "Command",
             "Evaluator",
@@ -116,6 +125,8 @@ _LAZY = {
             "ModelFactory",
             "Provider",
             "StoreFactory",
+            "TaskWorker",
+            "TaskWorkerFactory",
         ],
         "carrier.protocols",
     ),
@@ -154,6 +165,7 @@ _LAZY = {
             "State",
             "StreamChunk",
             "Task",
+            "TaskStatus",
             "Usage",
         ],
         "carrier.types",
@@ -177,6 +189,8 @@ __all__ = [
     "ActionError",
     "ActionFactory",
     "ActionResult",
+    "ActionSource",
+    "ActionSourceFactory",
     "ActionSpec",
     "AgentRuntime",
     "Attachment",
@@ -236,6 +250,9 @@ __all__ = [
     "StoreFactory",
     "StreamChunk",
     "Task",
+    "TaskStatus",
+    "TaskWorker",
+    "TaskWorkerFactory",
     "ToolRetry",
     "TransientModelError",
     "UnknownNameError",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
@@ -14,7 +14,7 @@ from carrier.errors import ToolRetry
 from carrier.types import ActionCall, ActionResult, EventType, Memory, Role, State
 
 if TYPE_CHECKING:
-    from carrier.protocols import Action
+    from carrier.protocols import Action, ActionSource
     from carrier.runtime import AgentRuntime
 
 __all__ = ["ROLE_RANK", "ActionTable"]
@@ -25,27 +25,71 @@ ROLE_RANK = {Role.MEMBER: 0, Role.ADMIN: 1, Role.OWNER: 2}
 
 
 class ActionTable:
-    """The agent's actions by upper-cased name and simile."""
+    """The agent's actions by upper-cased name and simile: the registered ones, frozen
+    at start, and those of its action sources (:class:`carrier.protocols.ActionSource`),
+    looked up again only when a source's ``version`` changed."""
 
-    def __init__(self, actions: Mapping[str, Action]) -> None:
-        self.by_name = dict(actions)
+    def __init__(self, actions: Mapping[str, Action], sources: Sequence[ActionSource] = ()) -> None:
+        self._registered = dict(actions)
+        self.sources = tuple(sources)
+        self._versions: list[int] = []
+        self.by_name: dict[str, Action] = {}
         self._lookup: dict[str, Action] = {}
+        self._build([source.version for source in self.sources])
+
+    def _build(self, versions: list[int]) -> None:
+        actions = dict(self._registered)
+        for source in self.sources:
+            try:
+                dynamic = source.actions()
+            except Exception:
+                logger.exception("actions() of action source %r failed", source.name)
+                continue
+            for action in dynamic:
+                taken = actions.get(action.name)
+                if taken is not None and taken is not action:
+                    logger.warning(
+                        "Action source %r offers %r, a name already taken; it is skipped.",
+                        source.name,
+                        action.name,
+                    )
+                    continue
+                actions[action.name] = action
+        lookup: dict[str, Action] = {}
         for action in actions.values():
             for simile in action.similes:
-                self._lookup.setdefault(simile.upper(), action)
+                lookup.setdefault(simile.upper(), action)
         for name, action in actions.items():
-            self._lookup[name.upper()] = action
+            lookup[name.upper()] = action
+        self.by_name, self._lookup, self._versions = actions, lookup, versions
+
+    def refresh(self) -> None:
+        """Take in what the sources changed since the last call (cheap when nothing did:
+        one ``version`` read per source). The loop calls it before offering actions."""
+        if self.sources:
+            versions = [source.version for source in self.sources]
+            if versions != self._versions:
+                self._build(versions)
 
     def find(self, name: str) -> Action | None:
         return self._lookup.get(name.strip().upper())
 
     def __bool__(self) -> bool:
-        return bool(self.by_name)
+        return bool(self.by_name) or bool(self.sources)
+
+    async def aclose(self) -> None:
+        """Close every action source (the runtime is stopping); failures are logged."""
+        for source in self.sources:
+            try:
+                await source.aclose()
+            except Exception:
+                logger.exception("aclose() of action source %r failed", source.name)
 
     async def offered(
         self, runtime: AgentRuntime, message: Memory, state: State, role: Role
     ) -> list[Action]:
         """Actions whose role requirement and ``validate`` pass for this message."""
+        self.refresh()
         offered = []
         for action in self.by_name.values():
             if not _role_allows(action, role):
@@ -66,10 +110,13 @@ class ActionTable:
         role: Role,
         *,
         idempotency_key: str | None = None,
+        approved: bool = False,
     ) -> ActionResult:
         """Run one call; every failure becomes an unsuccessful ``ActionResult``.
 
-        ``idempotency_key`` is in ``state.idempotency_key`` while the handler runs.
+        ``idempotency_key`` is in ``state.idempotency_key`` while the handler runs. A
+        call that needs approval (``Action.needs_approval``) is stored as a pending
+        approval instead (docs/approvals.md), unless ``approved``.
         """
         action = self.find(call.name)
         offered = {spec.name for spec in state.actions}
@@ -109,6 +156,11 @@ class ActionTable:
             if not await action.validate(runtime, message, state):
                 error = f"Action {action.name!r} does not apply to this message (validate failed)."
                 return await self._failed(runtime, message, action.name, error, refused=True)
+            if not approved and action.needs_approval(
+                arguments, sender_id=message.entity_id, role=role
+            ):
+                key = idempotency_key or f"{message.id}:{call.id or action.name}"
+                return await runtime.approvals.request(action, arguments, message, role, key)
             state.idempotency_key = idempotency_key
             try:
                 result = await action.handler(runtime, message, state, arguments)

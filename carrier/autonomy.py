@@ -99,7 +99,21 @@ async def run_autonomous(
     Steps act with the role the goal was given by: ``role`` (recorded in the goal's
     metadata), else the one recorded, else MEMBER. Only an owner's command (``carrier
     run`` at the operator's terminal) passes ``Role.OWNER``.
+
+    Raises:
+        ConfigurationError: At once, when the large model cannot choose actions (the
+            default local model): the message names what to configure.
     """
+    large = runtime.model(ModelClass.LARGE).primary
+    if not large.calls_actions:
+        raise ConfigurationError(
+            f"Working toward a goal needs a model that chooses actions; {large.name} does "
+            "not. Configure one: CARRIER_MODEL_LARGE=openai:gpt-4.1-mini with "
+            "CARRIER_OPENAI_API_KEY, CARRIER_MODEL_LARGE=anthropic with "
+            "CARRIER_ANTHROPIC_API_KEY, an OpenAI-compatible server with "
+            "CARRIER_OPENAI_BASE_URL and CARRIER_OPENAI_MODEL, or a capable GGUF file with "
+            "CARRIER_LOCAL_MODEL_PATH and CARRIER_LOCAL_ACTIONS=true."
+        )
     room_id = runtime.system_room("autonomous")
     if isinstance(goal, str):
         goal = Goal(agent_id=runtime.agent_id, room_id=room_id, name=goal)

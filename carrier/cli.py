@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from carrier import __version__
-from carrier.errors import CarrierError, InputError
+from carrier.errors import CarrierError
 
 if TYPE_CHECKING:
     from carrier.host import PluginHost
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = ["main"]
 
-_BUILTIN = {"chat", "run", "start", "plugins", "character", "test"}
+_BUILTIN = {"chat", "forget", "run", "start", "plugins", "character", "test"}
 
 #: 128 + SIGPIPE: what a shell reports for a Unix tool whose reader went away.
 EXIT_BROKEN_PIPE = 141
@@ -34,8 +34,9 @@ exit status:
   0    success
   1    the command failed: an invalid character file, setting or model/store name, a
        piped 'chat' message the agent could not answer, a failed 'carrier test' check,
-       or 'carrier plugins' when a plugin failed to load (the others still load; the
-       listing shows its error)
+       'carrier run' with a model that cannot choose actions (the message names what
+       to configure), 'carrier forget' not confirmed, or 'carrier plugins' when a
+       plugin failed to load (the others still load; the listing shows its error)
   2    usage error (unknown command or option, bad argument), or the plugins could
        not be set up (CARRIER_PLUGINS names one that is not installed, two plugins
        register one name, a hook implementation is broken)
@@ -49,6 +50,7 @@ _REGISTRIES = (
     "models",
     "stores",
     "actions",
+    "action_sources",
     "providers",
     "evaluators",
     "executors",
@@ -68,20 +70,21 @@ def _parser(host: PluginHost) -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="Log to stderr.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    chat = commands.add_parser("chat", help="Chat with an agent (reads stdin when not a TTY).")
-    chat.add_argument(
-        "--character",
-        "-c",
-        help="Character file (default: CARRIER_CHARACTER or the builtin 'Nova').",
-    )
-    chat.add_argument("--user", default="user", help="Your user id (default: user).")
-    chat.add_argument("--room", help="Room id (default: one room per user and agent).")
-    chat.add_argument("--no-stream", action="store_true", help="Print whole answers.")
+    from carrier.chatting import add_commands
+
+    add_commands(commands)  # chat, forget
 
     run = commands.add_parser("run", help="Work toward a goal autonomously.")
     run.add_argument("--goal", required=True, help="What the agent should achieve.")
     run.add_argument("--character", "-c", help="Character file.")
     run.add_argument("--steps", type=int, default=10, help="Step budget (default 10).")
+    run.add_argument(
+        "--every",
+        type=float,
+        metavar="SECONDS",
+        help="Schedule the goal to be worked every SECONDS instead (a 'goal' task).",
+    )
+    run.add_argument("--cron", help="Schedule the goal on a cron expression instead.")
 
     start = commands.add_parser(
         "start",
@@ -220,10 +223,12 @@ def _main(args_list: list[str], host: PluginHost | None) -> int:
     parser = _parser(host)
     args = parser.parse_args(args_list)
     try:
-        if args.command == "chat":
+        if args.command in ("chat", "forget"):
             import asyncio
 
-            return asyncio.run(_chat(host, args))
+            from carrier.chatting import chat, forget_command
+
+            return asyncio.run((chat if args.command == "chat" else forget_command)(host, args))
         if args.command == "run":
             import asyncio
 
@@ -299,75 +304,22 @@ def _runtime(host: PluginHost, character: str | None) -> AgentRuntime:
     return AgentRuntime(character, host=host)
 
 
-async def _chat(host: PluginHost, args: argparse.Namespace) -> int:
-    import asyncio
-
-    from carrier.types import IncomingMessage, Role
-
-    interactive = sys.stdin.isatty()
-    async with _runtime(host, args.character) as runtime:
-        await runtime.recover_at_start()  # what a crash of an earlier run left unfinished
-        room = args.room or f"cli-{runtime.agent_id}-{args.user}"
-        name = runtime.character.name
-        if interactive:
-            print(f"Chatting with {name} (Ctrl-D to quit).")
-        streaming = interactive and not args.no_stream
-        loop = asyncio.get_running_loop()
-        failures = 0
-        while True:
-            if interactive:
-                print("you> ", end="", flush=True)
-            line = await loop.run_in_executor(None, sys.stdin.readline)
-            if not line:
-                break
-            text = line.strip()
-            if not text:
-                continue
-            printed = False
-
-            async def on_text(delta: str) -> None:
-                nonlocal printed
-                if not printed:
-                    print(f"{name}> ", end="", flush=True)
-                    printed = True
-                print(delta, end="", flush=True)
-
-            try:
-                reply = await runtime.handle(
-                    IncomingMessage(
-                        text=text,
-                        user_id=args.user,
-                        user_name=args.user,
-                        room_id=room,
-                        source="cli",
-                        role=Role.OWNER,
-                    ),
-                    on_text=on_text if streaming else None,
-                )
-            except InputError as exc:
-                print(f"carrier: {exc}", file=sys.stderr)
-                failures += 1
-                continue
-            if printed:
-                print()
-            if reply.error:
-                print(f"carrier: {name} could not answer: {reply.error}", file=sys.stderr)
-                failures += 1
-                continue
-            for result in reply.action_results:
-                if not result.success:
-                    print(f"[{result.name} failed: {result.error}]", file=sys.stderr)
-            if not printed:
-                for text in reply.texts:
-                    print(f"{name}> {text}" if interactive else text, flush=True)
-    # piped input: a message that could not be answered fails the command
-    return 1 if failures and not interactive else 0
-
-
 async def _run_goal(host: PluginHost, args: argparse.Namespace) -> int:
     from carrier.types import Goal, Reply, Role
 
     async with _runtime(host, args.character) as runtime:
+        if args.every is not None or args.cron is not None:
+            # the scheduler (carrier start, carrier tasks run, carrier worker) works it
+            task = await runtime.tasks.schedule(
+                args.goal[:80],
+                worker="goal",
+                interval_s=args.every,
+                cron=args.cron,
+                payload={"text": args.goal, "steps": args.steps},
+                created_by="operator",
+            )
+            print(f"Scheduled task {task.id}: {args.goal}")
+            return 0
 
         async def on_step(step: int, reply: Reply, goal: Goal) -> None:
             done = sum(o.completed for o in goal.objectives)
@@ -405,6 +357,8 @@ def _plugins(host: PluginHost) -> int:
         width = max(len(entry.name) for entry in entries)
         for entry in entries:
             description = entry.description or "(no description)"
+            if getattr(entry.factory, "needs_capable_model", False):
+                description += " (off with a small model, such as the default local one)"
             print(f"  {entry.name:<{width}}  {description}  [{entry.plugin}]")
     if host.load_errors:
         count = len(host.load_errors)

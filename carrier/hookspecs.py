@@ -22,6 +22,7 @@ import pluggy
 if TYPE_CHECKING:
     from carrier.protocols import (
         Action,
+        ActionSource,
         Client,
         Command,
         Evaluator,
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
         MemoryStore,
         Model,
         Provider,
+        TaskWorker,
     )
     from carrier.registry import Registry
     from carrier.runtime import AgentRuntime
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
         Participant,
         RespondDecision,
         Room,
+        Task,
     )
 
 hookspec = pluggy.HookspecMarker("carrier")
@@ -81,6 +84,36 @@ def carrier_register_actions(actions: Registry[Action]) -> None:
 
     :param actions: The host's action registry; a factory takes no argument and
         returns an ``Action``.
+    :return: Nothing.
+    """
+
+
+@hookspec
+def carrier_register_action_sources(action_sources: Registry[ActionSource]) -> None:
+    """Offer sources of actions that come and go at run time (an MCP server's tools)
+    with ``action_sources.add(name, ActionSourceSubclass)``.
+
+    The kernel makes one source per runtime, awaits its ``setup(runtime)`` at start and
+    its ``aclose()`` at stop, and each turn asks it for its actions only when its
+    ``version`` changed (see ``carrier.protocols.ActionSource``).
+
+    :param action_sources: The host's action-source registry; a factory takes no
+        argument and returns an ``ActionSource``.
+    :return: Nothing.
+    """
+
+
+@hookspec
+def carrier_register_task_workers(task_workers: Registry[TaskWorker]) -> None:
+    """Offer workers of scheduled tasks with ``task_workers.add(name, TaskWorkerSubclass)``.
+
+    A task (``runtime.tasks.schedule(..., worker=name)``) names its worker; when a run
+    is due, the kernel's scheduler (or a ``carrier worker`` job) makes a fresh worker
+    with ``factory()`` and awaits ``execute(runtime, task)`` once per due run; an
+    exception is a failed run, retried with backoff (docs/tasks.md).
+
+    :param task_workers: The host's task-worker registry; a factory takes no argument
+        and returns a ``TaskWorker``.
     :return: Nothing.
     """
 
@@ -204,6 +237,19 @@ def carrier_choose_executor(runtime: AgentRuntime, available: Sequence[str]) -> 
     :param runtime: The agent's runtime.
     :param available: Names of the registered executors.
     :return: An executor name, or ``None``.
+    """
+
+
+@hookspec(firstresult=True)
+def carrier_choose_next_run(task: Task, after: float) -> float | None:
+    """When a task with a ``cron`` expression runs next, after ``after`` (epoch
+    seconds): the plugin that parses cron answers (the kernel parses none); ``None``
+    defers to the next plugin. Stops at the first non-``None`` result. Must be a plain
+    ``def``.
+
+    :param task: The task; its ``cron`` holds the expression.
+    :param after: The time after which the next run falls.
+    :return: Epoch seconds of the next run, or ``None``.
     """
 
 

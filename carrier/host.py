@@ -32,6 +32,7 @@ from carrier.registry import BUILTIN_PLUGIN, Registry
 if TYPE_CHECKING:
     from carrier.protocols import (
         Action,
+        ActionSource,
         Client,
         Command,
         Evaluator,
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
         MemoryStore,
         Model,
         Provider,
+        TaskWorker,
     )
     from carrier.settings import CarrierSettings
     from carrier.types import Event
@@ -55,12 +57,14 @@ T = TypeVar("T")
 _KINDS = {
     "models": "model",
     "actions": "action",
+    "action_sources": "action source",
     "providers": "provider",
     "evaluators": "evaluator",
     "stores": "store",
     "executors": "executor",
     "clients": "client",
     "commands": "command",
+    "task_workers": "task worker",
 }
 
 
@@ -286,6 +290,10 @@ class PluginHost:
         return self._registry("actions")
 
     @property
+    def action_sources(self) -> Registry[ActionSource]:
+        return self._registry("action_sources")
+
+    @property
     def providers(self) -> Registry[Provider]:
         return self._registry("providers")
 
@@ -308,6 +316,10 @@ class PluginHost:
     @property
     def commands(self) -> Registry[Command]:
         return self._registry("commands")
+
+    @property
+    def task_workers(self) -> Registry[TaskWorker]:
+        return self._registry("task_workers")
 
     # ---- the memory store ------------------------------------------------------------
 

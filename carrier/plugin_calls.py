@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 __all__ = [
     "run_evaluators",
     "run_providers",
+    "small_model",
     "token_counter",
     "trim_to_tokens",
 ]
@@ -100,6 +101,13 @@ def token_counter(runtime: AgentRuntime) -> Callable[[str], int]:
     return lambda text: len(text) // 4 + 1
 
 
+def small_model(runtime: AgentRuntime) -> bool:
+    """Whether the large model is a small one (``Model.small``, such as the default
+    local SmolLM2-135M): prompts stay short, reasoning evaluators are off."""
+    chain = runtime._chains.get(ModelClass.LARGE)
+    return chain is not None and bool(getattr(chain.primary, "small", False))
+
+
 async def run_evaluators(
     runtime: AgentRuntime,
     evaluators: list[Evaluator],
@@ -108,8 +116,11 @@ async def run_evaluators(
     responses: list[Memory],
 ) -> list[EvaluatorResult]:
     """Run the evaluators that apply concurrently, each under its timeout; a failure
-    becomes an unsuccessful result and an ``evaluator_failed`` event."""
+    becomes an unsuccessful result and an ``evaluator_failed`` event. With a small large
+    model, those that need a capable one (``needs_capable_model``) do not run."""
     started = time.perf_counter()
+    if small_model(runtime):  # what a small model cannot judge is left undone
+        evaluators = [e for e in evaluators if not e.needs_capable_model]
 
     async def evaluate(evaluator: Evaluator) -> EvaluatorResult | None:
         if not (evaluator.always_run or responses):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
@@ -19,6 +19,7 @@ from carrier.types import ActionCall, ActionSpec, ChatMessage, ModelRequest, Mod
 
 if TYPE_CHECKING:
     from carrier.character import Character
+    from carrier.layout import HistoryWindow
     from carrier.types import State
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "action_response_schema",
     "compose_context",
     "data_section",
+    "fill_names",
     "json_object",
     "parse_action_response",
     "parse_should_respond",
@@ -190,6 +192,16 @@ def _bullets(lines: Iterable[str]) -> str:
     return "\n".join(f"- {line}" for line in lines)
 
 
+def fill_names(text: str, agent: str) -> str:
+    """An example's placeholders filled: ``{{agent}}``/``{{agentName}}`` with the
+    agent's name, ``{{user1}}``…``{{user4}}`` with User, User2…User4."""
+    for placeholder in ("{{agent}}", "{{agentName}}", "{{agent_name}}"):
+        text = text.replace(placeholder, agent)
+    for number in range(1, 5):
+        text = text.replace(f"{{{{user{number}}}}}", f"User{number if number > 1 else ''}")
+    return text
+
+
 def character_system_prompt(character: Character) -> str:
     """The persona: system text, bio, lore, adjectives, topics, style, examples."""
     parts: list[str] = [character.system or f"You are {character.name}."]
@@ -206,12 +218,24 @@ def character_system_prompt(character: Character) -> str:
         parts.append("Style: " + " ".join(style[:8]))
     examples = []
     for conversation in character.message_examples[:2]:
-        lines = [f"{turn.name}: {turn.content.text}" for turn in conversation if turn.content.text]
+        lines = [
+            fill_names(f"{turn.name}: {turn.content.text}", character.name)
+            for turn in conversation
+            if turn.content.text
+        ]
         if lines:
             examples.append("\n".join(lines))
     if examples:
         parts.append("Example conversations:\n" + "\n\n".join(examples))
     return "\n\n".join(parts)
+
+
+#: What a cached turn costs beyond its text, in bytes (its ``ChatMessage``, the key
+#: and the dict slot; measured with tracemalloc).
+TURN_OVERHEAD = 700
+#: The default budget of a runtime's turn cache: ~40,000 chat turns, the 32-message
+#: windows of about 1,000 active rooms.
+DEFAULT_TURN_CACHE_BYTES = 32 * 1024 * 1024
 
 
 class TurnCache:
@@ -220,26 +244,38 @@ class TurnCache:
     A room's history is mostly the same from one message to the next; this keeps the
     turns (and, for a local model, the tokenizer calls) of earlier prompts. Keyed by
     role and content, so an edited text or a renamed speaker is a new entry, never a
-    stale one. Holds ``size`` turns; the oldest go first. The turns are shared between
-    requests: treat a request's messages as read-only.
+    stale one. Bounded by bytes, not turns (``max_bytes``, estimated as
+    :data:`TURN_OVERHEAD` plus the text): the history windows of many active rooms fit
+    whatever their count, up to the budget; the oldest turns go first. The turns are
+    shared between requests: treat a request's messages as read-only.
     """
 
-    def __init__(self, count_tokens: Callable[[str], int], size: int = 4096) -> None:
+    def __init__(
+        self, count_tokens: Callable[[str], int], max_bytes: int = DEFAULT_TURN_CACHE_BYTES
+    ) -> None:
         self.count_tokens = count_tokens
-        self.size = size
+        self.max_bytes = max_bytes
+        self.bytes = 0
         self._turns: dict[tuple[str, str], tuple[ChatMessage, int]] = {}
+
+    def __len__(self) -> int:
+        return len(self._turns)
 
     def turn(self, role: str, content: str) -> tuple[ChatMessage, int]:
         """The turn and its cost in tokens (its text's tokens and 4 for the framing)."""
         key = (role, content)
         found = self._turns.get(key)
         if found is None:
-            found = self._turns[key] = (
+            turns = self._turns
+            found = turns[key] = (
                 ChatMessage(role=role, content=content),
                 self.count_tokens(content) + 4,
             )
-            if len(self._turns) > self.size:
-                del self._turns[next(iter(self._turns))]
+            self.bytes += TURN_OVERHEAD + len(content)
+            while self.bytes > self.max_bytes and len(turns) > 1:
+                oldest = next(iter(turns))
+                del turns[oldest]
+                self.bytes -= TURN_OVERHEAD + len(oldest[1])
         return found
 
 
@@ -252,93 +288,37 @@ def compose_context(
     count_tokens: Callable[[str], int],
     max_tokens: int | None = None,
     turns: TurnCache | None = None,
+    stable: Collection[str] = (),
+    window: HistoryWindow | None = None,
+    short_answers: bool = False,
 ) -> ModelRequest:
-    """Render ``state`` into a request that fits ``max_prompt_tokens``.
+    """Render ``state`` into a request that fits ``max_prompt_tokens``, laid out for
+    prefix caches (:mod:`carrier.layout`).
 
     ``persona`` is the precomputed :func:`character_system_prompt` (runtimes cache it);
     ``turns`` keeps history turns between calls; it must count with ``count_tokens``.
 
-    The system prompt holds the persona and the trusted providers' sections, then
-    :data:`DATA_NOTICE` and the data sections (untrusted providers, facts,
-    knowledge, goals, action results), each delimited by :func:`data_section`; the
-    history becomes chat turns. The oldest turns are dropped until the whole fits; the
-    current message is always kept.
+    The system prompt holds the persona and the sections of the providers named in
+    ``stable`` (untrusted ones as data sections); then come the room's history as chat
+    turns and one last user turn: the other trusted providers' sections,
+    :data:`DATA_NOTICE` and the data sections (untrusted providers, facts, knowledge,
+    goals, action results), each delimited by :func:`data_section`, then the message.
+    ``window`` keeps where each room's history starts between calls: the history drops
+    its older half when full or over budget, never one message per turn. The current
+    message is always kept. ``short_answers`` (for a small model) shortens the agent's
+    earlier answers to their first sentence.
     """
-    sections = [persona if persona is not None else character_system_prompt(character)]
-    data: list[str] = []
-    for output in state.providers.values():
-        if output.text:
-            if output.trusted:
-                sections.append(output.text)
-            else:
-                data.append(data_section(output.label or "provider", output.text))
-    if state.facts:
-        data.append(
-            data_section(
-                "facts", "Things you know:\n" + _bullets(s.memory.content.text for s in state.facts)
-            )
-        )
-    if state.knowledge:
-        knowledge = _bullets(s.memory.content.text for s in state.knowledge)
-        data.append(data_section("knowledge", "Knowledge:\n" + knowledge))
-    open_goals = [g for g in state.goals if not g.finished]
-    if open_goals:
-        lines = []
-        for goal in open_goals:
-            lines.append(f"Goal {goal.id}: {goal.name}")
-            lines.extend(
-                f"  {n}. [{'x' if o.completed else ' '}] {o.description}"
-                for n, o in enumerate(goal.objectives, start=1)
-            )
-        data.append(data_section("goals", "\n".join(lines)))
-    if state.action_results:
-        data.append(
-            data_section(
-                "action results",
-                "Results of the actions you took:\n"
-                + _bullets(
-                    f"{r.name}: {'ok' if r.success else 'failed'}: {r.text or r.error or ''}"
-                    for r in state.action_results
-                ),
-            )
-        )
-    if data:
-        sections.append(DATA_NOTICE)
-        sections.extend(data)
-    system = "\n\n".join(sections)
+    from carrier.layout import compose_request
 
-    group = state.room.type.value in ("group", "thread", "feed")
-    names = {a.id: (a.names[0] if a.names else "user") for a in state.actors}
-
-    cache = turns if turns is not None else TurnCache(count_tokens)
-    # The message being answered is always the user's turn, even an autonomous step
-    # that the agent wrote to itself.
-    current = ChatMessage(role="user", content=state.message.content.text)
-    budget = max_prompt_tokens - count_tokens(system) - count_tokens(current.content)
-    if max_tokens:
-        budget -= max_tokens
-    history: list[ChatMessage] = []
-    for memory in reversed(state.recent_messages):
-        text = memory.content.text
-        if memory.id == state.message.id or not text:
-            continue
-        if memory.entity_id == state.agent_id:
-            message, cost = cache.turn("assistant", text)
-        else:
-            speaker = names.get(memory.entity_id, "user")
-            message, cost = cache.turn("user", f"{speaker}: {text}" if group else text)
-        if cost > budget:
-            break
-        budget -= cost
-        history.append(message)
-    history.reverse()
-    # A reply is one turn: stop where a model starts writing someone's next line.
-    speakers = {state.agent_name, "User", *names.values()}
-    return ModelRequest(
-        system=system,
-        messages=[*history, current],
-        actions=state.actions,
+    return compose_request(
+        state,
+        character,
+        persona=persona,
+        max_prompt_tokens=max_prompt_tokens,
+        count_tokens=count_tokens,
         max_tokens=max_tokens,
-        stop=sorted(f"\n{name}:" for name in speakers if name),
-        metadata={"room_id": state.room.id, "message_id": state.message.id, "step": state.step},
+        turns=turns,
+        stable=stable,
+        window=window,
+        short_answers=short_answers,
     )

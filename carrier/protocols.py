@@ -29,6 +29,7 @@ from carrier.types import (
     Role,
     State,
     StreamChunk,
+    Task,
 )
 
 if TYPE_CHECKING:
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
 __all__ = [
     "Action",
     "ActionFactory",
+    "ActionSource",
+    "ActionSourceFactory",
     "Client",
     "Command",
     "Evaluator",
@@ -47,6 +50,8 @@ __all__ = [
     "ModelFactory",
     "Provider",
     "StoreFactory",
+    "TaskWorker",
+    "TaskWorkerFactory",
 ]
 
 
@@ -70,6 +75,9 @@ class Model(ABC):
     #: Whether the model chooses actions (native tool calls or constrained JSON). When
     #: the large model does not, the runtime offers no action and it only replies.
     calls_actions: bool = True
+    #: A small model (a few hundred million parameters, such as the default local
+    #: SmolLM2-135M): prompts stay short and evaluators that need reasoning are off.
+    small: bool = False
 
     @abstractmethod
     async def generate(self, request: ModelRequest) -> ModelResponse:
@@ -118,6 +126,11 @@ class Action(ABC):
 
     ``parameters`` is a pydantic model; the model's arguments are validated against
     it before ``handler`` runs. ``required_role`` refuses callers below that role.
+
+    ``requires_approval`` (or :meth:`needs_approval`, a predicate over the validated
+    arguments and the sender) makes a person approve each call before it runs
+    (docs/approvals.md): a user with ``approver_role`` or above, within
+    ``approval_expires_s`` seconds, after which ``approval_default`` applies.
     """
 
     name: ClassVar[str]
@@ -126,6 +139,10 @@ class Action(ABC):
     examples: ClassVar[list[list[dict[str, Any]]]] = []
     parameters: ClassVar[type[BaseModel] | None] = None
     required_role: ClassVar[Role | None] = None
+    requires_approval: ClassVar[bool] = False
+    approver_role: ClassVar[Role] = Role.ADMIN
+    approval_expires_s: ClassVar[float | None] = 24 * 3600.0
+    approval_default: ClassVar[str] = "reject"
 
     async def setup(self, runtime: AgentRuntime) -> None:  # noqa: B027 - optional hook
         """Prepare for ``runtime`` when it starts (ingest data, warm caches).
@@ -138,6 +155,11 @@ class Action(ABC):
     async def validate(self, runtime: AgentRuntime, message: Memory, state: State) -> bool:
         """Whether the action may be offered and run for this message."""
         return True
+
+    def needs_approval(self, arguments: BaseModel | None, *, sender_id: str, role: Role) -> bool:
+        """Whether this call waits for a person's approval; ``requires_approval`` unless
+        overridden (a predicate over the validated ``arguments`` and the sender)."""
+        return self.requires_approval
 
     @abstractmethod
     async def handler(
@@ -167,6 +189,57 @@ class Action(ABC):
 ActionFactory = Callable[[], Action]
 
 
+class ActionSource(ABC):
+    """Actions that come and go while the agent runs (an MCP server's tools).
+
+    Registered with ``carrier_register_action_sources``; the kernel makes one per
+    runtime, calls :meth:`setup` when the runtime starts and :meth:`aclose` when it
+    stops. Each turn it reads :attr:`version` of every source and calls
+    :meth:`actions` again only when a version changed since the last turn, so a source
+    that did not change costs one attribute read per turn. The actions it returns are
+    offered, role-checked, validated and run exactly like registered ones; a name
+    already taken by a registered action (or an earlier source) is skipped with a
+    warning.
+    """
+
+    name: ClassVar[str]
+    #: Bump it (``self.version += 1``) whenever :meth:`actions` would return something
+    #: else; the kernel compares it with the version it last read.
+    version: int = 0
+
+    async def setup(self, runtime: AgentRuntime) -> None:  # noqa: B027 - optional hook
+        """Start for ``runtime`` (connect, list what is there). A ``ConfigurationError``
+        stops the runtime's start; any other failure is logged and the source stays,
+        offering what :meth:`actions` returns."""
+
+    @abstractmethod
+    def actions(self) -> Sequence[Action]:
+        """The actions to offer now. Plain ``def``: return what is already known, never
+        wait for I/O here (refresh in the background and bump :attr:`version`)."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, default does nothing
+        """Release what :meth:`setup` opened (the runtime is stopping)."""
+
+
+#: ``factory() -> ActionSource``; an ``ActionSource`` subclass is a factory.
+ActionSourceFactory = Callable[[], ActionSource]
+
+
+class TaskWorker(ABC):
+    """Runs scheduled tasks of one kind (docs/tasks.md): registered by name with
+    ``carrier_register_task_workers``; a :class:`~carrier.types.Task` names it in
+    ``worker``. A fresh instance (``factory()``) runs each due run."""
+
+    @abstractmethod
+    async def execute(self, runtime: AgentRuntime, task: Task) -> None:
+        """Do the task's work once. Raising fails this run: it is retried with backoff
+        until ``task.max_attempts``, then the task is marked failed."""
+
+
+#: ``factory() -> TaskWorker``; a ``TaskWorker`` subclass is a factory.
+TaskWorkerFactory = Callable[[], TaskWorker]
+
+
 class Provider(ABC):
     """Adds a section to the state. Runs concurrently with the others, under a timeout.
 
@@ -189,6 +262,11 @@ class Provider(ABC):
     #: ``False`` (the default): the prompt puts it in a labelled data section, after the
     #: instructions, that the model is told never to obey.
     trusted: ClassVar[bool] = False
+    #: Whether the text stays the same from one message to the next (the action
+    #: catalogue, a fixed sample of examples): it goes in the prompt's stable prefix,
+    #: before the history, which prompt caches reuse. Otherwise (the default) it goes
+    #: after the history, with the new message (``carrier.layout``).
+    stable: ClassVar[bool] = False
 
     async def setup(self, runtime: AgentRuntime) -> None:  # noqa: B027 - optional hook
         """Prepare for ``runtime`` when it starts (ingest data, warm caches).
@@ -211,6 +289,9 @@ class Evaluator(ABC):
     #: Run even when the agent did not reply.
     always_run: ClassVar[bool] = False
     timeout_s: ClassVar[float] = 30.0
+    #: Needs a capable model (judging goal progress, summarizing): off when the large
+    #: model is a small one (``Model.small``, such as the default local SmolLM2-135M).
+    needs_capable_model: ClassVar[bool] = False
 
     async def setup(self, runtime: AgentRuntime) -> None:  # noqa: B027 - optional hook
         """Prepare for ``runtime`` when it starts (ingest data, warm caches).

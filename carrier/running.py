@@ -81,6 +81,11 @@ class Runs(LoopStages):
         )
         room = await self.connect(message, incoming)
         message, fresh = await self.store_message(message)
+        if fresh:  # an answer to a choice put to the room (carrier.choices)
+            try:
+                await self._runtime.choices.answer(message)
+            except StoreError:
+                logger.warning("Message %s: checking open choices failed", message.id)
         recording = self.settings.record_steps
         if not fresh:
             previous = await self._answer_to(message)
@@ -227,6 +232,10 @@ class Runs(LoopStages):
         if not self.settings.recover_on_start or not self.settings.recover_limit:
             return []
         replies = await self.recover(limit=self.settings.recover_limit, in_process=True)
+        try:  # decided approvals whose run a crash cut off, and expired ones
+            await self._runtime.approvals.recover()
+        except Exception:
+            logger.exception("%s: recovering approvals failed", self.character.name)
         if replies:
             logger.warning(
                 "%s: recovered %d message(s) a previous run left unfinished",

@@ -17,12 +17,14 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar, overload
 
 from carrier.acting import ActionTable
 from carrier.character import Character, check_plugins, load_character, plugin_name
+from carrier.collector import pace_collector
 from carrier.errors import (
     CarrierError,
     ConfigurationError,
     PluginContractError,
     UnknownNameError,
 )
+from carrier.layout import HistoryWindow
 from carrier.model_chain import ModelChain, RetryPolicy, parse_model_spec
 from carrier.plugin_state import PluginState
 from carrier.prompts import (
@@ -48,9 +50,20 @@ from carrier.types import (
 )
 
 if TYPE_CHECKING:
+    from carrier.approvals import Approvals
     from carrier.autonomy import AutonomousRun
+    from carrier.choices import Choices
     from carrier.host import PluginHost
-    from carrier.protocols import Action, Evaluator, Executor, MemoryStore, Model, Provider
+    from carrier.protocols import (
+        Action,
+        ActionSource,
+        Evaluator,
+        Executor,
+        MemoryStore,
+        Model,
+        Provider,
+    )
+    from carrier.tasks import Tasks
     from carrier.types import Goal
 
 __all__ = ["DEFAULT_CHARACTER", "AgentRuntime", "open_agents"]
@@ -110,6 +123,7 @@ class AgentRuntime(Runs):
         self._actors: dict[str, list[Entity]] = {}
         self._persona = character_system_prompt(self.character)
         self._turns = None
+        self._window = HistoryWindow()
         # "Nova: hello" -> "hello": small models copy the example conversations' format.
         self._speaker_names = [n for n in (self.character.name, self.character.username) if n]
         self._speaker_label = speaker_label(self._speaker_names)
@@ -138,6 +152,7 @@ class AgentRuntime(Runs):
         if self._started:
             return
         check_plugins(self.character, self.host.plugins, source=self.character.name)
+        pace_collector(self.settings.gc_gen0_threshold)
         try:
             await self._start()
         except BaseException:
@@ -150,7 +165,10 @@ class AgentRuntime(Runs):
         self._steps = StepLog(self._store, self.agent_id, ttl_s=self.settings.lease_ttl_s)
         for model_class in ModelClass:
             self._chains[model_class] = self._resolve_chain(model_class)
-        self._actions = ActionTable({e.name: e.factory() for e in self.host.actions})
+        self._actions = ActionTable(
+            {e.name: e.factory() for e in self.host.actions},
+            [e.factory() for e in self.host.action_sources],
+        )
         self._providers = sorted(
             (e.factory() for e in self.host.providers),
             key=lambda p: p.position,
@@ -164,8 +182,9 @@ class AgentRuntime(Runs):
             or "inprocess"
         )
         self._executor = self.host.executors.create(executor_name)
-        components: list[Action | Provider | Evaluator] = [
+        components: list[Action | ActionSource | Provider | Evaluator] = [
             *self._actions.by_name.values(),
+            *self._actions.sources,
             *self._providers,
             *self._evaluators,
         ]
@@ -178,6 +197,7 @@ class AgentRuntime(Runs):
                 logger.exception(
                     "setup() of %r failed; it stays in service", type(component).__name__
                 )
+        self._actions.refresh()  # what the sources found while starting
         await self.store.upsert_agent(
             self.agent_id, self.character.name, {"username": self.character.username}
         )
@@ -188,9 +208,11 @@ class AgentRuntime(Runs):
         self._started = True
 
     async def stop(self) -> None:
-        """Close the executor, the models and the store (if this runtime opened it)."""
+        """Close the executor, the action sources, the models and the store (if this
+        runtime opened it)."""
         if self._executor is not None:
             await self._executor.aclose()
+        await self._actions.aclose()
         closed: set[int] = set()
         for chain in self._chains.values():
             if chain is not None:
@@ -262,6 +284,27 @@ class AgentRuntime(Runs):
     @property
     def actions(self) -> ActionTable:
         return self._actions
+
+    @property
+    def approvals(self) -> Approvals:
+        """Pending and decided approvals of this agent (docs/approvals.md)."""
+        from carrier.approvals import Approvals
+
+        return Approvals(self)
+
+    @property
+    def choices(self) -> Choices:
+        """Questions put to rooms, resolved by an allowed user's answer (docs/tasks.md)."""
+        from carrier.choices import Choices
+
+        return Choices(self)
+
+    @property
+    def tasks(self) -> Tasks:
+        """This agent's scheduled tasks and their runs (docs/tasks.md)."""
+        from carrier.tasks import Tasks
+
+        return Tasks(self)
 
     # ---- services for actions, providers and evaluators ---------------------------
 

@@ -77,6 +77,19 @@ class CarrierSettings(BaseSettings):
     trace_plugins: bool = False
     history_limit: int = Field(default=32, ge=0, description="Recent messages in the state.")
     max_prompt_tokens: int = Field(default=6000, ge=256)
+    gc_gen0_threshold: int = Field(
+        default=10_000,
+        ge=0,
+        description="The garbage collector's young-generation threshold, set once per "
+        "process while it is still Python's default of 700 (carrier.collector); 0 leaves "
+        "the collector alone.",
+    )
+    turn_cache_mb: float = Field(
+        default=32.0,
+        ge=0,
+        description="Budget (MiB, estimated) of the history turns kept built with their "
+        "token counts between prompts: ~40,000 turns, the windows of ~1,000 active rooms.",
+    )
     max_action_steps: int = Field(default=4, ge=1, le=32)
     provider_timeout_s: float = Field(
         default=2.0,

@@ -51,6 +51,7 @@ from carrier.types import (
 if TYPE_CHECKING:
     from carrier.character import Character
     from carrier.host import PluginHost
+    from carrier.layout import HistoryWindow
     from carrier.protocols import Evaluator, MemoryStore, Provider
     from carrier.runtime import AgentRuntime
     from carrier.settings import CarrierSettings
@@ -81,6 +82,7 @@ class LoopStages(Admission):
     _actors: dict[str, list[Entity]]
     _persona: str
     _turns: TurnCache | None
+    _window: HistoryWindow
     _speaker_label: re.Pattern[str]
     _speaker_names: list[str]
     _steps: StepLog
@@ -161,6 +163,10 @@ class LoopStages(Admission):
         With ``replay`` (the message was handled before), recorded model responses and
         action outcomes are reused (``carrier.steps``).
         """
+        decision = await self._runtime.approvals.from_message(message, role)
+        if decision is not None:  # "approve" / "reject" from the room (docs/approvals.md)
+            said = Content(text=decision, source=message.content.source, in_reply_to=message.id)
+            return Reply(message=message, responses=await self.remember(message, [said]))
         if not await self.should_respond(message, room):
             ignored = await self.remember(message, [Content(actions=["IGNORE"])], ignored=True)
             return Reply(message=message, responses=ignored, ignored=True)
@@ -340,21 +346,22 @@ class LoopStages(Admission):
         return state
 
     def compose_context(self, state: State) -> ModelRequest:
-        """Stage 6: render the state into a request within the token budget."""
-        model = self.model(ModelClass.LARGE).primary
-        budget = self.settings.max_prompt_tokens
-        if model.context_window:
-            budget = min(budget, model.context_window)
-        turns = self._turns
-        if turns is None or turns.count_tokens != model.count_tokens:
-            turns = self._turns = TurnCache(model.count_tokens)
+        """Stage 6: the request within the token budget (a quarter of a known context
+        window left to the answer), laid out for prefix caches (``carrier.layout``)."""
+        model, limit = self.model(ModelClass.LARGE).primary, self.settings.max_prompt_tokens
+        if self._turns is None or self._turns.count_tokens != model.count_tokens:
+            self._turns = TurnCache(model.count_tokens, int(self.settings.turn_cache_mb * 2**20))
+        self._window.limit = self.settings.history_limit
         return compose_context(
             state,
             self.character,
             persona=self._persona,
-            max_prompt_tokens=budget,
-            count_tokens=turns.count_tokens,
-            turns=turns,
+            max_prompt_tokens=min(limit, (model.context_window or 4 * limit) * 3 // 4),
+            count_tokens=self._turns.count_tokens,
+            turns=self._turns,
+            stable={p.name for p in self._providers if p.stable},
+            window=self._window,
+            short_answers=model.small,
         )
 
     async def generate(
@@ -378,12 +385,9 @@ class LoopStages(Admission):
                     first_chunk.append(time.perf_counter())
                 await send(text)
 
-        response = await chain.generate(
-            request,
-            on_event=self._chain_events_for(message),
-            on_text=sink,
-            validate=_require_structured if request.response_schema is not None else None,
-        )
+        validate = _require_structured if request.response_schema is not None else None
+        events = self._chain_events_for(message)
+        response = await chain.generate(request, on_event=events, on_text=sink, validate=validate)
         if labels is not None:
             await labels.flush()
         await self.emit(
@@ -455,6 +459,7 @@ class LoopStages(Admission):
                 contents.extend(result.messages)
             if (
                 not any(r.continue_chain for r in step_results)
+                or any(r.data.get("pending_approval") for r in step_results)  # waits
                 or step + 1 == self.settings.max_action_steps
             ):
                 break

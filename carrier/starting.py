@@ -18,6 +18,7 @@ from collections.abc import Collection, Sequence
 from carrier.host import PluginHost
 from carrier.runtime import open_agents
 from carrier.services import Supervisor
+from carrier.tasks import run_scheduler
 
 __all__ = ["start"]
 
@@ -42,7 +43,8 @@ async def start(
                 print(_nothing_to_serve(host, agents, only), file=sys.stderr)
                 return 1
             print(f"carrier start: {agents} on {', '.join(names)}", file=sys.stderr)
-            await stop.wait()
+            # scheduled tasks and approvals' expiry run on the embedded scheduler
+            await run_scheduler(runtimes, stop)
             print("carrier start: stopping", file=sys.stderr)
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):

@@ -217,6 +217,24 @@ class MemoryStore(ABC):
     async def get_tasks(self, *, agent_id: str, tags: Sequence[str] = ()) -> list[Task]:
         """Tasks of the agent carrying every tag in ``tags``, by due time."""
 
+    async def get_task(self, task_id: str, *, agent_id: str) -> Task | None:
+        """One task of the agent, or ``None``. The default scans :meth:`get_tasks`;
+        a store with many tasks overrides it with one lookup."""
+        return next((t for t in await self.get_tasks(agent_id=agent_id) if t.id == task_id), None)
+
+    async def get_due_tasks(
+        self, *, agent_id: str, before: float, limit: int = 10_000
+    ) -> list[Task]:
+        """Tasks of the agent with a ``due_at`` at or before ``before``, by due time
+        (what a scheduler polls). The default filters :meth:`get_tasks`; a store with
+        many tasks overrides it with one indexed query."""
+        due = [
+            t
+            for t in await self.get_tasks(agent_id=agent_id)
+            if t.due_at is not None and t.due_at <= before
+        ]
+        return due[:limit]
+
     @abstractmethod
     async def delete_task(self, task_id: str) -> bool:
         """Delete one task; ``False`` if it did not exist."""

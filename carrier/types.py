@@ -52,6 +52,7 @@ __all__ = [
     "State",
     "StreamChunk",
     "Task",
+    "TaskStatus",
     "Usage",
     "new_id",
     "now",
@@ -306,8 +307,22 @@ class Goal(CarrierModel):
         return bool(self.objectives) and all(o.completed for o in self.objectives)
 
 
+class TaskStatus(StrEnum):
+    """Where a scheduled task stands (docs/tasks.md)."""
+
+    SCHEDULED = "scheduled"
+    DONE = "done"
+    FAILED = "failed"
+
+
 class Task(CarrierModel):
-    """Work scheduled for the agent: a name, tags, an optional due time."""
+    """Work scheduled for the agent: a name, tags, an optional due time.
+
+    A task with a ``worker`` (a registered task worker's name) runs when ``due_at``
+    comes: once, or again every ``interval_s`` seconds, or at each time of the
+    ``cron`` expression (parsed by the plugin that offers cron). A failed run is
+    retried after ``backoff_s`` (doubling) until ``max_attempts``, then ``FAILED``.
+    """
 
     id: str = Field(default_factory=new_id)
     agent_id: str
@@ -318,6 +333,18 @@ class Task(CarrierModel):
     due_at: float | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
     created_at: float = Field(default_factory=now)
+    worker: str | None = None
+    payload: dict[str, Any] = Field(default_factory=dict)
+    interval_s: float | None = Field(default=None, gt=0)
+    cron: str | None = None
+    status: TaskStatus = TaskStatus.SCHEDULED
+    runs: int = 0
+    attempts: int = 0
+    max_attempts: int = Field(default=3, ge=1)
+    backoff_s: float = Field(default=1.0, ge=0)
+    last_run_at: float | None = None
+    last_error: str | None = None
+    created_by: str | None = None
 
 
 # ---- Model requests and responses -------------------------------------------------

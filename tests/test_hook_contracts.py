@@ -18,7 +18,7 @@ from carrier.executor import InProcessExecutor
 from carrier.protocols import Action, Provider
 from carrier.settings import CarrierSettings
 from carrier.streaming import SpeakerLabelFilter
-from carrier.testing.fakes import EventRecorder, FakeModel
+from carrier.testing.fakes import EventRecorder, FakeModel, prompt_text
 from carrier.types import ActionResult, Event, EventType, ModelClass, ProviderOutput
 
 
@@ -136,12 +136,12 @@ async def test_dynamic_providers_run_only_when_an_action_asks(host, character) -
     async with _runtime(host, character, model) as runtime:
         await runtime.handle(IncomingMessage(text="hello", room_id="r"))
         assert Stash.calls == 0
-        assert "gold coins" not in (model.requests[-1].system or "")
+        assert "gold coins" not in prompt_text(model.requests[-1])
         model.queue("Let me look.", actions=["FETCH"])
         model.queue("Three coins.")
         await runtime.handle(IncomingMessage(text="what is in the stash?", room_id="r"))
     assert Stash.calls == 1
-    assert "3 gold coins" in (model.requests[-1].system or "")
+    assert "3 gold coins" in prompt_text(model.requests[-1])
     with pytest.raises(carrier.UnknownNameError, match="Did you mean 'secret_stash'"):
         await runtime.provide("secret_stsh", runtime.receive(IncomingMessage(text="x")), None)  # type: ignore[arg-type]
 

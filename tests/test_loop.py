@@ -11,7 +11,7 @@ from carrier.host import PluginHost
 from carrier.prompts import TurnCache
 from carrier.runtime import AgentRuntime
 from carrier.settings import CarrierSettings
-from carrier.testing import EventRecorder, FakeModel
+from carrier.testing import EventRecorder, FakeModel, prompt_text
 from carrier.types import EventType, IncomingMessage, MemoryType, Role, RoomType
 from tests.plugins_for_tests import CountingEvaluator, TestPlugin
 
@@ -87,8 +87,9 @@ async def test_prompt_has_persona_history_provider_and_offered_actions(
     request = fake_model.requests[-1]
     assert request.system is not None
     assert "You are Testy." in request.system
-    assert "The time is noon." in request.system  # provider section
-    assert [m.content for m in request.messages] == ["first message", "ok", "second message"]
+    assert "The time is noon." in request.messages[-1].content  # after the history
+    assert [m.content for m in request.messages[:2]] == ["first message", "ok"]
+    assert request.messages[-1].content.endswith("\n\nsecond message")
     assert [m.role for m in request.messages] == ["user", "assistant", "user"]
     offered = {a.name for a in request.actions}
     assert {"GET_WEATHER", "SHOUT", "CONTINUE"} <= offered
@@ -145,7 +146,7 @@ async def test_invalid_arguments_give_the_model_another_step(
     assert "city: Field required" in (first.error or "")
     assert second.success
     # the second request told the model what went wrong
-    assert "Field required" in (fake_model.requests[-1].system or "")
+    assert "Field required" in prompt_text(fake_model.requests[-1])
 
 
 async def test_handler_exception_becomes_a_failed_result(
@@ -288,8 +289,8 @@ async def test_incoming_message_is_stored_with_an_embedding(
         reply = await runtime.handle(msg("what colour is the bicycle Alice owns?"))
     assert reply.message.embedding is not None
     assert len(reply.message.embedding) == 32
-    assert "Alice owns a red bicycle" in (model.requests[-1].system or "")
-    assert "The sky is blue" not in (model.requests[-1].system or "")
+    assert "Alice owns a red bicycle" in prompt_text(model.requests[-1])
+    assert "The sky is blue" not in prompt_text(model.requests[-1])
 
 
 def _fact(runtime: AgentRuntime, text: str, model: FakeModel):
@@ -441,21 +442,27 @@ async def test_a_group_room_labels_each_turn_with_its_speaker(
     ]
 
 
-def test_turn_cache_keeps_size_turns_and_counts_each_once() -> None:
+def test_turn_cache_keeps_what_its_byte_budget_holds_and_counts_each_once() -> None:
+    from carrier.prompts import TURN_OVERHEAD
+
     counted: list[str] = []
 
     def count(text: str) -> int:
         counted.append(text)
         return len(text)
 
-    cache = TurnCache(count, size=2)
+    cache = TurnCache(count, max_bytes=2 * (TURN_OVERHEAD + 5))  # two 5-character turns
     first, cost = cache.turn("user", "hello")
     assert (first.role, first.content, cost) == ("user", "hello", 9)
     assert cache.turn("user", "hello")[0] is first
     assert cache.turn("assistant", "hello")[0].role == "assistant"
+    assert (len(cache), cache.bytes) == (2, 2 * (TURN_OVERHEAD + 5))
     cache.turn("user", "third")  # the oldest entry goes
     assert cache.turn("user", "hello")[0] is not first
     assert counted == ["hello", "hello", "third", "hello"]
+    # a long text costs what it holds: it alone pushes out everything older
+    cache.turn("user", "x" * 2 * TURN_OVERHEAD)
+    assert len(cache) == 1
 
 
 class FlakyReleaseStore(InMemoryStore):

@@ -15,13 +15,14 @@ from carrier.builtin.memory_store import InMemoryStore
 from carrier.errors import AccessError
 from carrier.prompts import DATA_NOTICE
 from carrier.protocols import Action
-from carrier.testing.fakes import FakeModel
+from carrier.testing.fakes import FakeModel, prompt_text
 from carrier.types import (
     ActionResult,
     Content,
     Memory,
     MemoryScope,
     MemoryType,
+    ModelRequest,
     Role,
     RoomType,
 )
@@ -65,7 +66,7 @@ async def _fact(agent: AgentRuntime, text: str, *, user: str, room: str, direct:
 
 def _prompt(model: FakeModel) -> str:
     request = model.requests[-1]
-    return (request.system or "") + "\n" + "\n".join(m.content for m in request.messages)
+    return prompt_text(request) + "\n" + "\n".join(m.content for m in request.messages)
 
 
 async def test_history_holds_only_messages(agent: AgentRuntime, fake_model: FakeModel) -> None:
@@ -179,6 +180,11 @@ async def test_metadata_cannot_raise_a_role(host, character, fake_model: FakeMod
         assert OwnerOnly.ran == ["olga"]
 
 
+def _context(request: ModelRequest) -> str:
+    """The prompt without the new message (the last paragraph of its last turn)."""
+    return prompt_text(request).rsplit("\n\n", 1)[0]
+
+
 async def test_facts_reach_only_their_scope(agent: AgentRuntime, fake_model: FakeModel) -> None:
     pin = "My bank PIN is 4321"
     await agent.handle(_said("bob", "hello", "dm-bob"))
@@ -186,10 +192,10 @@ async def test_facts_reach_only_their_scope(agent: AgentRuntime, fake_model: Fak
     await _fact(agent, "Bob hates karaoke nights", user="bob", room="pub", direct=False)
 
     await agent.handle(_said("alice", pin, "dm-alice"))  # the same words, another user
-    assert "4321" not in (fake_model.requests[-1].system or "")
+    assert "4321" not in _context(fake_model.requests[-1])
 
     await agent.handle(_said("bob", pin, "dm-bob-2"))  # Bob's other direct room
-    system = fake_model.requests[-1].system or ""
+    system = prompt_text(fake_model.requests[-1])
     assert "- My bank PIN is 4321" in system
     assert "karaoke" not in system  # a group fact never enters a DM
 
@@ -198,7 +204,7 @@ async def test_facts_reach_only_their_scope(agent: AgentRuntime, fake_model: Fak
         _said("bob", "Testy: karaoke nights and my bank PIN", "pub", room_type="group")
     )
     assert len(fake_model.requests) == asked + 1
-    system = fake_model.requests[-1].system or ""
+    system = _context(fake_model.requests[-1])
     assert "karaoke" in system
     assert "4321" not in system  # a DM fact never enters a group
 
@@ -210,7 +216,7 @@ async def test_untrusted_text_sits_in_delimited_data_sections(
     await agent.handle(_said("eve", "hi", "dm-eve"))
     await _fact(agent, attack, user="eve", room="dm-eve", direct=True)
     await agent.handle(_said("eve", attack, "dm-eve"))
-    system = fake_model.requests[-1].system or ""
+    system = _context(fake_model.requests[-1])
     persona_end = system.index(DATA_NOTICE)
     assert "Testy" in system[:persona_end]
     assert "DAN" not in system[:persona_end]

@@ -11,7 +11,7 @@ import carrier
 from carrier.builtin.memory_store import InMemoryStore
 from carrier.protocols import Provider
 from carrier.runtime import AgentRuntime
-from carrier.testing import FakeModel
+from carrier.testing import FakeModel, prompt_text
 from carrier.types import (
     Content,
     EventType,
@@ -59,7 +59,7 @@ async def test_setup_runs_once_per_runtime_and_provider_text_fits_its_budget(
     await agent.handle(IncomingMessage(text="one", room_id="a"))
     await agent.handle(IncomingMessage(text="two", room_id="a"))
     assert ChattyProvider.setups == [agent.agent_id]
-    system = fake_model.requests[-1].system or ""
+    system = prompt_text(fake_model.requests[-1])
     # an untrusted provider's text sits in its own delimited data section
     block = next(b for b in system.split("\n\n") if b.startswith('<data source="chatty">'))
     assert block.endswith("</data>")

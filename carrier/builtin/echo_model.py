@@ -31,7 +31,8 @@ def hashed_embedding(text: str, dimension: int) -> list[float]:
 
 
 class EchoModel(Model):
-    """Deterministic: ``"<prefix><last user message>"``; hashed-word embeddings."""
+    """Deterministic: ``"<prefix><last user message>"`` (the message itself, without the
+    per-message sections the prompt layout puts before it); hashed-word embeddings."""
 
     def __init__(
         self, *, model: str | None = None, prefix: str = "You said: ", dimension: int = 128
@@ -44,6 +45,9 @@ class EchoModel(Model):
 
     async def generate(self, request: ModelRequest) -> ModelResponse:
         last = next((m.content for m in reversed(request.messages) if m.role == "user"), "")
+        offset = request.metadata.get("message_offset")
+        if isinstance(offset, int) and request.messages and request.messages[-1].content == last:
+            last = last[offset:]  # the message, not the per-message sections before it
         text = f"{self.prefix}{last}"
         usage = Usage(
             input_tokens=sum(self.count_tokens(m.content) for m in request.messages),

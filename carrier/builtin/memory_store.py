@@ -396,6 +396,10 @@ class InMemoryStore(MemoryStore):
         ]
         return sorted(tasks, key=lambda t: (t.due_at is None, t.due_at or 0.0, t.created_at))
 
+    async def get_task(self, task_id: str, *, agent_id: str) -> Task | None:
+        task = self._tasks.get(task_id)
+        return task if task is not None and task.agent_id == agent_id else None
+
     async def delete_task(self, task_id: str) -> bool:
         return self._tasks.pop(task_id, None) is not None
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from carrier.protocols import Executor, MemoryStore, Model
+    from carrier.protocols import Command, Executor, MemoryStore, Model
     from carrier.registry import Registry
     from carrier.runtime import AgentRuntime
     from carrier.types import Memory, Participant, RespondDecision, Room
@@ -55,3 +55,30 @@ def carrier_choose_should_respond(
     if pattern and re.search(rf"\b(?:{pattern})\b", message.content.text, re.IGNORECASE):
         return RespondDecision.RESPOND
     return RespondDecision.IGNORE
+
+
+@hookimpl(trylast=True)
+def carrier_register_commands(commands: Registry[Command]) -> None:
+    commands.add(
+        "approvals",
+        _approvals_command,
+        description="List, approve or reject actions waiting for a person's approval.",
+    )
+    commands.add(
+        "tasks",
+        _tasks_command,
+        description="List scheduled tasks, run the scheduler, or cancel a task.",
+    )
+
+
+def _approvals_command() -> Command:
+    """Imported only when it runs: ``carrier --help`` loads no pydantic."""
+    from carrier.leash_commands import ApprovalsCommand
+
+    return ApprovalsCommand()
+
+
+def _tasks_command() -> Command:
+    from carrier.leash_commands import TasksCommand
+
+    return TasksCommand()

@@ -46,7 +46,7 @@ from carrier.replay import Cassette, CassetteError, CassetteMismatchError, Casse
 from carrier.runtime import AgentRuntime
 from carrier.settings import CarrierSettings
 from carrier.testing.cli_runner import CliResult, CliRunner
-from carrier.testing.fakes import EventRecorder, FakeModel, FunctionModel
+from carrier.testing.fakes import EventRecorder, FakeModel, FunctionModel, prompt_text
 
 __all__ = [
     "Cassette",
@@ -59,6 +59,7 @@ __all__ = [
     "FakeModel",
     "FunctionModel",
     "RemoteRequestBlocked",
+    "prompt_text",
 ]
 
 #: Markers of other async test runners; their tests are left to them.

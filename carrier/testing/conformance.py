@@ -537,6 +537,21 @@ class MemoryStoreConformance(ScopeConformance, CacheConformance):
         assert await store.delete_task("t1") is True
         assert await store.delete_task("t1") is False
         assert await ids(["x"]) == ["t2"]
+        assert await store.get_task("t3", agent_id=AGENT) == tasks[2]
+        assert await store.get_task("t5", agent_id=AGENT) is None  # another agent's
+        assert await store.get_task("t1", agent_id=AGENT) is None  # deleted
+        repeating = tasks[2].model_copy(
+            update={"worker": "w", "interval_s": 2.5, "payload": {"n": 1}, "attempts": 2}
+        )
+        await store.upsert_task(repeating)
+        assert await store.get_task("t3", agent_id=AGENT) == repeating
+        due = await store.get_due_tasks(agent_id=AGENT, before=T0 + 10)
+        assert [t.id for t in due] == ["t3"]  # t2 is later, t4 has no due time
+        assert [t.id for t in await store.get_due_tasks(agent_id=AGENT, before=T0 + 60)] == [
+            "t3",
+            "t2",
+        ]
+        assert await store.get_due_tasks(agent_id=OTHER_AGENT, before=T0 + 60) == []
 
     # ---- cache and logs --------------------------------------------------------------------
 

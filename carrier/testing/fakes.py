@@ -23,7 +23,7 @@ from carrier.types import (
     Usage,
 )
 
-__all__ = ["EventRecorder", "FakeModel", "FunctionModel"]
+__all__ = ["EventRecorder", "FakeModel", "FunctionModel", "prompt_text"]
 
 hookimpl = pluggy.HookimplMarker("carrier")
 
@@ -59,7 +59,8 @@ class FakeModel(_Embeds):
 
     With an empty queue it answers ``default_text``. ``embedding_dimension``
     turns on deterministic hashed-word embeddings; ``latency_s`` simulates a slow
-    model without blocking the event loop.
+    model without blocking the event loop. ``keep_requests=False`` keeps none (a
+    benchmark's long run would otherwise hold every prompt it ever sent).
     """
 
     __test__ = False
@@ -72,8 +73,10 @@ class FakeModel(_Embeds):
         embedding_dimension: int | None = None,
         latency_s: float = 0.0,
         context_window: int | None = None,
+        keep_requests: bool = True,
     ) -> None:
         self.name = name
+        self.keep_requests = keep_requests
         self.default_text = default_text
         self.embedding_dimension = embedding_dimension
         self.latency_s = latency_s
@@ -114,7 +117,8 @@ class FakeModel(_Embeds):
         return len(self._queue)
 
     async def generate(self, request: ModelRequest) -> ModelResponse:
-        self.requests.append(request)
+        if self.keep_requests:
+            self.requests.append(request)
         if self.latency_s:
             await asyncio.sleep(self.latency_s)
         if not self._queue:
@@ -137,14 +141,17 @@ class FunctionModel(_Embeds):
         *,
         name: str = "function",
         embedding_dimension: int | None = None,
+        keep_requests: bool = True,
     ) -> None:
         self.function = function
         self.name = name
         self.embedding_dimension = embedding_dimension
+        self.keep_requests = keep_requests
         self.requests: list[ModelRequest] = []
 
     async def generate(self, request: ModelRequest) -> ModelResponse:
-        self.requests.append(request)
+        if self.keep_requests:
+            self.requests.append(request)
         result = self.function(request)
         if inspect.isawaitable(result):
             result = await result
@@ -169,3 +176,10 @@ class EventRecorder:
 
     def of(self, type: EventType) -> list[Event]:
         return [e for e in self.events if e.type == type]
+
+
+def prompt_text(request: ModelRequest) -> str:
+    """The whole prompt of ``request`` as one text: the system prompt, then each
+    message. Per-message sections (providers, facts, action results) sit in the last
+    message, after the history (``carrier.layout``), not in ``request.system``."""
+    return "\n\n".join([request.system or "", *(m.content for m in request.messages)])

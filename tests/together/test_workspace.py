@@ -42,6 +42,7 @@ def test_every_workspace_plugin_loads_without_errors_or_clashes() -> None:
     for kind in (
         "models",
         "actions",
+        "action_sources",
         "providers",
         "evaluators",
         "stores",

@@ -1,0 +1,211 @@
+"""How a prompt is laid out so that model servers reuse its prefix (prompt caches).
+
+Every request ``compose_context`` builds has two parts:
+
+1. **The stable prefix**: the system prompt (the persona, then the sections of the
+   providers marked ``stable``, such as the catalogue of actions) and the room's
+   history as chat turns. It changes rarely: when the character or the offered
+   actions change, and when the history window drops a block.
+2. **The per-message turn**: one last user turn holding everything that changes from
+   one message to the next (the other providers' sections, such as the time; the
+   retrieved facts and knowledge, open goals and action results as labelled
+   ``<data>`` sections), then the new message.
+
+The history is a window per room (:class:`HistoryWindow`) that only grows, one
+exchange at a time, until it is full (it would hold more messages than the runtime
+fetches, or no longer fits the token budget); then it drops its **older half** at
+once. Between two drops, each request begins with the whole stable prefix of the one
+before it, byte for byte, so llama.cpp's slot cache, OpenAI's automatic prompt caching
+and Anthropic's cache breakpoints (``request.metadata["prefix_messages"]`` says where
+the stable prefix ends) reuse it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Collection, Iterable
+from typing import TYPE_CHECKING
+
+from carrier.prompts import DATA_NOTICE, TurnCache, character_system_prompt, data_section
+from carrier.types import ChatMessage, ModelRequest
+
+if TYPE_CHECKING:
+    from carrier.character import Character
+    from carrier.types import Memory, State
+
+__all__ = ["HistoryWindow", "compose_request", "shorten_answer"]
+
+
+class HistoryWindow:
+    """Where each room's history window starts: the id of its oldest message.
+
+    ``limit`` is how many messages the runtime fetches for the history
+    (``CARRIER_HISTORY_LIMIT``): a room with that many is full, and a window whose
+    first message is no longer among them drops its older half. Keeps ``size`` rooms;
+    a room it no longer knows starts a new window (one more drop, never a wrong one).
+    """
+
+    def __init__(self, limit: int | None = None, size: int = 4096) -> None:
+        self.limit = limit
+        self.size = size
+        self.drops = 0
+        self._starts: dict[str, str] = {}
+
+    def start(self, room_id: str, messages: list[Memory], costs: list[int], budget: int) -> int:
+        """The index in ``messages`` (oldest first, the room's history without the new
+        message) of the first one to send, within ``budget`` tokens (``costs`` each)."""
+        ids = [m.id for m in messages]
+        known = self._starts.pop(room_id, None)
+        if known is not None and known in ids:
+            start = ids.index(known)
+        elif known is None and (self.limit is None or len(messages) + 1 < self.limit):
+            start = 0  # a room the window never saw, not yet full: all of it
+        else:  # the window's first message fell out of the fetched history: it is full
+            start = len(messages) // 2
+            self.drops += 1
+        total = sum(costs[start:])
+        while start < len(messages) and total > budget:  # over budget: drop the older half
+            cut = start + max(1, (len(messages) - start) // 2)
+            total -= sum(costs[start:cut])
+            start = cut
+            self.drops += 1
+        if start < len(messages):
+            self._starts[room_id] = ids[start]
+            if len(self._starts) > self.size:
+                del self._starts[next(iter(self._starts))]
+        return start
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s")
+
+
+def shorten_answer(text: str, limit: int = 160) -> str:
+    """An earlier answer as a small model gets it back: its first sentence, at most
+    ``limit`` characters (cut at a word, then " …")."""
+    first = _SENTENCE_END.split(text.strip(), maxsplit=1)[0]
+    if len(first) <= limit:
+        return first if first == text.strip() else first + " …"
+    cut = first[:limit].rsplit(" ", 1)[0] or first[:limit]
+    return cut.rstrip() + " …"
+
+
+def _bullets(lines: Iterable[str]) -> str:
+    return "\n".join(f"- {line}" for line in lines)
+
+
+def _per_message_data(state: State, shown: Collection[str] = ()) -> list[str]:
+    """The retrieved facts and knowledge, open goals and action results, as data; a
+    fact that repeats a message of the history sent (``shown``) is left out."""
+    data: list[str] = []
+    facts = [s.memory.content.text for s in state.facts]
+    facts = [f for f in facts if not any(f in text for text in shown)]
+    if facts:
+        data.append(data_section("facts", "Things you know:\n" + _bullets(facts)))
+    if state.knowledge:
+        knowledge = _bullets(s.memory.content.text for s in state.knowledge)
+        data.append(data_section("knowledge", "Knowledge:\n" + knowledge))
+    open_goals = [g for g in state.goals if not g.finished]
+    if open_goals:
+        lines = []
+        for goal in open_goals:
+            lines.append(f"Goal {goal.id}: {goal.name}")
+            lines.extend(
+                f"  {n}. [{'x' if o.completed else ' '}] {o.description}"
+                for n, o in enumerate(goal.objectives, start=1)
+            )
+        data.append(data_section("goals", "\n".join(lines)))
+    if state.action_results:
+        results = _bullets(
+            f"{r.name}: {'ok' if r.success else 'failed'}: {r.text or r.error or ''}"
+            for r in state.action_results
+        )
+        data.append(data_section("action results", "Results of the actions you took:\n" + results))
+    return data
+
+
+def _sections(texts: list[str], data: list[str]) -> list[str]:
+    return [*texts, DATA_NOTICE, *data] if data else texts
+
+
+def compose_request(
+    state: State,
+    character: Character,
+    *,
+    persona: str | None = None,
+    max_prompt_tokens: int,
+    count_tokens: Callable[[str], int],
+    max_tokens: int | None = None,
+    turns: TurnCache | None = None,
+    stable: Collection[str] = (),
+    window: HistoryWindow | None = None,
+    short_answers: bool = False,
+) -> ModelRequest:
+    """The request for ``state``, laid out as the module describes; see
+    :func:`carrier.prompts.compose_context`. With ``short_answers`` (a small model),
+    the agent's earlier answers come back shortened (:func:`shorten_answer`)."""
+    stable_text: list[str] = [
+        persona if persona is not None else character_system_prompt(character)
+    ]
+    stable_data: list[str] = []
+    turn_text: list[str] = []
+    turn_data: list[str] = []
+    for name, output in state.providers.items():
+        if not output.text:
+            continue
+        fixed = name in stable
+        if output.trusted:
+            (stable_text if fixed else turn_text).append(output.text)
+        else:
+            section = data_section(output.label or "provider", output.text)
+            (stable_data if fixed else turn_data).append(section)
+    data = turn_data + _per_message_data(state)
+    system = "\n\n".join(_sections(stable_text, stable_data))
+
+    group = state.room.type.value in ("group", "thread", "feed")
+    # a speaker without a name is "Someone": never an id, never "user"
+    names = {a.id: (a.names[0] if a.names else "Someone") for a in state.actors}
+    # The message being answered is always the user's turn, even an autonomous step
+    # that the agent wrote to itself; what changes per message comes right before it.
+    last = "\n\n".join([*_sections(turn_text, data), state.message.content.text])
+
+    cache = turns if turns is not None else TurnCache(count_tokens)
+    budget = max_prompt_tokens - count_tokens(system) - count_tokens(last) - (max_tokens or 0)
+    kept: list[Memory] = []
+    history: list[ChatMessage] = []
+    costs: list[int] = []
+    for memory in state.recent_messages:
+        text = memory.content.text
+        if memory.id == state.message.id or not text:
+            continue
+        if memory.entity_id == state.agent_id:
+            message, cost = cache.turn("assistant", shorten_answer(text) if short_answers else text)
+        else:
+            speaker = names.get(memory.entity_id, "Someone")
+            message, cost = cache.turn("user", f"{speaker}: {text}" if group else text)
+        kept.append(memory)
+        history.append(message)
+        costs.append(cost)
+    start = (window or HistoryWindow()).start(state.room.id, kept, costs, budget)
+    history = history[start:]
+    if state.facts:  # facts the history already shows are left out (a shorter turn)
+        data = turn_data + _per_message_data(state, [m.content.text for m in kept[start:]])
+        last = "\n\n".join([*_sections(turn_text, data), state.message.content.text])
+    current = ChatMessage(role="user", content=last)
+    # A reply is one turn: stop where a model starts writing someone's next line.
+    speakers = {state.agent_name, "User", *names.values()}
+    return ModelRequest(
+        system=system,
+        messages=[*history, current],
+        actions=state.actions,
+        max_tokens=max_tokens,
+        stop=sorted(f"\n{name}:" for name in speakers if name),
+        metadata={
+            "room_id": state.room.id,
+            "message_id": state.message.id,
+            "step": state.step,
+            # the system prompt and this many messages are the stable prefix
+            "prefix_messages": len(history),
+            # where the message itself starts in the last turn, after its sections
+            "message_offset": len(last) - len(state.message.content.text),
+        },
+    )
