@@ -1,0 +1,1 @@
+"""Carrier plugin: MCP servers' tools as actions, and agents served over MCP."""
