@@ -56,7 +56,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def agent(host: PluginHost, store: SqlStore, fake: FakeDiscord | None) -> AgentRuntime:
     secrets = {} if fake is None else fake.settings(slash_commands=False)
-    model = FakeModel(default_text=ANSWER)
+    model = FakeModel(default_text=ANSWER, keep_requests=False)
     return AgentRuntime(
         Character(name="Nova", bio=["A benchmark agent."], secrets=secrets),
         host=host,

@@ -47,7 +47,7 @@ def _runtime_parts(db: Path) -> tuple[Any, Any, Any]:
     host = PluginHost(autoload=False, settings=CarrierSettings(_env_file=None))
     host.register(carrier_plugin_sql.plugin, name="sql")
     store = host.stores.create("sqlite", url=f"sqlite:///{db}")
-    model = FakeModel(default_text="Thanks, noted.")
+    model = FakeModel(default_text="Thanks, noted.", keep_requests=False)
     return host, store, (Character(name="Bench"), model)
 
 

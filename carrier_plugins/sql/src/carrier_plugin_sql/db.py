@@ -96,8 +96,10 @@ class Database:
         busy_timeout_s: float = 5.0,
         write_retry_s: float = 30.0,
         load_vec: bool = False,
+        page_cache_kib: int = 32_000,
     ) -> None:
         self.path = path
+        self.page_cache_kib = page_cache_kib
         self.where = repr(str(path)) if path is not None else "':memory:'"
         self.busy_timeout_s = busy_timeout_s
         self.write_retry_s = write_retry_s
@@ -132,7 +134,8 @@ class Database:
             # Durable on application crash; a power cut may lose the last commits.
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA temp_store = MEMORY")
-            conn.execute("PRAGMA cache_size = -32000")
+            # SQLite's page cache, per connection (a negative size is in KiB)
+            conn.execute(f"PRAGMA cache_size = -{max(64, int(self.page_cache_kib))}")
             # Checkpoints (which fsync) run in a background thread, not in commits.
             conn.execute("PRAGMA wal_autocheckpoint = 0")
             # When the WAL starts over, a file larger than this is cut back to it.

@@ -62,6 +62,8 @@ def build_store(settings: SqlSettings | None = None, *, url: str) -> MemoryStore
         vector_search=settings.vector_search,
         busy_timeout_s=settings.busy_timeout_s,
         write_retry_s=settings.write_retry_s,
+        memory_cache_mb=settings.memory_cache_mb,
+        page_cache_mb=settings.page_cache_mb,
     )
 
 

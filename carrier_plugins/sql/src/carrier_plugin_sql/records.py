@@ -84,6 +84,25 @@ class RecordsMixin:
         tasks = (Task.model_validate_json(row[0]) for row in rows)
         return [task for task in tasks if wanted <= set(task.tags)]
 
+    async def get_task(self, task_id: str, *, agent_id: str) -> Task | None:
+        rows = await self._fetch(
+            "SELECT data FROM tasks WHERE id = ? AND agent_id = ?",
+            (task_id, agent_id),
+            op="reading a task",
+        )
+        return Task.model_validate_json(rows[0][0]) if rows else None
+
+    async def get_due_tasks(
+        self, *, agent_id: str, before: float, limit: int = 10_000
+    ) -> list[Task]:
+        rows = await self._fetch(
+            "SELECT data FROM tasks WHERE agent_id = ? AND due_at IS NOT NULL "
+            "AND due_at <= ? ORDER BY due_at, created_at, rowid LIMIT ?",
+            (agent_id, before, limit),
+            op="reading due tasks",
+        )
+        return [Task.model_validate_json(row[0]) for row in rows]
+
     async def delete_task(self, task_id: str) -> bool:
         return (
             await self._execute("DELETE FROM tasks WHERE id = ?", (task_id,), op="deleting a task")
@@ -173,10 +192,13 @@ class RecordsMixin:
         return found
 
     async def list_cache(self, prefix: str, *, limit: int = 1000) -> list[tuple[str, Any]]:
+        # the range on the primary key reads only the prefix's keys (an index range);
+        # the upper bound is the prefix with its last character incremented
+        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1) if prefix else "\U0010ffff"
         rows = await self._fetch(
-            "SELECT key, value FROM cache WHERE substr(key, 1, ?) = ? "
+            "SELECT key, value FROM cache WHERE key >= ? AND key < ? AND substr(key, 1, ?) = ? "
             "AND (expires_at IS NULL OR expires_at > ?) ORDER BY key LIMIT ?",
-            (len(prefix), prefix, time.time(), limit),
+            (prefix, upper, len(prefix), prefix, time.time(), limit),
             op="listing cache entries",
             inline=False,
         )

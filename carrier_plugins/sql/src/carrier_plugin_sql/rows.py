@@ -102,20 +102,42 @@ def _memory_from_row(row: Row) -> Memory:
 Row = tuple[int, str, float, "bytes | None"]
 
 
-class MemoryCache:
-    """Memories by ``seq``, validated once, the least recently used dropped first.
+#: What a cached memory costs beyond its JSON text, in bytes: the ``Memory`` and
+#: ``Content`` objects, their dicts and lists (measured with tracemalloc: about 2,700
+#: bytes plus the text for a chat message).
+ENTRY_OVERHEAD = 2700
+#: The default budget of a store's memory cache (``CARRIER_SQL_MEMORY_CACHE_MB``).
+DEFAULT_CACHE_BYTES = 128 * 1024 * 1024
 
-    A memory this connection stores is added as its row (:meth:`add`), as a read
-    would return it, and validated when first read.
-    Only the connection's calls use it, one at a time (see :mod:`.db`).
+
+def entry_bytes(row: Row) -> int:
+    """The estimated memory one cached memory holds (validated or not)."""
+    return ENTRY_OVERHEAD + len(row[1])
+
+
+class MemoryCache:
+    """Memories by ``seq``, validated once, the least recently used dropped first when
+    the entries' estimated size passes ``max_bytes``.
+
+    Bounded by bytes, not entries: the working set of many active rooms (each room's
+    history window) stays in memory whatever the rooms' count, up to a budget the
+    operator sets; a long text costs what it holds. A memory this connection stores is
+    added as its row (:meth:`add`), as a read would return it, and validated when first
+    read. Only the connection's calls use it, one at a time (see :mod:`.db`).
 
     Args:
-        size: How many memories to keep.
+        max_bytes: The budget (estimated with :func:`entry_bytes`).
     """
 
-    def __init__(self, size: int = 4096) -> None:
-        self.size = size
-        self._memories: OrderedDict[int, Memory | Row] = OrderedDict()
+    def __init__(self, max_bytes: int = DEFAULT_CACHE_BYTES) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        #: Rows read back from the table because they were not cached (since start).
+        self.fetched = 0
+        self._memories: OrderedDict[int, tuple[Memory | Row, int]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._memories)
 
     def memories(self, conn: Any, seqs: Sequence[int]) -> list[tuple[int, Memory]]:
         """``(seq, memory)`` for ``seqs``, in that order; deleted ones are left out."""
@@ -131,31 +153,46 @@ class MemoryCache:
                     f"SELECT {MEMORY_COLUMNS} {FROM} WHERE m.seq IN ({marks})", chunk
                 )
             ]
-        rows += [item for seq in seqs if isinstance(item := cached.get(seq), tuple)]
+        self.fetched += len(rows)
+        rows += [
+            entry[0] for seq in seqs if (entry := cached.get(seq)) and isinstance(entry[0], tuple)
+        ]
         if rows:
-            cached.update(zip([row[0] for row in rows], memories_from_rows(rows), strict=True))
+            for row, memory in zip(rows, memories_from_rows(rows), strict=True):
+                self._put(row[0], memory, entry_bytes(row))
         found: list[tuple[int, Memory]] = []
         for seq in seqs:
-            memory = cached.get(seq)
-            if memory is not None:
+            entry = cached.get(seq)
+            if entry is not None:
                 cached.move_to_end(seq)
-                found.append((seq, cast(Memory, memory)))
+                found.append((seq, cast(Memory, entry[0])))
         self._trim()
         return found
 
     def add(self, row: Row) -> None:
         """Keep a row this connection just stored."""
-        self._memories[row[0]] = row
+        self._put(row[0], row, entry_bytes(row))
         self._trim()
+
+    def _put(self, seq: int, value: Memory | Row, size: int) -> None:
+        previous = self._memories.get(seq)
+        if previous is not None:
+            self.bytes -= previous[1]
+        self._memories[seq] = (value, size)
+        self.bytes += size
 
     def _trim(self) -> None:
         cached = self._memories
-        while len(cached) > self.size:
-            cached.popitem(last=False)
+        while self.bytes > self.max_bytes and cached:
+            _, (_, size) = cached.popitem(last=False)
+            self.bytes -= size
 
     def discard(self, seq: int) -> None:
         """Forget a deleted memory."""
-        self._memories.pop(seq, None)
+        entry = self._memories.pop(seq, None)
+        if entry is not None:
+            self.bytes -= entry[1]
 
     def clear(self) -> None:
         self._memories.clear()
+        self.bytes = 0

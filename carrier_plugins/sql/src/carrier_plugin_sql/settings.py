@@ -24,6 +24,12 @@ class SqlSettings(BaseSettings):
     busy_timeout_s: float = 5.0
     #: Seconds a call keeps retrying while the file stays locked.
     write_retry_s: float = 30.0
+    #: SQLite: the budget of the memories kept validated in RAM (MiB, estimated), so
+    #: the history windows of many active rooms are not read and validated again each
+    #: turn. About 3 KB a chat message: 128 MiB holds ~1,000 rooms of 32-message windows.
+    memory_cache_mb: float = Field(default=128.0, ge=0)
+    #: SQLite: the page cache of each connection (MiB; two connections).
+    page_cache_mb: float = Field(default=32.0, gt=0)
 
     #: PostgreSQL: connections the pool keeps open.
     pool_min_size: int = Field(default=1, ge=0)

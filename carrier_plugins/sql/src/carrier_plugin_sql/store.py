@@ -29,7 +29,14 @@ from carrier.types import (
 from carrier_plugin_sql import ops, schema
 from carrier_plugin_sql.db import Database
 from carrier_plugin_sql.records import INLINE_ROWS, RecordsMixin
-from carrier_plugin_sql.rows import FROM, MEMORY_COLUMNS, MemoryCache, complete, memories_from_rows
+from carrier_plugin_sql.rows import (
+    DEFAULT_CACHE_BYTES,
+    FROM,
+    MEMORY_COLUMNS,
+    MemoryCache,
+    complete,
+    memories_from_rows,
+)
 from carrier_plugin_sql.url import parse_sqlite_url
 from carrier_plugin_sql.vectors import VectorIndex
 
@@ -54,6 +61,8 @@ class SqlStore(RecordsMixin, MemoryStore):
             (exact, inside SQLite, no RAM) or ``"auto"`` (numpy).
         busy_timeout_s: How long SQLite waits for another process's write lock.
         write_retry_s: How long a call retries while the file stays locked.
+        memory_cache_mb: The budget of validated memories kept in RAM (MiB, estimated).
+        page_cache_mb: SQLite's page cache of each connection (MiB).
 
     Raises:
         ConfigurationError: The URL or an option is invalid.
@@ -66,6 +75,8 @@ class SqlStore(RecordsMixin, MemoryStore):
         vector_search: VectorSearch = "auto",
         busy_timeout_s: float = 5.0,
         write_retry_s: float = 30.0,
+        memory_cache_mb: float = DEFAULT_CACHE_BYTES / 2**20,
+        page_cache_mb: float = 32.0,
     ) -> None:
         target = parse_sqlite_url(url)
         options: dict[str, Any] = {
@@ -95,13 +106,26 @@ class SqlStore(RecordsMixin, MemoryStore):
             busy_timeout_s=options["busy_timeout_s"],
             write_retry_s=options["write_retry_s"],
             load_vec=self.vector_search == "sqlite-vec",
+            page_cache_kib=int(page_cache_mb * 1024),
         )
         self._dimension: int | None = None
         self._index: dict[str, VectorIndex] = {}
-        self._memories = MemoryCache()
+        self._memories = MemoryCache(int(memory_cache_mb * 2**20))
 
     def __repr__(self) -> str:
         return f"<SqlStore {self.url!r} vector_search={self.vector_search!r}>"
+
+    def memory_cache_stats(self) -> dict[str, int]:
+        """The memory cache now: ``memories`` kept, their estimated ``bytes``, the
+        ``max_bytes`` budget, and ``fetched`` (rows read back from the table because they
+        were not cached, since the store opened)."""
+        cache = self._memories
+        return {
+            "memories": len(cache),
+            "bytes": cache.bytes,
+            "max_bytes": cache.max_bytes,
+            "fetched": cache.fetched,
+        }
 
     # lifecycle
     async def open(self) -> None:
