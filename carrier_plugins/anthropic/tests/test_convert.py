@@ -165,3 +165,40 @@ def test_a_stream_keeps_the_cache_usage_of_message_start() -> None:
     usage = acc.response().usage
     assert (usage.input_tokens, usage.output_tokens) == (105, 15)
     assert (usage.cache_read_input_tokens, usage.cache_write_input_tokens) == (100, 0)
+
+
+def test_cache_breakpoints_end_the_system_prompt_and_the_stable_prefix() -> None:
+    history = [
+        ChatMessage(role="user", content="Hi, I am Ada."),
+        ChatMessage(role="assistant", content="Hello Ada."),
+    ]
+    request = ModelRequest(
+        system="You are Testy.",
+        messages=[*history, ChatMessage(role="user", content="It is noon.\n\nWhat now?")],
+        metadata={"prefix_messages": 2},
+    )
+    params = to_params(request, model="claude-x", default_max_tokens=64, cache=True)
+    marked = {"type": "ephemeral"}
+    assert params["system"] == [{"type": "text", "text": "You are Testy.", "cache_control": marked}]
+    assert params["messages"][1]["content"] == [
+        {"type": "text", "text": "Hello Ada.", "cache_control": marked}
+    ]
+    assert params["messages"][2]["content"] == "It is noon.\n\nWhat now?"
+
+    # a user turn the agent did not answer: the new one merges into it, after the mark
+    merged = request.model_copy(update={"messages": [*history[:1], request.messages[-1]]})
+    merged.metadata = {"prefix_messages": 1}
+    params = to_params(merged, model="claude-x", default_max_tokens=64, cache=True)
+    assert params["messages"] == [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "Hi, I am Ada.", "cache_control": marked},
+                {"type": "text", "text": "It is noon.\n\nWhat now?"},
+            ],
+        }
+    ]
+    # without cache (or without a stable prefix), plain strings as before
+    assert to_params(request, model="claude-x", default_max_tokens=64)["system"] == "You are Testy."
+    bare = to_params(ModelRequest(system="S"), model="x", default_max_tokens=8, cache=True)
+    assert bare["messages"] == [{"role": "user", "content": "Continue."}]

@@ -61,7 +61,9 @@ async def test_text(anthropic_host: PluginHost) -> None:
     sent = server.requests[0]
     assert sent.path == "/v1/messages"
     assert sent.headers["x-api-key"] == KEY
-    assert sent.json["system"] == "You are Testy."
+    assert sent.json["system"] == [
+        {"type": "text", "text": "You are Testy.", "cache_control": {"type": "ephemeral"}}
+    ]
     assert sent.json["max_tokens"] == 16
     assert sent.json["model"] == "claude-sonnet-4-5"
     assert response.text == "Hi there!"

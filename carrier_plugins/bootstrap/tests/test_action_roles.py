@@ -182,8 +182,8 @@ async def test_an_unknown_action_stops_the_start(
     assert str(caught.value) == (
         "CARRIER_BOOTSTRAP_ACTION_ROLES names an action this agent does not have: "
         "'FOLOW_ROOM' (did you mean 'FOLLOW_ROOM'?). Its actions are: CONTINUE, FOLLOW_ROOM, "
-        "IGNORE, MUTE_ROOM, NONE, REPLY, SEND_MESSAGE, UNFOLLOW_ROOM, UNMUTE_ROOM, "
-        "UPDATE_GOAL, WEATHER. Fix the name, or install the plugin that provides it."
+        "IGNORE, MUTE_ROOM, NONE, REPLY, SCHEDULE_TASK, SEND_MESSAGE, UNFOLLOW_ROOM, "
+        "UNMUTE_ROOM, UPDATE_GOAL, WEATHER. Fix the name, or install the plugin that provides it."
     )
 
 

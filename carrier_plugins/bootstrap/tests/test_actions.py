@@ -10,7 +10,7 @@ from carrier.character import Character
 from carrier.host import PluginHost
 from carrier.protocols import MemoryStore
 from carrier.runtime import AgentRuntime
-from carrier.testing import FakeModel
+from carrier.testing import FakeModel, prompt_text
 from carrier.types import (
     Goal,
     GoalStatus,
@@ -64,7 +64,7 @@ async def test_continue_takes_another_step(
     fake_model.queue("Part one.", actions=["CONTINUE"]).queue("Part two.")
     reply = await agent.handle(say("tell me everything"))
     assert reply.texts == ["Part one.", "Part two."]
-    assert "- CONTINUE: ok" in (fake_model.requests[1].system or "")
+    assert "- CONTINUE: ok" in prompt_text(fake_model.requests[1])
 
 
 async def test_continue_is_refused_on_the_last_step(

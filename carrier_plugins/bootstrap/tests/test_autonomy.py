@@ -9,7 +9,7 @@ from typing import Any
 from carrier.character import Character
 from carrier.host import PluginHost
 from carrier.runtime import AgentRuntime
-from carrier.testing import FakeModel
+from carrier.testing import FakeModel, prompt_text
 from carrier.types import Goal, GoalStatus, Objective, Reply
 
 
@@ -43,7 +43,7 @@ async def test_a_three_objective_goal_is_completed_with_update_goal(
     ]
     step_two = large.requests[2]
     assert "UPDATE_GOAL" in {a.name for a in step_two.actions}
-    assert "1/3 done, next is objective 2." in (step_two.system or "")
+    assert "1/3 done, next is objective 2." in prompt_text(step_two)
     assert small.requests == []  # the actions recorded progress; no evaluator call needed
 
 

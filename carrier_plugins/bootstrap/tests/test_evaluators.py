@@ -12,7 +12,7 @@ import pytest
 from carrier.character import Character
 from carrier.host import PluginHost
 from carrier.runtime import AgentRuntime
-from carrier.testing import FakeModel
+from carrier.testing import FakeModel, prompt_text
 from carrier.testing.fakes import EventRecorder
 from carrier.types import EventType, Goal, GoalStatus, IncomingMessage, MemoryType, Objective
 
@@ -59,7 +59,7 @@ async def test_a_fact_stated_once_is_retrieved_in_a_later_message(
     assert all(m.embedding is not None and m.entity_id == "ada" for m in stored)
 
     await remembering.handle(say("What do you know about my sister Maria?", room="elsewhere"))
-    system = fake_model.requests[-1].system or ""
+    system = prompt_text(fake_model.requests[-1])
     assert "Things you know:\n- Ada's sister Maria lives in Lisbon." in system
     assert "Things you know:\n- Ada bakes bread for a living." not in system
 
@@ -147,8 +147,8 @@ async def test_a_reflection_is_written_every_n_messages_and_shown(
         assert result.data == {"summary": "Ada greeted Testy twice.", "messages": 4}
         assert "Ada: hello" in small.requests[0].messages[0].content
         await agent.handle(say("anything new?"))
-        assert "Summary of the conversation so far: Ada greeted Testy twice." in (
-            large.requests[-1].system or ""
+        assert "Summary of the conversation so far: Ada greeted Testy twice." in prompt_text(
+            large.requests[-1]
         )
         assert len(small.requests) == 1  # not again before 4 more messages
 
@@ -192,7 +192,7 @@ async def test_verbatim_mode_keeps_the_senders_own_words_without_a_model_call(
         reply = await agent.handle(say("Hi! My name is Ada. I live in Oslo. What about you?"))
     (facts,) = [r for r in await reply.evaluated() if r.name == "facts"]
     assert facts.data["added"] == ["My name is Ada.", "I live in Oslo."]
-    assert not any("extract facts" in (r.system or "") for r in small_model.requests)
+    assert not any("extract facts" in prompt_text(r) for r in small_model.requests)
 
 
 async def test_facts_are_scoped_where_they_were_learned(
@@ -245,12 +245,12 @@ async def test_what_is_my_name_finds_the_senders_own_words_across_runs(
         AgentRuntime(character, host=bootstrap_host, store=store, models=models) as runtime,
     ):
         await runtime.handle(say("what is my name?", room="dm-ada-2"))
-        system = fake_model.requests[-1].system or ""
+        system = prompt_text(fake_model.requests[-1])
         section = system[system.index('<data source="relevant_memories">') :]
         assert "- My name is Ada" in section
         assert "Bob" not in system
         assert "Carol" not in system
         await runtime.handle(say("what is my name?", user="bob", room="dm-bob-2"))
-        system = fake_model.requests[-1].system or ""
+        system = prompt_text(fake_model.requests[-1])
         assert "- My name is Bob" in system
         assert "Ada" not in system

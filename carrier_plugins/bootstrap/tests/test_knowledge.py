@@ -16,7 +16,7 @@ from carrier_plugin_bootstrap.knowledge import chunk_text, ingest_path, search_k
 from carrier.character import Character, KnowledgeItem
 from carrier.host import PluginHost
 from carrier.runtime import AgentRuntime
-from carrier.testing import FakeModel
+from carrier.testing import FakeModel, prompt_text
 from carrier.types import IncomingMessage, MemoryType
 
 Say = Callable[..., IncomingMessage]
@@ -127,7 +127,7 @@ async def test_the_right_chunk_among_hundreds_reaches_the_prompt(
         assert again.added == []
         assert again.unchanged == [str(manual.resolve())]
         await agent.handle(say("who keeps station ven17, north and south, and how many goats?"))
-    system = large.requests[-1].system or ""
+    system = prompt_text(large.requests[-1])
     best = system.split("Knowledge:\n- ", 1)[1].split("\n- ", 1)[0]
     assert "is kept by bertsen, who feeds 5 goats." in best
 

@@ -7,7 +7,7 @@ from carrier_plugin_bootstrap import plugin
 from carrier.character import Character
 from carrier.host import PluginHost
 from carrier.runtime import AgentRuntime
-from carrier.testing import FakeModel
+from carrier.testing import FakeModel, prompt_text
 from carrier.types import IncomingMessage
 
 ACTIONS = [
@@ -17,6 +17,7 @@ ACTIONS = [
     "MUTE_ROOM",
     "NONE",
     "REPLY",
+    "SCHEDULE_TASK",
     "SEND_MESSAGE",
     "UNFOLLOW_ROOM",
     "UNMUTE_ROOM",
@@ -41,6 +42,7 @@ def test_registers_actions_providers_evaluators_and_command(host: PluginHost) ->
     ]
     assert host.evaluators.names() == ["facts", "goals", "reflection"]
     assert "knowledge" in host.commands
+    assert host.task_workers.names() == ["follow_up", "goal"]
     assert host.settings.namespaces() == ["bootstrap"]
 
 
@@ -67,9 +69,9 @@ async def test_a_turn_carries_the_sections_into_the_prompt(
         reply = await runtime.handle(IncomingMessage(text="hello", user_id="ada", user_name="Ada"))
     assert reply.texts == ["Hello Ada!"]
     assert [r.name for r in reply.action_results] == ["REPLY"]
-    system = model.requests[0].system or ""
+    system = prompt_text(model.requests[0])
     assert "The current date and time is" in system
-    assert "- Ada (id ada; member) wrote the current message" in system
+    assert "id ada" not in system  # a direct chat: no room/entities block, no id
     assert "- REPLY: Reply to the current message." in system
     offered = {a.name for a in model.requests[0].actions}
     assert {"REPLY", "IGNORE", "NONE", "CONTINUE"} <= offered

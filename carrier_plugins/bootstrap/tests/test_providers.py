@@ -14,7 +14,7 @@ from carrier.character import Character
 from carrier.host import PluginHost
 from carrier.protocols import Provider
 from carrier.runtime import AgentRuntime
-from carrier.testing import EventRecorder, FakeModel
+from carrier.testing import EventRecorder, FakeModel, prompt_text
 from carrier.types import (
     Attachment,
     Content,
@@ -91,7 +91,7 @@ async def test_every_section_fits_its_budget(
     assert "knowledge" not in state.providers  # dynamic: never per message
 
 
-async def test_character_examples_rotate_per_message(
+async def test_character_examples_rotate_per_room_and_stay_within_one(
     bootstrap_host: PluginHost, sql_store, say: Say
 ) -> None:  # type: ignore[no-untyped-def]
     model = FakeModel()
@@ -102,10 +102,12 @@ async def test_character_examples_rotate_per_message(
         models={"large": model, "small": model, "embedding": None},
     ) as agent:
         texts = {
-            (await _state(agent, say(f"hi {i}"))).providers["character"].text for i in range(4)
+            (await _state(agent, say(f"hi {i}", room=f"room-{i}"))).providers["character"].text
+            for i in range(4)
         }
-        again = await _state(agent, say("hi 0", message_id="fixed"))
-        same = await _state(agent, say("hi 0", message_id="fixed"))
+        # the same room: the same sample (a stable section, in the prompt's cached prefix)
+        again = await _state(agent, say("hi 0", room="room-0"))
+        same = await _state(agent, say("something else", room="room-0"))
     assert len(texts) == 4
     assert again.providers["character"].text == same.providers["character"].text
     assert "More examples of how Testy talks:" in again.providers["character"].text
@@ -148,7 +150,7 @@ async def test_sections_reach_the_prompt(
     await agent.handle(
         say("Testy, read this", group=True, room="team", role="owner", attachments=[link])
     )
-    system = fake_model.requests[-1].system or ""
+    system = prompt_text(fake_model.requests[-1])
     assert "Room: team (group)." in system
     assert "- Bob (id bob; member)" in system
     assert "- Ada (id ada; owner) wrote the current message" in system
@@ -193,4 +195,4 @@ async def test_a_slow_provider_times_out_without_stalling_the_loop(
     (failed,) = events.of(EventType.PROVIDER_FAILED)
     assert failed.data["provider"] == "slow"
     assert "timed out" in failed.data["error"]
-    assert "The current date and time is" in (model.requests[0].system or "")
+    assert "The current date and time is" in prompt_text(model.requests[0])

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from carrier.prompts import parse_action_response
 from carrier.runtime import AgentRuntime
-from carrier.testing import EventRecorder, FakeModel
+from carrier.testing import EventRecorder, FakeModel, prompt_text
 from carrier.types import EventType, IncomingMessage, Role
 
 Say = Callable[..., IncomingMessage]
@@ -37,7 +37,7 @@ async def test_invalid_arguments_let_the_model_retry(
     first, second = reply.action_results
     assert "text: Input should be a valid string" in (first.error or "")
     assert second.success
-    assert "Invalid arguments" in (fake_model.requests[1].system or "")
+    assert "Invalid arguments" in prompt_text(fake_model.requests[1])
     logs = await agent.store.get_logs(agent_id=agent.agent_id)
     assert any("Invalid arguments" in log["body"]["error"] for log in logs)
 

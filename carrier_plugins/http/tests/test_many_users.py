@@ -21,7 +21,7 @@ from carrier_plugin_sql.store import SqlStore
 from carrier.character import Character
 from carrier.host import PluginHost
 from carrier.runtime import AgentRuntime
-from carrier.testing import FunctionModel
+from carrier.testing import FunctionModel, prompt_text
 from carrier.types import MemoryType, ModelRequest, ModelResponse
 
 TOKENS = {"tok-alice": "alice", "tok-bob": {"user": "bob", "role": "member"}}
@@ -76,7 +76,7 @@ async def _say(
     assert sent.status_code == 200, sent.text
     large = [r for r in model.requests[asked:] if r.response_schema is None and r.actions]
     assert large, "the agent did not answer"
-    return large[0].system or ""
+    return prompt_text(large[0])
 
 
 async def _facts(runtime: AgentRuntime, count: int) -> list[str]:

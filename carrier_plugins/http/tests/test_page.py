@@ -178,7 +178,7 @@ async def test_chat_page_streams_an_answer_and_shows_actions(
             return with_nova, with_ada
 
         with_nova, with_ada = await asyncio.to_thread(switch_agents)
-        assert with_nova == []
+        assert with_nova == ["Say hello to Nova. Answers come from fake."]  # the welcome
         assert with_ada == after
 
 
@@ -229,12 +229,63 @@ async def test_chat_page_with_a_per_user_token_speaks_as_that_user(
         assert shown == ["Hi", "Hello, Ada."]
         nova = served.runtimes[0]
         (room,) = await served.store.get_rooms_for_entity("ada")
-        assert room == f"web-{nova.agent_id}-ada"
+        assert room.startswith(f"chat-{nova.agent_id[:8]}-")  # a sane id: no "web-web-"
+        assert room.endswith("-ada")
         stored = await served.store.get_memories(agent_id=nova.agent_id, room_id=room)
         assert [(m.entity_id, m.content.text) for m in stored] == [
             ("ada", "Hi"),
             (nova.agent_id, "Hello, Ada."),
         ]
+
+
+async def test_typed_while_streaming_is_queued_and_earlier_rooms_can_be_picked(
+    serve_agents, browser
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    model = SlowStreamingModel().queue("First answer comes word by word")
+    async with serve_agents([Character(name="Nova")], model=model) as served:
+        driver = browser
+        wait = WebDriverWait(driver, 20)  # type: ignore[arg-type]
+
+        def texts() -> list[str]:
+            return [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#log .msg")]  # type: ignore[attr-defined]
+
+        def say(text: str) -> None:
+            driver.find_element(By.ID, "text").send_keys(text)  # type: ignore[attr-defined]
+            driver.find_element(By.ID, "send").click()  # type: ignore[attr-defined]
+
+        def queue_two() -> tuple[list[str], list[str]]:
+            driver.get(served.url + "/")  # type: ignore[attr-defined]
+            wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#agent option"))
+            driver.execute_async_script(SHOWN_WHEN_LOADED)  # type: ignore[attr-defined]
+            say("one")
+            wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".msg.agent.streaming"))
+            say("two")  # while the first answer streams
+            wait.until(lambda d: len(texts()) == 4)
+            wait.until(ec.invisibility_of_element_located((By.CSS_SELECTOR, ".streaming")))
+            first = texts()
+            rooms = Select(driver.find_element(By.ID, "rooms"))  # type: ignore[attr-defined]
+            rooms.select_by_visible_text("New conversation")
+            driver.execute_async_script(SHOWN_WHEN_LOADED)  # type: ignore[attr-defined]
+            say("three")
+            wait.until(lambda d: len(texts()) == 2)
+            wait.until(ec.invisibility_of_element_located((By.CSS_SELECTOR, ".streaming")))
+            driver.execute_script("showHistory()")  # type: ignore[attr-defined]
+            wait.until(lambda d: len(Select(d.find_element(By.ID, "rooms")).options) == 3)
+            older = [o.text for o in Select(driver.find_element(By.ID, "rooms")).options][1]  # type: ignore[attr-defined]
+            Select(driver.find_element(By.ID, "rooms")).select_by_visible_text(older)  # type: ignore[attr-defined]
+            driver.execute_async_script(SHOWN_WHEN_LOADED)  # type: ignore[attr-defined]
+            wait.until(lambda d: len(texts()) == 4)
+            return first, texts()
+
+        first, earlier = await asyncio.to_thread(queue_two)
+        assert first == ["one", "First answer comes word by word", "two", "ok"]
+        assert earlier == first
+        user = driver.execute_script("return localStorage.getItem('carrier.user')")  # type: ignore[attr-defined]
+        assert len(await served.store.get_rooms_for_entity(user)) == 2
 
 
 #: Another site's page: a hidden form that posts to the agent, and a no-cors fetch.

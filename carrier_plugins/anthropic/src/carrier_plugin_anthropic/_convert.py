@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from anthropic.types import Message, RawMessageStreamEvent
 
 __all__ = [
+    "CACHE_BREAKPOINT",
     "StreamAccumulator",
     "from_message",
     "parse_retry_after",
@@ -89,16 +90,45 @@ def structured_tool_name(schema: Mapping[str, Any]) -> str:
     return (_NAME.sub("_", str(schema.get("title") or "respond")) or "respond")[:64]
 
 
-def to_params(request: ModelRequest, *, model: str, default_max_tokens: int) -> dict[str, Any]:
-    """Keyword arguments of ``messages.create`` for ``request``."""
+#: Anthropic's cache breakpoint: the prompt up to here is cached (for five minutes).
+CACHE_BREAKPOINT = {"type": "ephemeral"}
+
+
+def _cached(text: str) -> list[dict[str, Any]]:
+    return [{"type": "text", "text": text, "cache_control": dict(CACHE_BREAKPOINT)}]
+
+
+def to_params(
+    request: ModelRequest, *, model: str, default_max_tokens: int, cache: bool = False
+) -> dict[str, Any]:
+    """Keyword arguments of ``messages.create`` for ``request``.
+
+    With ``cache``, cache breakpoints mark the end of the system prompt and the end of
+    the request's stable prefix (its first ``metadata["prefix_messages"]`` messages,
+    ``carrier.layout``), so the next request in the room reads them from the cache.
+    """
+    messages = to_messages(request)
+    prefix = request.metadata.get("prefix_messages")
+    head = request.messages[:prefix] if isinstance(prefix, int) else []
+    if cache and head and any(m.content and m.role != "system" for m in head):
+        stable = to_messages(request.model_copy(update={"messages": head}))
+        marked = len(stable) - 1
+        if messages[marked]["content"] == stable[marked]["content"]:
+            messages[marked]["content"] = _cached(stable[marked]["content"])
+        else:  # the first per-message turn was merged into the last stable one
+            rest = messages[marked]["content"][len(stable[marked]["content"]) + 2 :]
+            messages[marked]["content"] = [
+                *_cached(stable[marked]["content"]),
+                {"type": "text", "text": rest},
+            ]
     params: dict[str, Any] = {
         "model": model,
-        "messages": to_messages(request),
+        "messages": messages,
         "max_tokens": request.max_tokens or default_max_tokens,
     }
     system = to_system(request)
     if system:
-        params["system"] = system
+        params["system"] = _cached(system) if cache else system
     if request.temperature is not None:
         params["temperature"] = request.temperature
     if request.stop:

@@ -108,7 +108,10 @@ class AnthropicModel(Model):
 
     def _params(self, request: ModelRequest) -> dict[str, Any]:
         return to_params(
-            request, model=self.model_id(request), default_max_tokens=self.settings.max_tokens
+            request,
+            model=self.model_id(request),
+            default_max_tokens=self.settings.max_tokens,
+            cache=self.settings.prompt_cache,
         )
 
     async def generate(self, request: ModelRequest) -> ModelResponse:

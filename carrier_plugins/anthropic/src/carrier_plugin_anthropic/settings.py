@@ -35,3 +35,8 @@ class AnthropicSettings(BaseSettings):
     max_tokens: int = Field(default=1024, gt=0, description="Answer limit when unset.")
     timeout_s: float = Field(default=60.0, gt=0)
     context_window: int = Field(default=200_000, gt=0)
+    prompt_cache: bool = Field(
+        default=True,
+        description="Set cache breakpoints at the end of the system prompt and of the "
+        "prompt's stable prefix (the history), so later turns read them from the cache.",
+    )

@@ -281,6 +281,7 @@ class GoalEvaluator(Evaluator):
     name = "goals"
     description = "Tracks progress on the open goals."
     always_run = True
+    needs_capable_model = True  # off with the default 135M model: it cannot judge it
     timeout_s = 60.0
 
     async def validate(self, runtime: AgentRuntime, message: Memory, state: State) -> bool:
@@ -372,6 +373,7 @@ class ReflectionEvaluator(Evaluator):
     name = "reflection"
     description = "Summarizes each room's conversation every few messages."
     always_run = True
+    needs_capable_model = True  # off with the default 135M model: it cannot summarize
     timeout_s = 60.0
 
     def __init__(self) -> None:

@@ -14,10 +14,10 @@ import carrier
 
 if TYPE_CHECKING:
     from carrier.plugin_settings import SettingsRegistry
-    from carrier.protocols import Action, Command, Evaluator, Provider
+    from carrier.protocols import Action, Command, Evaluator, Provider, TaskWorker
     from carrier.registry import Registry
     from carrier.runtime import AgentRuntime
-    from carrier.types import Memory, Participant, RespondDecision, Room
+    from carrier.types import Memory, Participant, RespondDecision, Room, Task
 
 __all__: list[str] = []
 
@@ -31,11 +31,32 @@ def carrier_add_settings(settings: SettingsRegistry) -> None:
 @carrier.hookimpl
 def carrier_register_actions(actions: Registry[Action]) -> None:
     """REPLY, IGNORE, NONE, CONTINUE, FOLLOW/UNFOLLOW/MUTE/UNMUTE_ROOM, SEND_MESSAGE,
-    UPDATE_GOAL."""
+    UPDATE_GOAL, SCHEDULE_TASK."""
     from carrier_plugin_bootstrap.actions import ACTIONS
+    from carrier_plugin_bootstrap.scheduling import ScheduleTaskAction
 
-    for name, action in ACTIONS.items():
+    every: dict[str, type[Action]] = {**ACTIONS, ScheduleTaskAction.name: ScheduleTaskAction}
+    for name, action in every.items():
         actions.add(name, action, description=action.description)
+
+
+@carrier.hookimpl
+def carrier_register_task_workers(task_workers: Registry[TaskWorker]) -> None:
+    """``follow_up`` (say a text in the task's room) and ``goal`` (work a goal)."""
+    from carrier_plugin_bootstrap.scheduling import FollowUpWorker, GoalWorker
+
+    task_workers.add("follow_up", FollowUpWorker, description="Say a text in the task's room.")
+    task_workers.add("goal", GoalWorker, description="Work toward a goal autonomously.")
+
+
+@carrier.hookimpl
+def carrier_choose_next_run(task: Task, after: float) -> float | None:
+    """Cron expressions (croniter: five fields, ``@hourly``, ``@daily``, ...; UTC)."""
+    if not task.cron:
+        return None
+    from carrier_plugin_bootstrap.scheduling import next_cron_run
+
+    return next_cron_run(task.cron, after)
 
 
 @carrier.hookimpl

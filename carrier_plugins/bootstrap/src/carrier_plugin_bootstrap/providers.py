@@ -20,9 +20,15 @@ from abc import abstractmethod
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from carrier.plugin_calls import token_counter, trim_to_tokens
+from carrier.plugin_calls import small_model, token_counter, trim_to_tokens
 from carrier.protocols import Provider
-from carrier.types import MemoryType, ParticipantState, ProviderOutput, RoomType
+from carrier.types import (
+    DIRECT_ROOM_TYPES,
+    MemoryType,
+    ParticipantState,
+    ProviderOutput,
+    RoomType,
+)
 
 if TYPE_CHECKING:
     from carrier.runtime import AgentRuntime
@@ -83,13 +89,14 @@ class CharacterProvider(Section):
     description = "Example conversations and background, a different sample per message."
     position = -50
     trusted = True  # the agent's own instructions
+    stable = True  # one sample per room: part of the prompt's cached prefix
     timeout_s = 1.0
     max_tokens = 500
 
     async def section(self, runtime: AgentRuntime, message: Memory, state: State) -> ProviderOutput:
         character = runtime.character
         sample = settings_for(runtime).examples_sample
-        rng = random.Random(message.id)  # rotates per message, reproducible per message
+        rng = random.Random(state.room.id)  # rotates per room, the same for its messages
         extra = character.message_examples[_PERSONA_EXAMPLES:]
         chosen = rng.sample(extra, min(sample, len(extra))) if sample else []
         sections = []
@@ -118,7 +125,7 @@ class CharacterProvider(Section):
 
 
 class TimeProvider(Section):
-    """The current date and time (UTC)."""
+    """The current date and time (UTC); nothing for a small model (``Model.small``)."""
 
     name = "time"
     description = "The current date and time."
@@ -129,6 +136,8 @@ class TimeProvider(Section):
 
     async def section(self, runtime: AgentRuntime, message: Memory, state: State) -> ProviderOutput:
         now = datetime.now(UTC)
+        if small_model(runtime):  # a 135M model answers about the date instead of the
+            return ProviderOutput()  # question when it sees one: it gets none
         text = f"The current date and time is {now:%A, %d %B %Y, %H:%M} UTC."
         return ProviderOutput(text=text, values={"now": now.isoformat()})
 
@@ -143,8 +152,10 @@ class EntitiesProvider(Section):
     max_tokens = 300
 
     async def section(self, runtime: AgentRuntime, message: Memory, state: State) -> ProviderOutput:
-        participants = {p.entity_id: p for p in await runtime.store.get_participants(state.room.id)}
         room = state.room
+        if room.type in DIRECT_ROOM_TYPES and len(state.actors) <= 2:
+            return ProviderOutput()  # a direct chat: the history says who is talking
+        participants = {p.entity_id: p for p in await runtime.store.get_participants(room.id)}
         mine = participants.get(runtime.agent_id)
         room_line = f"Room: {room.name or room.id} ({room.type.value}"
         if mine is not None and mine.state is not ParticipantState.NONE:
@@ -193,7 +204,12 @@ class SenderFactsProvider(Section):
             scope=state.scope or runtime.scope_for(message, state.room),
         )
         shown = {s.memory.id for s in state.facts}  # the kernel already renders those
-        fresh = [f for f in facts if f.id not in shown and f.content.text]
+        said = [m.content.text for m in state.recent_messages]  # and the history shows
+        fresh = [
+            f
+            for f in facts
+            if f.id not in shown and f.content.text and not any(f.content.text in t for t in said)
+        ]
         if not fresh:
             return ProviderOutput()
         who = state.sender.names[0] if state.sender and state.sender.names else "them"
@@ -319,6 +335,7 @@ class ActionsProvider(Section):
     description = "What the agent can do for this message."
     position = 50
     trusted = True  # the agent's own instructions
+    stable = True  # changes only when the offered actions do
     timeout_s = 1.0
     max_tokens = 700
 

@@ -120,6 +120,18 @@ class BootstrapSettings(BaseSettings):
     knowledge_on_start: bool = Field(
         default=True, description="Ingest the character's knowledge when the runtime starts."
     )
+    max_scheduled_tasks: int = Field(
+        default=10,
+        ge=0,
+        description="Tasks the agent may have scheduled with SCHEDULE_TASK at once; 0 "
+        "withdraws the action.",
+    )
+    min_task_interval_s: float = Field(
+        default=60.0, gt=0, description="Shortest repeat interval SCHEDULE_TASK accepts."
+    )
+    max_task_delay_s: float = Field(
+        default=30 * 24 * 3600.0, gt=0, description="Furthest first run SCHEDULE_TASK accepts."
+    )
     # ``| None`` makes pydantic-settings hand text that is not JSON to the validator
     # below (which reports it) instead of failing with a SettingsError; it never
     # returns None.

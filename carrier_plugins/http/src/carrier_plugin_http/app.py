@@ -26,7 +26,7 @@ from carrier_plugin_http.middleware import (
     RequestIdMiddleware,
     split_host,
 )
-from carrier_plugin_http.routers import agents, memories, messages, service
+from carrier_plugin_http.routers import agents, approvals, memories, messages, service
 from carrier_plugin_http.security import RateLimiter
 
 if TYPE_CHECKING:
@@ -73,8 +73,9 @@ def create_app(hub: AgentHub, settings: HttpSettings) -> FastAPI:
         per_minute=settings.rate_limit_per_minute, burst=settings.rate_limit_burst
     )
     install_error_handlers(app)
-    for module in (messages, agents, memories, service):
+    for module in (messages, agents, memories, approvals, service):
         app.include_router(module.router)
+    app.include_router(memories.everywhere)
     return app
 
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from carrier.errors import CarrierError
 from carrier_plugin_http.messages import MessageForm, MessageIn
 
 if TYPE_CHECKING:
@@ -20,10 +21,12 @@ __all__ = [
     "AgentSummary",
     "ContentOut",
     "Error",
+    "Forgotten",
     "Me",
     "MemoryOut",
     "MemoryPage",
     "MessageContentOut",
+    "RoomList",
     "Status",
     "agent_detail",
     "agent_summary",
@@ -60,6 +63,14 @@ class AgentSummary(BaseModel):
     id: str
     name: str
     username: str | None = None
+    model: str | None = None  #: the model that answers (the large model's name)
+    smallModel: bool = False  # noqa: N815 - a small demo model (``Model.small``)
+
+
+class RoomList(BaseModel):
+    """``GET /agents/{agent_id}/rooms``: the caller's rooms with the agent, newest first."""
+
+    rooms: list[str]
 
 
 class Me(BaseModel):
@@ -110,6 +121,14 @@ class MemoryPage(BaseModel):
     roomId: str  # noqa: N815
     memories: list[MemoryOut]
     nextBefore: float | None = None  # noqa: N815
+
+
+class Forgotten(BaseModel):
+    """What a forget request deleted: the caller's memories in a room (or all rooms)."""
+
+    userId: str  # noqa: N815
+    roomId: str | None = None  # noqa: N815
+    deleted: int
 
 
 class Status(BaseModel):
@@ -168,9 +187,19 @@ def contents(runtime: AgentRuntime, responses: Iterable[Memory]) -> list[dict[st
 
 
 def agent_summary(runtime: AgentRuntime) -> dict[str, Any]:
-    """An agent's id, name and username."""
+    """An agent's id, name and username, and the model that answers."""
     character = runtime.character
-    return {"id": runtime.agent_id, "name": character.name, "username": character.username}
+    try:
+        model = runtime.model().primary
+    except CarrierError:  # no large model configured
+        model = None
+    return {
+        "id": runtime.agent_id,
+        "name": character.name,
+        "username": character.username,
+        "model": model.name if model is not None else None,
+        "smallModel": bool(getattr(model, "small", False)),
+    }
 
 
 def agent_detail(runtime: AgentRuntime) -> dict[str, Any]:

@@ -50,6 +50,8 @@ class LocalModel(Model):
         self.embedder = Embedder(threads=settings.threads, batch_size=settings.embedding_batch_size)
         self.context_window = settings.context_size
         self.calls_actions = settings.actions
+        # the default SmolLM2-135M: short prompts, no evaluator that needs reasoning
+        self.small = settings.model_path is None
         self.name = "local:" + (
             settings.model_path.name.removesuffix(".gguf")
             if settings.model_path

@@ -14,7 +14,9 @@ import carrier
 if TYPE_CHECKING:
     from carrier.protocols import Model
     from carrier.registry import Registry
+    from carrier.runtime import AgentRuntime
     from carrier.settings import SettingsRegistry
+    from carrier.types import ModelClass
     from carrier_plugin_openai.settings import OpenAISettings
 
 __all__ = ["build_model"]
@@ -35,6 +37,27 @@ def carrier_register_models(models: Registry[Model]) -> None:
         settings="openai",
         description="OpenAI or any OpenAI-compatible server (CARRIER_OPENAI_BASE_URL).",
     )
+
+
+@carrier.hookimpl
+def carrier_choose_model(runtime: AgentRuntime, model_class: ModelClass) -> str | None:
+    """Chat with the OpenAI-compatible server that ``CARRIER_OPENAI_BASE_URL`` names
+    when no model is configured otherwise (``CARRIER_MODEL_LARGE``/``_SMALL``, the
+    character's ``modelProvider``): ``CARRIER_OPENAI_BASE_URL=http://127.0.0.1:11434/v1
+    CARRIER_OPENAI_MODEL=qwen2.5 carrier chat`` (Ollama, LM Studio, llama-server) needs
+    no key. The small model is the same one unless ``CARRIER_OPENAI_SMALL_MODEL`` is
+    set. Embeddings stay with the default."""
+    configured = runtime.settings
+    if str(model_class) == "embedding" or configured.model_large or configured.model_small:
+        return None
+    if runtime.character.model_provider or "openai" not in runtime.host.models:
+        return None
+    settings = runtime.plugin_settings("openai")
+    if not settings.base_url:
+        return None
+    if str(model_class) == "small" and "small_model" not in settings.model_fields_set:
+        return "openai:large"
+    return "openai"
 
 
 def build_model(settings: OpenAISettings, *, model: str | None = None, **overrides: Any) -> Model:

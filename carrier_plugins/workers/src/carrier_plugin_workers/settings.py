@@ -46,4 +46,18 @@ class WorkersSettings(BaseSettings):
         description="Keep succeeded jobs in procrastinate_jobs (an audit trail) instead of "
         "deleting them; the table then grows with every message.",
     )
+    task_poll_s: float = Field(
+        default=0.5, gt=0, description="Seconds between a worker's looks for due task runs."
+    )
+    task_horizon_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="Task runs due within this many seconds are deferred as scheduled jobs.",
+    )
+    task_batch: int = Field(
+        default=50, ge=1, description="Most task runs due at one moment that share a job."
+    )
+    task_sweep_s: float = Field(
+        default=5.0, gt=0, description="Seconds between sweeps for expired approvals."
+    )
     pool_size: int = Field(default=10, ge=1, description="Most queue connections per process.")

@@ -1,4 +1,5 @@
-"""``run_worker``: take message jobs from the queue and handle them, until stopped.
+"""``run_worker``: take message jobs from the queue and handle them, until stopped;
+defer and run the agents' scheduled task runs too (:mod:`carrier_plugin_workers.tasks`).
 
 A worker hosts one runtime per character, shares one store between them and
 listens to their agents' queues. It survives PostgreSQL going away by
@@ -38,6 +39,7 @@ from carrier_plugin_workers.queue import (
     queue_target,
 )
 from carrier_plugin_workers.retries import awaiting_run, reconnecting, recording_outcome
+from carrier_plugin_workers.tasks import plan_tasks, register_task_runner
 
 if TYPE_CHECKING:
     from carrier_plugin_sql.pg_url import PostgresTarget
@@ -223,9 +225,11 @@ async def _serve(
         return
     app = build_app(target, settings)
     _register_task(app, runtimes, settings)
+    register_task_runner(app, runtimes)
     await ensure_schema(target)
     async with app.open_async():
         sweeper = asyncio.create_task(_sweep_stalled(app, target, settings))
+        planner = asyncio.create_task(plan_tasks(app, runtimes, settings))
         worker = asyncio.create_task(
             _DurableWorker(
                 app=app,
@@ -246,9 +250,10 @@ async def _serve(
         finally:
             stopping.cancel()
             sweeper.cancel()
+            planner.cancel()
             if not worker.done():
                 worker.cancel()  # procrastinate finishes the jobs in hand first
-            await asyncio.gather(worker, sweeper, return_exceptions=True)
+            await asyncio.gather(worker, sweeper, planner, return_exceptions=True)
         if stop.is_set():
             return
         try:

@@ -1,4 +1,5 @@
-"""``GET /me``, ``GET /agents`` and ``GET /agents/{agent_id}``."""
+"""``GET /me``, ``GET /agents``, ``GET /agents/{agent_id}`` and the caller's rooms with
+an agent (``GET /agents/{agent_id}/rooms``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from carrier_plugin_http import schemas
-from carrier_plugin_http.deps import Agent, Caller, Hub
+from carrier_plugin_http.deps import Agent, Caller, Hub, Reader
 
 __all__ = ["router"]
 
@@ -33,3 +34,20 @@ async def agents(identity: Caller, hub: Hub) -> dict[str, Any]:
 )
 async def agent_detail(runtime: Agent) -> dict[str, Any]:
     return schemas.agent_detail(runtime)
+
+
+@router.get(
+    "/agents/{agent_id}/rooms",
+    summary="The caller's rooms with the agent (the page's earlier conversations).",
+    response_model=schemas.RoomList,
+    responses={404: {"model": schemas.Error}},
+)
+async def rooms(runtime: Agent, reader: Reader, hub: Hub) -> dict[str, Any]:
+    store = runtime.store
+    found = []
+    for room_id in await store.get_rooms_for_entity(reader):
+        if hub.is_reserved_room(room_id):
+            continue
+        if await store.get_participant(room_id, runtime.agent_id) is not None:
+            found.append(room_id)
+    return {"rooms": sorted(found, reverse=True)}

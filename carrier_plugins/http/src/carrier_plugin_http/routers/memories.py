@@ -1,5 +1,7 @@
 """A room's messages (``GET /agents/{agent_id}/rooms/{room_id}/memories``) and the files
-sent with them (``.../memories/{memory_id}/attachments/{attachment_id}``).
+sent with them (``.../memories/{memory_id}/attachments/{attachment_id}``); forgetting
+(``DELETE`` on a room's memories, or on ``/agents/{agent_id}/memories`` for every room,
+with ``confirm=true``) deletes the caller's memories (``carrier.forgetting``).
 
 Only the room's users read them, and only messages: facts, reflections, documents and
 knowledge fragments the agent keeps about a room never leave the server, nor do a
@@ -17,14 +19,17 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, Query
 from fastapi.responses import FileResponse, Response
 
+from carrier.forgetting import forget
 from carrier.types import MemoryType
 from carrier_plugin_http import schemas
 from carrier_plugin_http.deps import Agent, Hub, Reader, Settings, check_room_for_read
 from carrier_plugin_http.messages import media_type, upload_path
 
-__all__ = ["router"]
+__all__ = ["everywhere", "router"]
 
 router = APIRouter(prefix="/agents/{agent_id}/rooms/{room_id}/memories", tags=["agents"])
+everywhere = APIRouter(prefix="/agents/{agent_id}/memories", tags=["agents"])
+_Confirm = Annotated[bool, Query(description="Must be true: the deletion cannot be undone.")]
 _RoomId = Annotated[str, Path(max_length=200)]
 _REFUSED: dict[int | str, dict[str, Any]] = {
     403: {"model": schemas.Error},
@@ -65,6 +70,44 @@ async def memories(
         "memories": [schemas.memory_out(m) for m in found],
         "nextBefore": found[0].created_at if len(found) == limit else None,
     }
+
+
+def _confirmed(confirm: bool) -> None:
+    if not confirm:
+        raise HTTPException(400, "Forgetting cannot be undone; repeat with confirm=true.")
+
+
+@router.delete(
+    "",
+    summary="Forget the caller: delete their messages in the room, the agent's answers "
+    "and what was learned about them there.",
+    response_model=schemas.Forgotten,
+    responses={400: {"model": schemas.Error}, **_REFUSED},
+)
+async def forget_in_room(
+    runtime: Agent, room_id: _RoomId, reader: Reader, hub: Hub, confirm: _Confirm = False
+) -> dict[str, Any]:
+    _confirmed(confirm)
+    await check_room_for_read(hub, runtime, room_id, reader)
+    count = await forget(
+        runtime.store, agent_id=runtime.agent_id, entity_id=reader, room_id=room_id
+    )
+    return {"userId": reader, "roomId": room_id, "deleted": count}
+
+
+@everywhere.delete(
+    "",
+    summary="Forget the caller in every room: their messages, the agent's answers and "
+    "what was learned about them.",
+    response_model=schemas.Forgotten,
+    responses={400: {"model": schemas.Error}, 404: {"model": schemas.Error}},
+)
+async def forget_everywhere(
+    runtime: Agent, reader: Reader, confirm: _Confirm = False
+) -> dict[str, Any]:
+    _confirmed(confirm)
+    count = await forget(runtime.store, agent_id=runtime.agent_id, entity_id=reader, room_id=None)
+    return {"userId": reader, "roomId": None, "deleted": count}
 
 
 @router.get(
