@@ -31,6 +31,7 @@ def _env(tmp_path: Path, telegram: FakeTelegram, discord: FakeDiscord) -> dict[s
         CARRIER_DISCORD_API_BASE=discord.url,
         CARRIER_DISCORD_GATEWAY_URL=discord.gateway_url,
         CARRIER_DISCORD_DM_POLICY="open",
+        CARRIER_DISCORD_RECONNECT_TIMEOUT_S="3",
     )
     return env
 
@@ -65,7 +66,7 @@ async def test_carrier_start_serves_telegram_and_discord_and_isolates_a_crash(
             telegram.queue_message(telegram.private_message(user_id=8, text="still there?"))
             await telegram.wait_sent(2, timeout_s=30)
 
-            await discord.wait_for(lambda: discord.identifies == 2, timeout_s=30)
+            await discord.wait_for(lambda: discord.identifies == 2, timeout_s=60)
             discord.dispatch(
                 "MESSAGE_CREATE",
                 discord.message(channel_id=902, user_id=12, content="back on discord"),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -86,6 +87,12 @@ def build_bot(events: dict[str, Any]) -> discord.Client:
         async def on_guild_join(self, guild: discord.Guild) -> None:
             await _call(events, "guild_join", guild)
 
+        async def on_disconnect(self) -> None:
+            await _call(events, "disconnect")
+
+        async def on_resumed(self) -> None:
+            await _call(events, "resumed")
+
     from carrier_plugin_discord.sending import ALLOWED_MENTIONS
 
     return CarrierBot(
@@ -148,7 +155,8 @@ class DiscordClient(Client):
             await self._serve(runtime, bot, settings, health, events)
         finally:
             with contextlib.suppress(Exception):
-                await bot.close()
+                # discord.py's close can stall on a gateway that is already gone
+                await asyncio.wait_for(bot.close(), timeout=10)
 
     async def _serve(
         self,
@@ -167,10 +175,20 @@ class DiscordClient(Client):
         ready = asyncio.Event()
         name = f"@{bot.user}"
 
+        dropped: list[float] = []  # when the gateway dropped, until it is back
+
         async def on_ready() -> None:
+            dropped.clear()
             if settings.slash_commands:
                 service.spawn(register_commands(service, [g.id for g in bot.guilds]))
             ready.set()
+
+        async def on_disconnect() -> None:
+            if not dropped:
+                dropped.append(time.monotonic())
+
+        async def on_resumed() -> None:
+            dropped.clear()
 
         async def on_guild_join(guild: discord.Guild) -> None:
             if settings.slash_commands:
@@ -182,6 +200,8 @@ class DiscordClient(Client):
             raw_reaction_add=service.on_reaction,
             interaction=lambda i: _interaction(service, i, handle_interaction),
             guild_join=on_guild_join,
+            disconnect=on_disconnect,
+            resumed=on_resumed,
         )
         stop_listening = runtime.listen(service.on_event)
         service.start_deliveries()
@@ -197,7 +217,7 @@ class DiscordClient(Client):
             else:
                 health.ready(f"connected as {name}")
                 logger.info("Discord: %s connected as %s", runtime.character.name, name)
-                await connection
+                await _watch(connection, dropped, settings.reconnect_timeout_s)
             raise CarrierError("The Discord gateway connection ended.")
         finally:
             stop_listening()
@@ -205,6 +225,21 @@ class DiscordClient(Client):
             connection.cancel()
             with contextlib.suppress(BaseException):
                 await connection
+
+
+async def _watch(connection: asyncio.Task[None], dropped: list[float], limit_s: float) -> None:
+    """Wait for the gateway loop to end; raise if the connection stays dropped (no
+    resume, no new READY) for ``limit_s``, so the supervisor starts the client afresh."""
+    while True:
+        done, _ = await asyncio.wait({connection}, timeout=min(1.0, limit_s / 4))
+        if done:
+            connection.result()
+            return
+        if dropped and time.monotonic() - dropped[0] > limit_s:
+            raise CarrierError(
+                f"The Discord gateway connection dropped and did not come back within "
+                f"{limit_s:g} s; restarting the client."
+            )
 
 
 async def _connect(bot: discord.Client) -> None:

@@ -42,6 +42,9 @@ class DiscordSettings(BaseSettings):
         slash_commands: Register ``/ask`` and ``/forget`` in each guild at connect.
         typing_interval_s: How often the typing indicator is renewed while the agent works.
         drain_timeout_s: At shutdown, how long turns in flight may take to finish.
+        reconnect_timeout_s: After the gateway connection drops, how long discord.py may
+            take to resume or reconnect before the client is restarted from scratch (it
+            can stall after a fatal close code).
         delivery_poll_s: How often messages the agent sent from another process (a
             ``carrier worker`` running SEND_MESSAGE) are looked for; in this process
             they go out at once.
@@ -66,6 +69,7 @@ class DiscordSettings(BaseSettings):
     slash_commands: bool = True
     typing_interval_s: float = Field(default=8.0, gt=0)
     drain_timeout_s: float = Field(default=5.0, ge=0)
+    reconnect_timeout_s: float = Field(default=60.0, gt=0)
     delivery_poll_s: float = Field(default=2.0, gt=0)
     api_base: str | None = None
     gateway_url: str | None = None

@@ -26,6 +26,9 @@ from aiohttp import WSMsgType, web
 
 __all__ = ["FakeDiscord"]
 
+#: Close codes after which Discord refuses a RESUME (bad token, sharding, intents).
+_FATAL_CLOSES = frozenset({4004, 4010, 4011, 4012, 4013, 4014})
+
 TIMESTAMP = "2026-01-01T00:00:00+00:00"
 ADMINISTRATOR = 1 << 3
 
@@ -96,6 +99,11 @@ class FakeDiscord:
         self._gateway: _Gateway | None = None
         self._limits: list[float] = []
         self._session = "fake-session"
+        #: After a fatal close (4004, 4010-4014): refuse RESUME with it, as Discord does,
+        #: until the client IDENTIFYs afresh.
+        self._fatal: int | None = None
+        #: The heartbeat interval HELLO asks for (Discord's own).
+        self.heartbeat_ms = 41250
         self._changed = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self._port = 0
@@ -402,6 +410,10 @@ class FakeDiscord:
         """Close the gateway connection with ``code`` (4000: the client resumes; 4004,
         a bad token, or 4014, a missing privileged intent: the client gives up)."""
         gateway = self._gateway
+        if code in _FATAL_CLOSES:
+            # A client may miss the code in the close frame (it is racy in aiohttp) and
+            # try to RESUME; Discord answers that with the same close, and so does this.
+            self._fatal = code
         if gateway is not None:
             await gateway.socket.close(code=code)
 
@@ -438,7 +450,8 @@ class FakeDiscord:
         gateway = _Gateway(socket)
         writer = asyncio.get_running_loop().create_task(self._write(gateway))
         try:
-            await socket.send_str(json.dumps({"op": 10, "d": {"heartbeat_interval": 41250}}))
+            hello = {"op": 10, "d": {"heartbeat_interval": self.heartbeat_ms}}
+            await socket.send_str(json.dumps(hello))
             async for frame in socket:
                 if frame.type is not WSMsgType.TEXT:
                     break
@@ -456,6 +469,7 @@ class FakeDiscord:
         if op == 1:
             await socket.send_str(json.dumps({"op": 11}))
         elif op == 2:
+            self._fatal = None
             self.identifies += 1
             ready = {
                 "v": 10,
@@ -476,6 +490,9 @@ class FakeDiscord:
                     gateway.queue.put_nowait(event)
             self._touch()
         elif op == 6:
+            if self._fatal is not None:
+                await socket.close(code=self._fatal)
+                return
             self.resumes.append(dict(data))
             last = int(data.get("seq") or 0)
             for event in self._log:
