@@ -15,11 +15,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from carrier.lanes import Lanes
 from carrier.outbox import Deliveries
 from carrier.pairing import PairingBook
 from carrier.types import Attachment, EventType, IncomingMessage, Role, RoomType
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from carrier_plugin_discord.sending import Sender
     from carrier_plugin_discord.settings import DiscordSettings
 
-__all__ = ["BotService", "Lanes"]
+__all__ = ["BotService"]
 
 logger = logging.getLogger("carrier_plugin_discord")
 
@@ -57,46 +57,6 @@ class _Recovered:
 
     key: str
     entry: dict[str, Any]
-
-
-class Lanes:
-    """Runs ``work(item)`` for each submitted item: one key's items in order, keys
-    concurrently; a key's task ends when its queue is empty."""
-
-    def __init__(self, work: Callable[[Any], Awaitable[None]]) -> None:
-        self._work = work
-        self._queues: dict[str, deque[Any]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    def submit(self, key: str, item: Any) -> None:
-        queue = self._queues.get(key)
-        if queue is None:
-            queue = self._queues[key] = deque()
-            task = asyncio.get_running_loop().create_task(self._run(key, queue))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        queue.append(item)
-
-    async def _run(self, key: str, queue: deque[Any]) -> None:
-        try:
-            while queue:
-                try:
-                    await self._work(queue.popleft())
-                except Exception:
-                    logger.exception("Discord: handling an event failed")
-        finally:
-            del self._queues[key]
-
-    async def drain(self, timeout_s: float) -> None:
-        """Wait up to ``timeout_s`` for the work in flight, then cancel what is left."""
-        if not self._tasks:
-            return
-        _, late = await asyncio.wait(set(self._tasks), timeout=timeout_s)
-        for task in late:
-            task.cancel()
-        if late:
-            logger.warning("Discord: %d channel(s) still busy at shutdown", len(late))
-            await asyncio.wait(late)
 
 
 class BotService:
@@ -127,7 +87,7 @@ class BotService:
         self.pairing = PairingBook(self._state)
         self._owners = set(settings.owners)
         self._names = [n for n in (runtime.character.name, runtime.character.username) if n]
-        self.lanes = Lanes(self._process)
+        self.lanes = Lanes(self._process, label="Discord")
         self._background: set[asyncio.Task[None]] = set()
         self._deliveries = Deliveries(runtime.store, "discord", runtime.agent_id)
         self._sent = asyncio.Event()

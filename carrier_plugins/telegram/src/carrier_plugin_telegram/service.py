@@ -13,13 +13,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from telegram import Update
 from telegram.error import TelegramError
 
+from carrier.lanes import Lanes
 from carrier.outbox import Deliveries
 from carrier.types import Attachment, EventType, IncomingMessage, Role, RoomType
 from carrier_plugin_telegram import convert
@@ -41,49 +40,6 @@ logger = logging.getLogger("carrier_plugin_telegram")
 
 JOURNAL_TTL_S = 24 * 3600.0
 _TEXT_TYPES = ("text/", "application/json", "application/xml", "application/x-yaml")
-
-
-class Lanes:
-    """Runs ``work(item)`` for each submitted item: one key's items in order, keys
-    concurrently; a key's task ends when its queue is empty."""
-
-    def __init__(self, work: Callable[[Any], Awaitable[None]]) -> None:
-        self._work = work
-        self._queues: dict[str, deque[Any]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    def submit(self, key: str, item: Any) -> None:
-        queue = self._queues.get(key)
-        if queue is None:
-            queue = self._queues[key] = deque()
-            task = asyncio.get_running_loop().create_task(self._run(key, queue))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        queue.append(item)
-
-    async def _run(self, key: str, queue: deque[Any]) -> None:
-        try:
-            while queue:
-                try:
-                    await self._work(queue.popleft())
-                except Exception:
-                    logger.exception("Telegram: handling an update failed")
-        finally:
-            del self._queues[key]
-
-    async def drain(self, timeout_s: float) -> None:
-        """Wait up to ``timeout_s`` for the work in flight, then cancel what is left
-        (its journal entries stay, for the next start)."""
-        if not self._tasks:
-            return
-        _, late = await asyncio.wait(set(self._tasks), timeout=timeout_s)
-        for task in late:
-            task.cancel()
-        if late:
-            logger.warning(
-                "Telegram: %d chat(s) still busy at shutdown; left for recovery", len(late)
-            )
-            await asyncio.wait(late)
 
 
 class BotService:
@@ -110,7 +66,7 @@ class BotService:
         self._owners = set(settings.owners)
         self._admins: dict[int, tuple[float, frozenset[int]]] = {}
         self._names = [n for n in (runtime.character.name, runtime.character.username) if n]
-        self.lanes = Lanes(self._process)
+        self.lanes = Lanes(self._process, label="Telegram")
         self._background: set[asyncio.Task[None]] = set()
         self._deliveries = Deliveries(runtime.store, "telegram", runtime.agent_id)
         self._sent = asyncio.Event()
