@@ -51,25 +51,24 @@ class HistoryWindow:
         self.drops = 0
         self._starts: dict[str, str] = {}
 
-    def start(self, room_id: str, messages: list[Memory], costs: list[int], budget: int) -> int:
-        """The index in ``messages`` (oldest first, the room's history without the new
-        message) of the first one to send, within ``budget`` tokens (``costs`` each)."""
-        ids = [m.id for m in messages]
+    def start(self, room_id: str, ids: list[str], costs: list[int], budget: int) -> int:
+        """The index in ``ids`` (oldest first, the room's history without the new
+        message) of the first message to send, within ``budget`` tokens (``costs`` each)."""
         known = self._starts.pop(room_id, None)
         if known is not None and known in ids:
             start = ids.index(known)
-        elif known is None and (self.limit is None or len(messages) + 1 < self.limit):
+        elif known is None and (self.limit is None or len(ids) + 1 < self.limit):
             start = 0  # a room the window never saw, not yet full: all of it
         else:  # the window's first message fell out of the fetched history: it is full
-            start = len(messages) // 2
+            start = len(ids) // 2
             self.drops += 1
         total = sum(costs[start:])
-        while start < len(messages) and total > budget:  # over budget: drop the older half
-            cut = start + max(1, (len(messages) - start) // 2)
+        while start < len(ids) and total > budget:  # over budget: drop the older half
+            cut = start + max(1, (len(ids) - start) // 2)
             total -= sum(costs[start:cut])
             start = cut
             self.drops += 1
-        if start < len(messages):
+        if start < len(ids):
             self._starts[room_id] = ids[start]
             if len(self._starts) > self.size:
                 del self._starts[next(iter(self._starts))]
@@ -98,7 +97,8 @@ def _per_message_data(state: State, shown: Collection[str] = ()) -> list[str]:
     fact that repeats a message of the history sent (``shown``) is left out."""
     data: list[str] = []
     facts = [s.memory.content.text for s in state.facts]
-    facts = [f for f in facts if not any(f in text for text in shown)]
+    said = "\x00".join(shown) if facts else ""  # one search, whatever the history's length
+    facts = [f for f in facts if f not in said]
     if facts:
         data.append(data_section("facts", "Things you know:\n" + _bullets(facts)))
     if state.knowledge:
@@ -170,25 +170,23 @@ def compose_request(
 
     cache = turns if turns is not None else TurnCache(count_tokens)
     budget = max_prompt_tokens - count_tokens(system) - count_tokens(last) - (max_tokens or 0)
-    kept: list[Memory] = []
-    history: list[ChatMessage] = []
-    costs: list[int] = []
-    for memory in state.recent_messages:
-        text = memory.content.text
-        if memory.id == state.message.id or not text:
-            continue
-        if memory.entity_id == state.agent_id:
-            message, cost = cache.turn("assistant", shorten_answer(text) if short_answers else text)
-        else:
-            speaker = names.get(memory.entity_id, "Someone")
-            message, cost = cache.turn("user", f"{speaker}: {text}" if group else text)
-        kept.append(memory)
-        history.append(message)
-        costs.append(cost)
-    start = (window or HistoryWindow()).start(state.room.id, kept, costs, budget)
-    history = history[start:]
+    current_id, agent_id = state.message.id, state.agent_id
+
+    def turn(memory: Memory) -> tuple[ChatMessage, int]:
+        text = memory.content.text or ""
+        if memory.entity_id == agent_id:
+            return cache.turn("assistant", shorten_answer(text) if short_answers else text)
+        speaker = names.get(memory.entity_id, "Someone")
+        return cache.turn("user", f"{speaker}: {text}" if group else text)
+
+    kept = [m for m in state.recent_messages if m.content.text and m.id != current_id]
+    # what else shapes a turn: whose answers are the agent's, how they read, who speaks
+    shape = (agent_id, short_answers, group, tuple(sorted(names.items())) if group else ())
+    built = cache.rooms.build(state.room.id, shape, kept, turn)
+    start = (window or HistoryWindow()).start(state.room.id, built.ids, built.costs, budget)
+    history = built.turns[start:]
     if state.facts:  # facts the history already shows are left out (a shorter turn)
-        data = turn_data + _per_message_data(state, [m.content.text for m in kept[start:]])
+        data = turn_data + _per_message_data(state, built.texts[start:])
         last = "\n\n".join([*_sections(turn_text, data), state.message.content.text])
     current = ChatMessage(role="user", content=last)
     # A reply is one turn: stop where a model starts writing someone's next line.

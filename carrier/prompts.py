@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from carrier.room_history import RoomHistories
 from carrier.types import ActionCall, ActionSpec, ChatMessage, ModelRequest, ModelResponse
 
 if TYPE_CHECKING:
@@ -257,6 +258,8 @@ class TurnCache:
         self.max_bytes = max_bytes
         self.bytes = 0
         self._turns: dict[tuple[str, str], tuple[ChatMessage, int]] = {}
+        #: each room's history as its last request sent it (its own budget, the same)
+        self.rooms = RoomHistories(max_bytes)
 
     def __len__(self) -> int:
         return len(self._turns)

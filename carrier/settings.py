@@ -88,7 +88,8 @@ class CarrierSettings(BaseSettings):
         default=32.0,
         ge=0,
         description="Budget (MiB, estimated) of the history turns kept built with their "
-        "token counts between prompts: ~40,000 turns, the windows of ~1,000 active rooms.",
+        "token counts between prompts: ~40,000 turns, the windows of ~1,000 active rooms; "
+        "each room's last-sent history gets the same budget again.",
     )
     max_action_steps: int = Field(default=4, ge=1, le=32)
     provider_timeout_s: float = Field(

@@ -23,7 +23,7 @@ from carrier.layout import HistoryWindow, shorten_answer
 from carrier.protocols import Model
 from carrier.testing import EventRecorder, FakeModel
 from carrier.testing.http_fake import FakeServer, Recorded, Reply
-from carrier.types import EventType, Memory
+from carrier.types import EventType
 
 TURNS = 60
 LIMIT = 32  # CARRIER_HISTORY_LIMIT's default
@@ -104,14 +104,14 @@ def by_room(requests: list[Any]) -> dict[str, list[Any]]:
 
 def test_the_window_drops_its_older_half_only_when_full() -> None:
     window = HistoryWindow(limit=8)
-    history = [Memory(id=f"m{n}", agent_id="a", entity_id="u", room_id="r") for n in range(7)]
+    ids = [f"m{n}" for n in range(7)]
     costs = [10] * 7
-    assert window.start("r", history[:3], costs[:3], 1000) == 0
-    assert window.start("r", history[:5], costs[:5], 1000) == 0  # grows, same start
-    assert window.start("r", history[2:], costs[2:], 1000) == 2  # m0 fell out: the newer half
+    assert window.start("r", ids[:3], costs[:3], 1000) == 0
+    assert window.start("r", ids[:5], costs[:5], 1000) == 0  # grows, same start
+    assert window.start("r", ids[2:], costs[2:], 1000) == 2  # m0 fell out: the newer half
     assert window.drops == 1
-    assert window.start("r", history[2:], costs[2:], 25) == 3  # over budget: half again
-    assert window.start("other", history, costs, 1000) == 3  # full, never seen: half
+    assert window.start("r", ids[2:], costs[2:], 25) == 3  # over budget: half again
+    assert window.start("other", ids, costs, 1000) == 3  # full, never seen: half
     assert window.drops == 3
 
 

@@ -204,11 +204,10 @@ class SenderFactsProvider(Section):
             scope=state.scope or runtime.scope_for(message, state.room),
         )
         shown = {s.memory.id for s in state.facts}  # the kernel already renders those
-        said = [m.content.text for m in state.recent_messages]  # and the history shows
+        # and the history shows (one search over the history's texts, whatever its length)
+        said = "\x00".join(m.content.text or "" for m in state.recent_messages) if facts else ""
         fresh = [
-            f
-            for f in facts
-            if f.id not in shown and f.content.text and not any(f.content.text in t for t in said)
+            f for f in facts if f.id not in shown and f.content.text and f.content.text not in said
         ]
         if not fresh:
             return ProviderOutput()

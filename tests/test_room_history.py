@@ -1,0 +1,118 @@
+"""A room's history turns are built once (carrier.room_history): each request builds
+only its new messages, and sends exactly what a build from scratch would."""
+
+from __future__ import annotations
+
+from carrier.character import Character
+from carrier.layout import HistoryWindow, compose_request
+from carrier.prompts import TurnCache
+from carrier.room_history import RoomHistories
+from carrier.types import ChatMessage, Content, Entity, Memory, Room, RoomType, State
+
+
+def _count(text: str) -> int:
+    return len(text.split())
+
+
+def _memory(n: int, room: str, entity: str, text: str | None = None) -> Memory:
+    return Memory(
+        id=f"{room}-m{n}",
+        agent_id="agent",
+        entity_id=entity,
+        room_id=room,
+        content=Content(text=text or f"message {n} in {room} from {entity}"),
+        created_at=float(n),
+    )
+
+
+def _state(room: str, history: list[Memory], new: Memory, *, group: bool = False) -> State:
+    users = {m.entity_id for m in history if m.entity_id != "agent"} | {new.entity_id}
+    return State(
+        agent_id="agent",
+        agent_name="Ada",
+        room=Room(id=room, agent_id="agent", type=RoomType.GROUP if group else RoomType.DIRECT),
+        message=new,
+        recent_messages=[*history, new],
+        actors=[Entity(id=u, agent_id="agent", names=[f"Name of {u}"]) for u in sorted(users)],
+    )
+
+
+def _request(state: State, cache: TurnCache | None, window: HistoryWindow) -> list[ChatMessage]:
+    request = compose_request(
+        state,
+        Character(name="Ada"),
+        max_prompt_tokens=100_000,
+        count_tokens=_count,
+        turns=cache,
+        window=window,
+    )
+    return request.messages
+
+
+def _conversation(turns: int, cache: TurnCache, *, group: bool = False) -> None:
+    """Two users, each in their own room, interleaved; every request equals the one a
+    fresh cache builds, and holds only its own room's messages."""
+    windows = {"ada": HistoryWindow(limit=60), "bob": HistoryWindow(limit=60)}
+    fresh_windows = {"ada": HistoryWindow(limit=60), "bob": HistoryWindow(limit=60)}
+    rooms: dict[str, list[Memory]] = {"ada": [], "bob": []}
+    for n in range(turns):
+        for user, history in rooms.items():
+            room = f"room-{user}"
+            new = _memory(2 * n, room, user)
+            fetched = history[-59:]  # what the runtime fetches (the limit, the new one too)
+            state = _state(room, fetched, new, group=group)
+            sent = _request(state, cache, windows[user])
+            assert sent == _request(state, None, fresh_windows[user])
+            assert all(room in m.content or "Thanks" in m.content for m in sent)
+            other = "bob" if user == "ada" else "ada"
+            assert not any(f"room-{other}" in m.content for m in sent)
+            history.extend([new, _memory(2 * n + 1, room, "agent", f"Thanks {user}, {n}.")])
+
+
+def test_each_request_builds_only_its_new_messages_and_sends_what_a_fresh_build_would() -> None:
+    cache = TurnCache(_count)
+    _conversation(80, cache)  # past the limit of 60: the window drops blocks
+    rooms = cache.rooms
+    assert len(rooms) == 2
+    # each request built its one new exchange (and the first request's nothing)
+    assert rooms.built <= 2 * 2 * 80
+    assert rooms.reused > 10 * rooms.built
+
+
+def test_in_a_group_room_the_speakers_are_named_and_reused_the_same_way() -> None:
+    cache = TurnCache(_count)
+    _conversation(30, cache, group=True)
+    assert cache.rooms.reused > 5 * cache.rooms.built
+
+
+def test_an_edited_memory_or_a_renamed_speaker_rebuilds_the_window() -> None:
+    cache = TurnCache(_count)
+    window = HistoryWindow()
+    history = [_memory(n, "r", "u" if n % 2 == 0 else "agent") for n in range(6)]
+    _request(_state("r", history, _memory(6, "r", "u"), group=True), cache, window)
+    edited = history[2].model_copy(update={"content": Content(text="an edited text")})
+    state = _state("r", [*history[:2], edited, *history[3:]], _memory(7, "r", "u"), group=True)
+    sent = _request(state, cache, window)
+    assert "Name of u: an edited text" in [m.content for m in sent]
+    renamed = state.model_copy(update={"actors": [Entity(id="u", agent_id="agent", names=["Uma"])]})
+    sent = _request(renamed, cache, window)
+    assert sent[0].content == "Uma: message 0 in r from u"
+    assert not any("Name of u" in m.content for m in sent)
+
+
+def test_the_rooms_are_bounded_by_bytes_and_the_least_recent_go_first() -> None:
+    histories = RoomHistories(max_bytes=3000)
+    built = []
+
+    def turn(memory: Memory) -> tuple[ChatMessage, int]:
+        built.append(memory.id)
+        return ChatMessage(role="user", content=memory.content.text or ""), 1
+
+    for room in ("a", "b", "c", "a"):
+        memories = [_memory(n, room, "u") for n in range(5)]  # ~1,100 bytes each
+        histories.build(room, (), memories, turn)
+    assert histories.bytes <= histories.max_bytes
+    assert len(histories) == 2  # "b" went first, then "a" came back, "c" stayed
+    histories.build("c", (), [_memory(n, "c", "u") for n in range(6)], turn)
+    assert built[-1] == "c-m5"
+    assert len(built) == 5 + 5 + 5 + 5 + 1
