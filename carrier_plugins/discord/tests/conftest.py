@@ -31,6 +31,7 @@ FORUM_POST = 721
 OTHER_TEXT = 810
 ADMIN_ROLE = 791
 HELPER_ROLE = 792
+OTHER_ADMIN_ROLE = 891
 DM_ALICE = 901
 DM_BOB = 902
 ALICE = 11
@@ -61,7 +62,7 @@ async def fake() -> AsyncIterator[FakeDiscord]:
             threads={THREAD: TEXT, FORUM_POST: FORUM},
             roles={ADMIN_ROLE: 1 << 3, HELPER_ROLE: 0},
         )
-        server.add_guild(OTHER_GUILD, channels={OTHER_TEXT: 0})
+        server.add_guild(OTHER_GUILD, channels={OTHER_TEXT: 0}, roles={OTHER_ADMIN_ROLE: 1 << 3})
         yield server
 
 

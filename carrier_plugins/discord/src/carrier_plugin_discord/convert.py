@@ -3,7 +3,9 @@
 Ids carry the bot's user id, because two bots in one channel see the same messages and
 each agent stores its own copy: ``discord:{bot}:{channel}`` is a room (a thread or
 forum post is a channel of its own), ``discord:{bot}:guild:{guild}`` the world (the
-guild), ``discord:{bot}:{channel}:{message}`` a message, ``discord:{user}`` a user.
+guild), ``discord:{bot}:{channel}:{message}`` a message, ``discord:{user}`` a user, and
+``discord:{bot}:{channel}:private:{user}`` the direct room of one user's private
+``/ask`` questions in a channel (only that user sees them, so no one else's prompt does).
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ if TYPE_CHECKING:
 __all__ = [
     "addressed",
     "channel_of",
+    "is_private_room",
     "message_id",
     "parent_channel",
+    "private_room_id",
     "room_id",
     "user_id",
     "world_id",
@@ -30,6 +34,13 @@ PREFIX = "discord"
 def room_id(bot_id: int, channel_id: int) -> str:
     """The room of a channel, thread, forum post or DM channel."""
     return f"{PREFIX}:{bot_id}:{channel_id}"
+
+
+def private_room_id(bot_id: int, channel_id: int, discord_user_id: int) -> str:
+    """The room of one user's private ``/ask`` questions in a channel: a direct room,
+    which no message can be delivered to outside an interaction (:func:`channel_of`
+    gives ``None``)."""
+    return f"{PREFIX}:{bot_id}:{channel_id}:private:{discord_user_id}"
 
 
 def world_id(bot_id: int, guild_id: int) -> str:
@@ -53,6 +64,12 @@ def channel_of(room: str, bot_id: int) -> int | None:
     if len(parts) != 3 or parts[0] != PREFIX or parts[1] != str(bot_id):
         return None
     return int(parts[2]) if parts[2].isdigit() else None
+
+
+def is_private_room(room: str, bot_id: int) -> bool:
+    """Whether ``room`` is one of this bot's private ``/ask`` rooms."""
+    parts = room.split(":")
+    return len(parts) == 5 and parts[:2] == [PREFIX, str(bot_id)] and parts[3] == "private"
 
 
 def parent_channel(channel: object) -> int | None:

@@ -1,10 +1,22 @@
 """Slash commands: ``/ask`` and ``/forget``, registered per guild, answered from
-``INTERACTION_CREATE`` through the interaction callback.
+``INTERACTION_CREATE`` through the interaction callback; and the buttons.
 
-``/ask question [private]`` is a turn like a mention, answered as a deferred response
-and follow-ups (ephemeral when ``private``). ``/forget`` asks for confirmation with two
-buttons (only the user who asked sees them); "Forget" deletes that user's memories in
-that room through the kernel's :func:`carrier.forgetting.forget`.
+Each interaction is handled once: its id is claimed in plugin state first, so a
+replayed ``INTERACTION_CREATE`` (after a gateway RESUME) is ignored.
+
+``/ask question [private]`` is a turn like a mention, with the contract of a message:
+its id comes from the interaction's, it is journaled before the deferred response
+("thinking…") and answered on its channel's lane, and the answer goes through the
+outbox as follow-ups of the interaction (ephemeral when ``private``), so a crash between
+the answer and its delivery sends it once at the next start. A public ``/ask`` is said
+in the channel's room, which everyone there shares (as a mention would be); a private
+one goes to the asker's own direct room of that channel (``discord:{bot}:{channel}:
+private:{user}``), so no one else's prompt ever holds it.
+
+``/forget`` asks for confirmation with two buttons (only the user who asked sees them);
+"Forget" deletes that user's memories in that channel (its room and their private room)
+through the kernel's :func:`carrier.forgetting.forget`. The Approve and Reject buttons
+of an approval's notice are :mod:`.approval_buttons`.
 """
 
 from __future__ import annotations
@@ -13,9 +25,9 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from carrier.forgetting import forget
-from carrier_plugin_discord import convert
-from carrier_plugin_discord.chunks import split_text
+from carrier_plugin_discord import approval_buttons, convert
 from carrier_plugin_discord.sdk import discord
+from carrier_plugin_discord.sending import followup_target
 
 if TYPE_CHECKING:
     from carrier_plugin_discord.service import BotService
@@ -63,8 +75,12 @@ async def register_commands(service: BotService, guild_ids: list[int]) -> None:
 
 
 async def handle_interaction(service: BotService, interaction: discord.Interaction) -> None:
-    """Answer ``/ask``, ``/forget`` and the ``/forget`` buttons; ignore the rest."""
+    """Answer ``/ask``, ``/forget``, the ``/forget`` buttons and the approval buttons,
+    each interaction once; ignore the rest."""
     data: dict[str, Any] = dict(interaction.data or {})
+    if not await service.claim(interaction.id):
+        logger.info("Discord: interaction %s was handled already", interaction.id)
+        return
     if interaction.type is discord.InteractionType.application_command:
         if data.get("name") == "ask":
             await _ask(service, interaction, data)
@@ -74,6 +90,8 @@ async def handle_interaction(service: BotService, interaction: discord.Interacti
         custom_id = str(data.get("custom_id", ""))
         if custom_id.startswith(f"{_FORGET}:"):
             await _forget(service, interaction, custom_id)
+        elif custom_id.startswith(f"{approval_buttons.PREFIX}:"):
+            await approval_buttons.handle_approval_button(service, interaction, custom_id)
 
 
 def _options(data: dict[str, Any]) -> dict[str, Any]:
@@ -101,26 +119,29 @@ async def _ask(service: BotService, interaction: discord.Interaction, data: dict
     options = _options(data)
     private = bool(options.get("private"))
     channel = interaction.channel or discord.Object(interaction.channel_id or 0)
-    await interaction.response.defer(ephemeral=private, thinking=True)
     incoming = service.incoming(
         text=str(options.get("question") or ""),
         author=(interaction.user.id, interaction.user.name),
         channel=channel,
         guild=interaction.guild,
-        message_id=convert.message_id(service.bot_id, interaction.channel_id or 0, interaction.id),
+        message_id=convert.message_id(service.bot_id, channel.id, interaction.id),
         respond=True,
         role=service.role(interaction.user, interaction.guild),
         extra={"interaction_id": interaction.id},
+        alone=private and interaction.guild is not None,
     )
     incoming.metadata["mentions"] = [service.runtime.agent_id]
-    reply = await service.runtime.handle(incoming)
-    pieces = [piece for text in reply.texts for piece in split_text(text)]
-    if reply.error is not None or not pieces:
-        pieces = ["I have nothing to say to that." if reply.error is None else "Sorry, I failed."]
-    for piece in pieces:
-        await interaction.followup.send(
-            piece, ephemeral=private, allowed_mentions=discord.AllowedMentions.none()
-        )
+    item = await service.journal(
+        incoming,
+        channel_id=channel.id,
+        followup=followup_target(interaction, ephemeral=private),
+    )
+    try:
+        await interaction.response.defer(ephemeral=private, thinking=True)
+    except discord.HTTPException:
+        await service.unjournal(item)  # too late: Discord takes no answer to it
+        raise
+    service.answer_later(item)
 
 
 async def _confirm_forget(service: BotService, interaction: discord.Interaction) -> None:
@@ -157,13 +178,18 @@ async def _forget(service: BotService, interaction: discord.Interaction, custom_
     if choice != "yes":
         await interaction.response.edit_message(content="Nothing was forgotten.", view=None)
         return
-    room = convert.room_id(service.bot_id, interaction.channel_id or 0)
-    count = await forget(
-        service.runtime.store,
-        agent_id=service.runtime.agent_id,
-        entity_id=convert.user_id(interaction.user.id),
-        room_id=room,
-    )
+    channel = interaction.channel_id or 0
+    count = 0
+    for room in (
+        convert.room_id(service.bot_id, channel),
+        convert.private_room_id(service.bot_id, channel, interaction.user.id),
+    ):
+        count += await forget(
+            service.runtime.store,
+            agent_id=service.runtime.agent_id,
+            entity_id=convert.user_id(interaction.user.id),
+            room_id=room,
+        )
     await interaction.response.edit_message(
         content=f"Done: I forgot {count} message(s) and notes from you in this channel.",
         view=None,

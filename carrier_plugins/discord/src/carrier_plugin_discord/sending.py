@@ -6,6 +6,12 @@ of one channel go out one at a time, in order, through discord.py's HTTP client,
 keeps Discord's per-route buckets and sleeps for the ``retry_after`` of a 429 itself.
 A server error or a lost connection leaves the chunk (and the rest of its channel)
 pending for the next start; a refusal (403, 404, 400) drops it.
+
+An answer to ``/ask`` is a chunk too, delivered as a follow-up of the interaction (the
+webhook ``/webhooks/{application}/{token}``) instead of a channel message. Its token
+lives 15 minutes: a follow-up still pending after that is dropped with a warning, never
+retried. A chunk that carries ``approval_id`` (the notice that an action waits for
+approval) is sent with Approve and Reject buttons (:mod:`.approval_buttons`).
 """
 
 from __future__ import annotations
@@ -15,17 +21,26 @@ import base64
 import contextlib
 import io
 import logging
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
+from carrier_plugin_discord.approval_buttons import approval_view
 from carrier_plugin_discord.sdk import discord
 
 if TYPE_CHECKING:
     from carrier.outbox import Outbox, OutboxItem
 
-__all__ = ["Sender", "bodies_for", "typing"]
+__all__ = [
+    "INTERACTION_TOKEN_TTL_S",
+    "Sender",
+    "bodies_for",
+    "expired",
+    "followup_target",
+    "typing",
+]
 
 logger = logging.getLogger("carrier_plugin_discord")
 
@@ -33,6 +48,31 @@ logger = logging.getLogger("carrier_plugin_discord")
 ALLOWED_MENTIONS = discord.AllowedMentions(
     everyone=False, users=False, roles=False, replied_user=True
 )
+
+#: How long Discord accepts follow-ups with an interaction's token (15 minutes).
+INTERACTION_TOKEN_TTL_S = 15 * 60.0
+
+
+class _TokenExpiredError(Exception):
+    """A follow-up's interaction token is past its 15 minutes."""
+
+
+def followup_target(interaction: discord.Interaction, *, ephemeral: bool) -> dict[str, Any]:
+    """Where the follow-ups answering ``interaction`` go (part of their outbox bodies):
+    the application's webhook with the interaction's token, until the token expires
+    (:data:`INTERACTION_TOKEN_TTL_S` after now, when the interaction is handled)."""
+    return {
+        "interaction_id": interaction.id,
+        "application_id": interaction.application_id,
+        "token": interaction.token,
+        "ephemeral": ephemeral,
+        "expires_at": time.time() + INTERACTION_TOKEN_TTL_S,
+    }
+
+
+def expired(target: dict[str, Any]) -> bool:
+    """Whether a follow-up target's token is past its lifetime."""
+    return time.time() >= float(target["expires_at"])
 
 
 class Sender:
@@ -82,6 +122,12 @@ class Sender:
             for item in items:
                 try:
                     await self._send_one(item.body)
+                except _TokenExpiredError:
+                    logger.warning(
+                        "Discord: an answer to an interaction in %s was not sent within the "
+                        "15 minutes its token lives (dropped)",
+                        channel,
+                    )
                 except discord.HTTPException as exc:
                     if exc.status >= 500 or exc.status == 429:
                         logger.error("Discord: giving up on channel %s for now: %s", channel, exc)
@@ -94,10 +140,14 @@ class Sender:
 
     async def _send_one(self, body: dict[str, Any]) -> None:
         reply_to = body.get("reply_to")
+        target = body.get("followup")
+        if target is not None and expired(target):
+            raise _TokenExpiredError
         files = [
             discord.File(io.BytesIO(base64.b64decode(f["data"])), filename=str(f["filename"]))
             for f in body.get("files") or []
         ]
+        approval = body.get("approval_id")
         with discord.http.handle_message_parameters(
             content=str(body.get("content") or "") or None,
             files=files or discord.utils.MISSING,
@@ -111,8 +161,27 @@ class Sender:
                 if reply_to
                 else discord.utils.MISSING
             ),
+            view=approval_view(str(approval)) if approval else discord.utils.MISSING,
+            flags=(
+                discord.MessageFlags(ephemeral=True)
+                if target is not None and target.get("ephemeral")
+                else discord.utils.MISSING
+            ),
         ) as params:
-            await self._http.send_message(int(body["channel_id"]), params=params)
+            if target is None:
+                await self._http.send_message(int(body["channel_id"]), params=params)
+                return
+            # an interaction follow-up: discord.py's Interaction.followup, from the outbox
+            route = discord.http.Route(
+                "POST",
+                "/webhooks/{webhook_id}/{webhook_token}",
+                webhook_id=int(target["application_id"]),
+                webhook_token=str(target["token"]),
+            )
+            if params.files:
+                await self._http.request(route, files=params.files, form=params.multipart)
+            else:
+                await self._http.request(route, json=params.payload)
 
 
 def bodies_for(
@@ -121,16 +190,20 @@ def bodies_for(
     *,
     reply_to: int | None,
     files: Sequence[tuple[str, bytes]] = (),
+    followup: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Outbox bodies for ``pieces`` sent to ``channel_id``: the first replies to
-    ``reply_to``, the last carries ``files`` (name, content)."""
+    ``reply_to``, the last carries ``files`` (name, content). With ``followup``
+    (:func:`followup_target`) they are follow-ups of that interaction instead."""
+    first = reply_to if followup is None else None
+    where: dict[str, Any] = {} if followup is None else {"followup": followup}
     bodies: list[dict[str, Any]] = [
-        {"channel_id": channel_id, "content": piece, "reply_to": reply_to if i == 0 else None}
+        {"channel_id": channel_id, "content": piece, "reply_to": first if i == 0 else None, **where}
         for i, piece in enumerate(pieces)
     ]
     if files:
         if not bodies:
-            bodies.append({"channel_id": channel_id, "content": "", "reply_to": reply_to})
+            bodies.append({"channel_id": channel_id, "content": "", "reply_to": first, **where})
         bodies[-1]["files"] = [
             {"filename": name, "data": base64.b64encode(data).decode()} for name, data in files
         ]

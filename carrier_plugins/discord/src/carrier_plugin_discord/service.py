@@ -6,8 +6,9 @@ recognised by the kernel and never answered twice. A message that needs an answe
 journaled in plugin state (``inbox:{message id}``) before its turn and cleared once the
 answer is in the outbox; an entry a crash left is handled again at the next start (the
 kernel returns the stored answer if there is one; the outbox's ``ref`` keeps it from
-being sent twice). Reactions are stored as events the
-agent sees; ``/ask`` and ``/forget`` arrive as interactions (:mod:`.interactions`).
+being sent twice). ``/ask`` follows the same contract (:mod:`.interactions`): journaled
+by the interaction's id, answered on its channel's lane, its answer put in the outbox
+as follow-ups of the interaction. Reactions are stored as events the agent sees.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from carrier_plugin_discord import convert
 from carrier_plugin_discord.actions import REACT_KEY
 from carrier_plugin_discord.chunks import split_text
 from carrier_plugin_discord.sdk import discord
-from carrier_plugin_discord.sending import bodies_for, typing
+from carrier_plugin_discord.sending import bodies_for, expired, typing
 
 if TYPE_CHECKING:
     from carrier.runtime import AgentRuntime
@@ -49,11 +50,18 @@ _THREAD_TYPES = (
 
 #: Journal entries of messages accepted but not answered are kept this long.
 JOURNAL_TTL_S = 24 * 3600.0
+#: An interaction id is remembered this long, so a replayed ``INTERACTION_CREATE`` is
+#: ignored (Discord takes no answer to an interaction after 15 minutes anyway).
+INTERACTION_CLAIM_TTL_S = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
-class _Recovered:
-    """A journaled message an earlier run did not finish."""
+class Journaled:
+    """A message journaled for an answer: a ``/ask``, or one an earlier run left.
+
+    ``entry`` holds the ``incoming`` message (JSON), its ``channel_id``, and where the
+    answer goes: ``reply_to`` (a channel message) or ``followup`` (an interaction's, see
+    :func:`~carrier_plugin_discord.sending.followup_target`)."""
 
     key: str
     entry: dict[str, Any]
@@ -113,12 +121,12 @@ class BotService:
         self.lanes.submit(str(payload.channel_id), payload)
 
     async def _process(
-        self, item: discord.Message | discord.RawReactionActionEvent | _Recovered
+        self, item: discord.Message | discord.RawReactionActionEvent | Journaled
     ) -> None:
         if isinstance(item, discord.Message):
             await self._turn(item)
-        elif isinstance(item, _Recovered):
-            await self._recover(item)
+        elif isinstance(item, Journaled):
+            await self._answer_journaled(item)
         else:
             await self._reaction(item)
 
@@ -143,16 +151,22 @@ class BotService:
         respond: bool,
         role: Role,
         extra: dict[str, Any] | None = None,
+        alone: bool = False,
         **fields: Any,
     ) -> IncomingMessage:
-        """The ``IncomingMessage`` for something ``author`` (id, name) did in ``channel``."""
-        private = guild is None
+        """The ``IncomingMessage`` for something ``author`` (id, name) did in ``channel``;
+        ``alone``: in the author's private room of that channel (a private ``/ask``)."""
+        private = guild is None or alone
         thread = getattr(channel, "type", None) in _THREAD_TYPES
         return IncomingMessage(
             text=text,
             user_id=convert.user_id(author[0]),
             user_name=author[1],
-            room_id=convert.room_id(self.bot_id, channel.id),
+            room_id=(
+                convert.private_room_id(self.bot_id, channel.id, author[0])
+                if alone
+                else convert.room_id(self.bot_id, channel.id)
+            ),
             room_type=RoomType.DIRECT if private else RoomType.THREAD if thread else RoomType.GROUP,
             source="discord",
             world_id=None if guild is None else convert.world_id(self.bot_id, guild.id),
@@ -205,42 +219,79 @@ class BotService:
         if not respond:
             await self.runtime.handle(incoming)
             return
-        key = f"inbox:{incoming.message_id}"
-        entry = {
-            "incoming": incoming.model_dump(mode="json"),
-            "channel_id": message.channel.id,
-            "reply_to": message.id,
-        }
-        await self._state.set(key, entry, ttl_s=JOURNAL_TTL_S)
-        if await self._respond(incoming, message.channel.id, message.id):
-            await self._state.delete(key)
+        item = await self.journal(incoming, channel_id=message.channel.id, reply_to=message.id)
+        if await self._respond(incoming, item.entry):
+            await self._state.delete(item.key)
 
-    async def _respond(self, incoming: IncomingMessage, channel_id: int, reply_to: int) -> bool:
+    async def journal(self, incoming: IncomingMessage, **where: Any) -> Journaled:
+        """Record that ``incoming`` needs an answer, sent ``where`` says (``channel_id``,
+        and ``reply_to`` or ``followup``), before its turn: a crash leaves the entry for
+        the next start."""
+        entry = {"incoming": incoming.model_dump(mode="json"), **where}
+        item = Journaled(f"inbox:{incoming.message_id}", entry)
+        await self._state.set(item.key, entry, ttl_s=JOURNAL_TTL_S)
+        return item
+
+    async def unjournal(self, item: Journaled) -> None:
+        """Drop a journal entry whose message will not be answered."""
+        await self._state.delete(item.key)
+
+    async def claim(self, interaction_id: int) -> bool:
+        """Whether this is the first time ``INTERACTION_CREATE`` brings this interaction
+        (a gateway replay brings it again: it is answered once)."""
+        key = f"interaction:{interaction_id}"
+        return await self._state.add(key, True, ttl_s=INTERACTION_CLAIM_TTL_S)
+
+    async def _respond(self, incoming: IncomingMessage, entry: dict[str, Any]) -> bool:
         """Handle a message that needs an answer and put the answer in the outbox; whether
         its journal entry may go (``False``: the agent failed; the next start retries)."""
-        async with typing(self.http, channel_id, interval_s=self.settings.typing_interval_s):
+        channel_id = int(entry["channel_id"])
+        target: dict[str, Any] | None = entry.get("followup")
+        if target is None:
+            async with typing(self.http, channel_id, interval_s=self.settings.typing_interval_s):
+                reply = await self.runtime.handle(incoming)
+            if reply.error is not None:
+                return False
+        elif expired(target):
+            logger.warning(
+                "Discord: %s was not answered within the 15 minutes its interaction token "
+                "lives (dropped)",
+                incoming.message_id,
+            )
+            return True
+        else:  # the deferred interaction shows "thinking…"; a failure is answered too
             reply = await self.runtime.handle(incoming)
-        if reply.error is not None or reply.in_progress:
-            return reply.error is None
+        if reply.in_progress:
+            return True
         ref = incoming.message_id
         if reply.duplicate and ref is not None and await self.sender.outbox.recorded(ref):
             return True  # a replayed event: its answer is in the outbox already
-        await self.answer(reply, channel_id, reply_to=reply_to, ref=ref)
+        reply_to = entry.get("reply_to")
+        await self.answer(
+            reply,
+            channel_id,
+            reply_to=None if reply_to is None else int(reply_to),
+            ref=ref,
+            followup=target,
+        )
         return True
 
     async def recover_journal(self) -> int:
         """Queue the messages an earlier run accepted but did not answer."""
         entries = await self._state.items("inbox:")
         for key, entry in entries:
-            self.lanes.submit(str(entry["channel_id"]), _Recovered(key, entry))
+            self.answer_later(Journaled(key, entry))
         if entries:
             logger.warning("Discord: finishing %d message(s) a previous run left", len(entries))
         return len(entries)
 
-    async def _recover(self, item: _Recovered) -> None:
+    def answer_later(self, item: Journaled) -> None:
+        """Queue a journaled message on its channel's lane."""
+        self.lanes.submit(str(item.entry["channel_id"]), item)
+
+    async def _answer_journaled(self, item: Journaled) -> None:
         incoming = IncomingMessage.model_validate(item.entry["incoming"])
-        channel, reply_to = int(item.entry["channel_id"]), int(item.entry["reply_to"])
-        if await self._respond(incoming, channel, reply_to):
+        if await self._respond(incoming, item.entry):
             await self._state.delete(item.key)
 
     def _readable(self, text: str) -> str:
@@ -280,10 +331,26 @@ class BotService:
         await self.runtime.handle(incoming)
 
     async def answer(
-        self, reply: Reply, channel_id: int, *, reply_to: int | None, ref: str | None = None
+        self,
+        reply: Reply,
+        channel_id: int,
+        *,
+        reply_to: int | None,
+        ref: str | None = None,
+        followup: dict[str, Any] | None = None,
     ) -> None:
-        """Send ``reply``'s texts and files to the channel, then add its reactions."""
-        pieces = [piece for text in reply.texts for piece in split_text(text)]
+        """Send ``reply``'s texts and files to the channel (or as follow-ups of the
+        interaction ``followup`` names, which always get an answer), then add its
+        reactions. The notice that an action waits for approval gets the Approve and
+        Reject buttons."""
+        pieces: list[str] = []
+        notices: dict[int, str] = {}  # the last piece of each notice: its approval's id
+        for response in reply.responses:
+            if response.content.text:
+                pieces.extend(split_text(response.content.text))
+                approval = (response.content.model_extra or {}).get("approval_id")
+                if isinstance(approval, str):
+                    notices[len(pieces) - 1] = approval
         files = [
             (attachment.title or "attachment.txt", attachment.text.encode())
             for response in reply.responses
@@ -298,8 +365,14 @@ class BotService:
         ]
         if links:
             pieces.extend(split_text("\n".join(links)))
-        bodies = bodies_for(channel_id, pieces, reply_to=reply_to, files=files)
-        await self.sender.send(str(channel_id), bodies, ref=ref)
+        if followup is not None and not pieces and not files:
+            failed = reply.error is not None
+            pieces = ["Sorry, I failed." if failed else "I have nothing to say to that."]
+        bodies = bodies_for(channel_id, pieces, reply_to=reply_to, files=files, followup=followup)
+        for index, approval in notices.items():
+            bodies[index]["approval_id"] = approval
+        chat = str(channel_id) if followup is None else f"interaction:{followup['interaction_id']}"
+        await self.sender.send(chat, bodies, ref=ref)
         for result in reply.action_results:
             wanted = result.data.get(REACT_KEY) if result.success else None
             if isinstance(wanted, dict) and wanted.get("message_id"):
@@ -398,6 +471,10 @@ class BotService:
         if event.type is EventType.MESSAGE_SENT and event.agent_id == self.runtime.agent_id:
             self._sent.set()
 
+    def deliver_soon(self) -> None:
+        """Wake the delivery loop (a decided approval's continuation is waiting)."""
+        self._sent.set()
+
     def start_deliveries(self) -> None:
         """Deliver what the agent sends to this bot's rooms: at once when woken, else
         every ``delivery_poll_s``."""
@@ -427,6 +504,9 @@ class BotService:
                     items = await self.sender.record(str(channel), bodies, ref=delivery.key)
                     # in the background: one channel's rate limit must not hold the others
                     self.spawn(self.sender.deliver(items))
+            elif convert.is_private_room(delivery.room_id, self.bot_id):
+                # nothing but an interaction's follow-ups reaches a private /ask room
+                logger.info("Discord: %s is a private room; not delivered", delivery.room_id)
             elif channel is None:
                 logger.warning("Discord: %s is not a room of this bot", delivery.room_id)
             await self._deliveries.done(delivery)

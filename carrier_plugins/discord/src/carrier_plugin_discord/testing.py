@@ -8,7 +8,8 @@ Tests push events with :meth:`FakeDiscord.dispatch` (payload builders:
 :meth:`FakeDiscord.message`, :meth:`FakeDiscord.interaction`, ...) and read what the
 client did from ``sent``, ``typing``, ``reactions``, ``callbacks``, ``followups`` and
 ``commands``. The REST side answers in-process; ``rate_limit()`` makes the next calls
-answer 429 with ``retry_after``, and ``rest_latency_s`` models Discord's own delay.
+answer 429 with ``retry_after``, ``fail_followups()`` makes the next follow-ups fail
+with a server error, and ``rest_latency_s`` models Discord's own delay.
 """
 
 from __future__ import annotations
@@ -98,6 +99,7 @@ class FakeDiscord:
         self._log: list[_Event] = []
         self._gateway: _Gateway | None = None
         self._limits: list[float] = []
+        self._followup_failures: list[int] = []
         self._session = "fake-session"
         #: After a fatal close (4004, 4010-4014): refuse RESUME with it, as Discord does,
         #: until the client IDENTIFYs afresh.
@@ -339,9 +341,11 @@ class FakeDiscord:
         options: dict[str, Any] | None = None,
         custom_id: str | None = None,
         roles: list[int] | None = None,
+        message: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """An ``INTERACTION_CREATE`` payload: a slash ``command`` with ``options``, or
-        a button press (``custom_id``)."""
+        a button press (``custom_id``) on ``message`` (a message payload; by default
+        one of the bot's)."""
         iid = self.snowflake()
         data: dict[str, Any] = {
             "id": str(iid),
@@ -374,7 +378,9 @@ class FakeDiscord:
         else:
             data["type"] = 3
             data["data"] = {"custom_id": custom_id, "component_type": 2}
-            data["message"] = self.message(channel_id=channel_id, user_id=self.bot_id, content="?")
+            data["message"] = message or self.message(
+                channel_id=channel_id, user_id=self.bot_id, content="?"
+            )
         if guild_id is not None:
             data["guild_id"] = str(guild_id)
             data["guild_locale"] = "en-US"
@@ -420,6 +426,10 @@ class FakeDiscord:
     def rate_limit(self, times: int = 1, *, retry_after: float = 0.2) -> None:
         """Answer the next ``times`` message sends with 429 and ``retry_after``."""
         self._limits.extend([retry_after] * times)
+
+    def fail_followups(self, times: int = 1, *, status: int = 503) -> None:
+        """Answer the next ``times`` interaction follow-ups with ``status``."""
+        self._followup_failures.extend([status] * times)
 
     async def wait_for(self, predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:
         async with asyncio.timeout(timeout_s):
@@ -593,6 +603,9 @@ class FakeDiscord:
                 }
             )
         if parts[0] == "webhooks" and len(parts) >= 3:
+            if self._followup_failures:
+                status = self._followup_failures.pop(0)
+                return _json({"message": "Service Unavailable", "code": 0}, status=status)
             body = await self._body(request)
             body["token"] = parts[2]
             self.followups.append(body)
