@@ -108,6 +108,7 @@ class Database:
         self._raw: Any = None  # the driver connection
         self._worker: aiosqlite.Connection | None = None
         self._queued = 0  # calls queued for (or running in) the worker thread
+        self._drained: list[asyncio.Future[None]] = []  # inline calls waiting for it
         self._changes_mark = 0  # conn.total_changes at the last checkpoint
         # Checkpoints: their own thread and connection, a future per run.
         self._checkpointer: ThreadPoolExecutor | None = None
@@ -243,13 +244,24 @@ class Database:
             )
         if self._restart_wanted and (self._checkpoint is None or self._checkpoint.done()):
             # Copies the few frames the last PASSIVE checkpoint left and starts the
-            # WAL over; the calls meanwhile wait in the queue, not on the loop.
+            # WAL over; the calls meanwhile wait for it without holding the loop.
             # If another process's reader keeps it from finishing, the next PASSIVE
             # checkpoint asks again.
             self._restart_wanted = False
             with contextlib.suppress(StoreError):
                 await self._in_worker(_restart_wal, conn, (), "checkpointing the WAL")
-        if inline and not self._queued:
+        while inline and self._queued:
+            # Wait for the worker to finish rather than queue behind it: a short call
+            # that hopped to the thread whenever another task's call was there would
+            # keep the next one hopping too (two tasks ping-pong for good, each hop a
+            # thread switch); once the worker is idle the call runs inline.
+            drained = asyncio.get_running_loop().create_future()
+            self._drained.append(drained)
+            await drained
+            conn = self._raw
+            if conn is None:
+                raise StoreError(f"The SQL store {self.where} was closed while {op}.")
+        if inline:
             try:
                 result = fn(conn, *args)
             except self.driver.OperationalError as exc:
@@ -291,6 +303,11 @@ class Database:
 
     def _release(self) -> None:
         self._queued -= 1
+        if not self._queued:
+            waiting, self._drained = self._drained, []
+            for drained in waiting:
+                if not drained.done():
+                    drained.set_result(None)
         conn = self._raw
         if (
             not self._queued
