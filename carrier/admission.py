@@ -38,7 +38,7 @@ _CACHE_LIMIT = 50_000
 
 
 class Admission(Emitting):
-    """Stages 2-3 and room access; the base of ``LoopStages``."""
+    """Stages 2-3 and room access; the base of ``Composing`` (:mod:`carrier.composing`)."""
 
     settings: CarrierSettings
     agent_id: str

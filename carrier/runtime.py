@@ -2,8 +2,9 @@
 
 It wires the parts (store, model chains, actions, providers, evaluators, executor)
 and offers the entry points: ``handle`` (through the executor), ``handle_message``
-(every stage, see :mod:`carrier.stages`), ``recover`` and ``run_autonomous``. The
-default executor runs messages in-process, one message per room at a time.
+(every stage, see :mod:`carrier.composing` and :mod:`carrier.stages`), ``recover`` and
+``run_autonomous``. The default executor runs messages in-process, one message per room
+at a time.
 """
 
 from __future__ import annotations

@@ -3,12 +3,10 @@
 Messages are handled per channel in order (channels concurrently). A message's id comes
 from Discord's, so a duplicate ``MESSAGE_CREATE`` (a gateway replay after RESUME) is
 recognised by the kernel and never answered twice. A message that needs an answer is
-journaled in plugin state (``inbox:{message id}``) before its turn and cleared once the
-answer is in the outbox; an entry a crash left is handled again at the next start (the
-kernel returns the stored answer if there is one; the outbox's ``ref`` keeps it from
-being sent twice). ``/ask`` follows the same contract (:mod:`.interactions`): journaled
-by the interaction's id, answered on its channel's lane, its answer put in the outbox
-as follow-ups of the interaction. Reactions are stored as events the agent sees.
+journaled before its turn and answered through the outbox (:mod:`.journal`), so a crash
+neither loses nor repeats it; ``/ask`` follows the same contract (:mod:`.interactions`).
+Answers, and what the agent sends to the bot's rooms, go out through the outbox
+(:mod:`.delivery`). Reactions are stored as events the agent sees.
 """
 
 from __future__ import annotations
@@ -16,23 +14,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from carrier.lanes import Lanes
 from carrier.outbox import Deliveries
 from carrier.pairing import PairingBook
-from carrier.types import Attachment, EventType, IncomingMessage, Role, RoomType
+from carrier.types import Attachment, IncomingMessage, Role, RoomType
 from carrier_plugin_discord import convert
-from carrier_plugin_discord.actions import REACT_KEY
-from carrier_plugin_discord.chunks import split_text
+from carrier_plugin_discord.journal import Journal, Journaled
 from carrier_plugin_discord.sdk import discord
-from carrier_plugin_discord.sending import bodies_for, expired, typing
+from carrier_plugin_discord.sending import bodies_for
 
 if TYPE_CHECKING:
     from carrier.runtime import AgentRuntime
-    from carrier.types import Event, Reply
     from carrier_plugin_discord.sending import Sender
     from carrier_plugin_discord.settings import DiscordSettings
 
@@ -48,26 +42,7 @@ _THREAD_TYPES = (
 )
 
 
-#: Journal entries of messages accepted but not answered are kept this long.
-JOURNAL_TTL_S = 24 * 3600.0
-#: An interaction id is remembered this long, so a replayed ``INTERACTION_CREATE`` is
-#: ignored (Discord takes no answer to an interaction after 15 minutes anyway).
-INTERACTION_CLAIM_TTL_S = 3600.0
-
-
-@dataclass(frozen=True, slots=True)
-class Journaled:
-    """A message journaled for an answer: a ``/ask``, or one an earlier run left.
-
-    ``entry`` holds the ``incoming`` message (JSON), its ``channel_id``, and where the
-    answer goes: ``reply_to`` (a channel message) or ``followup`` (an interaction's, see
-    :func:`~carrier_plugin_discord.sending.followup_target`)."""
-
-    key: str
-    entry: dict[str, Any]
-
-
-class BotService:
+class BotService(Journal):
     """Turns one bot's events into turns of one agent, and answers back.
 
     Args:
@@ -223,77 +198,6 @@ class BotService:
         if await self._respond(incoming, item.entry):
             await self._state.delete(item.key)
 
-    async def journal(self, incoming: IncomingMessage, **where: Any) -> Journaled:
-        """Record that ``incoming`` needs an answer, sent ``where`` says (``channel_id``,
-        and ``reply_to`` or ``followup``), before its turn: a crash leaves the entry for
-        the next start."""
-        entry = {"incoming": incoming.model_dump(mode="json"), **where}
-        item = Journaled(f"inbox:{incoming.message_id}", entry)
-        await self._state.set(item.key, entry, ttl_s=JOURNAL_TTL_S)
-        return item
-
-    async def unjournal(self, item: Journaled) -> None:
-        """Drop a journal entry whose message will not be answered."""
-        await self._state.delete(item.key)
-
-    async def claim(self, interaction_id: int) -> bool:
-        """Whether this is the first time ``INTERACTION_CREATE`` brings this interaction
-        (a gateway replay brings it again: it is answered once)."""
-        key = f"interaction:{interaction_id}"
-        return await self._state.add(key, True, ttl_s=INTERACTION_CLAIM_TTL_S)
-
-    async def _respond(self, incoming: IncomingMessage, entry: dict[str, Any]) -> bool:
-        """Handle a message that needs an answer and put the answer in the outbox; whether
-        its journal entry may go (``False``: the agent failed; the next start retries)."""
-        channel_id = int(entry["channel_id"])
-        target: dict[str, Any] | None = entry.get("followup")
-        if target is None:
-            async with typing(self.http, channel_id, interval_s=self.settings.typing_interval_s):
-                reply = await self.runtime.handle(incoming)
-            if reply.error is not None:
-                return False
-        elif expired(target):
-            logger.warning(
-                "Discord: %s was not answered within the 15 minutes its interaction token "
-                "lives (dropped)",
-                incoming.message_id,
-            )
-            return True
-        else:  # the deferred interaction shows "thinking…"; a failure is answered too
-            reply = await self.runtime.handle(incoming)
-        if reply.in_progress:
-            return True
-        ref = incoming.message_id
-        if reply.duplicate and ref is not None and await self.sender.outbox.recorded(ref):
-            return True  # a replayed event: its answer is in the outbox already
-        reply_to = entry.get("reply_to")
-        await self.answer(
-            reply,
-            channel_id,
-            reply_to=None if reply_to is None else int(reply_to),
-            ref=ref,
-            followup=target,
-        )
-        return True
-
-    async def recover_journal(self) -> int:
-        """Queue the messages an earlier run accepted but did not answer."""
-        entries = await self._state.items("inbox:")
-        for key, entry in entries:
-            self.answer_later(Journaled(key, entry))
-        if entries:
-            logger.warning("Discord: finishing %d message(s) a previous run left", len(entries))
-        return len(entries)
-
-    def answer_later(self, item: Journaled) -> None:
-        """Queue a journaled message on its channel's lane."""
-        self.lanes.submit(str(item.entry["channel_id"]), item)
-
-    async def _answer_journaled(self, item: Journaled) -> None:
-        incoming = IncomingMessage.model_validate(item.entry["incoming"])
-        if await self._respond(incoming, item.entry):
-            await self._state.delete(item.key)
-
     def _readable(self, text: str) -> str:
         """The text with the bot's mention written as the agent's name."""
         name = f"@{self.runtime.character.name}"
@@ -329,62 +233,6 @@ class BotService:
             in_reply_to=target,
         )
         await self.runtime.handle(incoming)
-
-    async def answer(
-        self,
-        reply: Reply,
-        channel_id: int,
-        *,
-        reply_to: int | None,
-        ref: str | None = None,
-        followup: dict[str, Any] | None = None,
-    ) -> None:
-        """Send ``reply``'s texts and files to the channel (or as follow-ups of the
-        interaction ``followup`` names, which always get an answer), then add its
-        reactions. The notice that an action waits for approval gets the Approve and
-        Reject buttons."""
-        pieces: list[str] = []
-        notices: dict[int, str] = {}  # the last piece of each notice: its approval's id
-        for response in reply.responses:
-            if response.content.text:
-                pieces.extend(split_text(response.content.text))
-                approval = (response.content.model_extra or {}).get("approval_id")
-                if isinstance(approval, str):
-                    notices[len(pieces) - 1] = approval
-        files = [
-            (attachment.title or "attachment.txt", attachment.text.encode())
-            for response in reply.responses
-            for attachment in response.content.attachments
-            if attachment.text is not None
-        ]
-        links = [
-            attachment.url
-            for response in reply.responses
-            for attachment in response.content.attachments
-            if attachment.text is None and attachment.url
-        ]
-        if links:
-            pieces.extend(split_text("\n".join(links)))
-        if followup is not None and not pieces and not files:
-            failed = reply.error is not None
-            pieces = ["Sorry, I failed." if failed else "I have nothing to say to that."]
-        bodies = bodies_for(channel_id, pieces, reply_to=reply_to, files=files, followup=followup)
-        for index, approval in notices.items():
-            bodies[index]["approval_id"] = approval
-        chat = str(channel_id) if followup is None else f"interaction:{followup['interaction_id']}"
-        await self.sender.send(chat, bodies, ref=ref)
-        for result in reply.action_results:
-            wanted = result.data.get(REACT_KEY) if result.success else None
-            if isinstance(wanted, dict) and wanted.get("message_id"):
-                await self._react(wanted)
-
-    async def _react(self, wanted: dict[str, Any]) -> None:
-        try:
-            await self.http.add_reaction(
-                int(wanted["channel_id"]), int(wanted["message_id"]), str(wanted["emoji"])
-            )
-        except discord.HTTPException as exc:
-            logger.warning("Discord: could not add reaction %s: %s", wanted.get("emoji"), exc)
 
     # ---- access and roles -------------------------------------------------------------
 
@@ -463,67 +311,7 @@ class BotService:
             return None
         return data[:limit].decode("utf-8", errors="replace")
 
-    # ---- SEND_MESSAGE to other rooms ------------------------------------------------
-
-    async def on_event(self, event: Event) -> None:
-        """Wake the delivery loop when this agent sent a message (``runtime.send_message``
-        in this process; one sent by a worker is found by the loop's next poll)."""
-        if event.type is EventType.MESSAGE_SENT and event.agent_id == self.runtime.agent_id:
-            self._sent.set()
-
-    def deliver_soon(self) -> None:
-        """Wake the delivery loop (a decided approval's continuation is waiting)."""
-        self._sent.set()
-
-    def start_deliveries(self) -> None:
-        """Deliver what the agent sends to this bot's rooms: at once when woken, else
-        every ``delivery_poll_s``."""
-
-        async def loop() -> None:
-            while True:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._sent.wait(), self.settings.delivery_poll_s)
-                self._sent.clear()
-                try:
-                    await self.deliver_sent()
-                except Exception:
-                    logger.exception("Discord: delivering sent messages failed; retrying")
-
-        self._delivery_loop = asyncio.get_running_loop().create_task(loop())
-
-    async def deliver_sent(self) -> int:
-        """Put each message the agent sent to this bot's rooms into the outbox (once: the
-        delivery's key is the outbox ``ref``) and send it; how many were taken."""
-        taken = await self._deliveries.pending()
-        for delivery in taken:
-            channel = convert.channel_of(delivery.room_id, self.bot_id)
-            if channel is not None and not await self.sender.outbox.recorded(delivery.key):
-                memory = await self.runtime.store.get_memory(delivery.memory_id)
-                if memory is not None and memory.content.text:
-                    bodies = bodies_for(channel, split_text(memory.content.text), reply_to=None)
-                    items = await self.sender.record(str(channel), bodies, ref=delivery.key)
-                    # in the background: one channel's rate limit must not hold the others
-                    self.spawn(self.sender.deliver(items))
-            elif convert.is_private_room(delivery.room_id, self.bot_id):
-                # nothing but an interaction's follow-ups reaches a private /ask room
-                logger.info("Discord: %s is a private room; not delivered", delivery.room_id)
-            elif channel is None:
-                logger.warning("Discord: %s is not a room of this bot", delivery.room_id)
-            await self._deliveries.done(delivery)
-        return len(taken)
-
-    def spawn(self, work: Awaitable[None]) -> None:
-        """Run ``work`` in the background (drained at shutdown)."""
-
-        async def run() -> None:
-            try:
-                await work
-            except Exception:
-                logger.exception("Discord: background work failed")
-
-        task = asyncio.get_running_loop().create_task(run())
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+    # ---- shutdown ---------------------------------------------------------------------
 
     async def drain(self, timeout_s: float) -> None:
         """Stop intake and let turns and deliveries in flight finish (up to ``timeout_s``)."""
