@@ -270,20 +270,34 @@ async def test_typed_while_streaming_is_queued_and_earlier_rooms_can_be_picked(
             rooms = Select(driver.find_element(By.ID, "rooms"))  # type: ignore[attr-defined]
             rooms.select_by_visible_text("New conversation")
             driver.execute_async_script(SHOWN_WHEN_LOADED)  # type: ignore[attr-defined]
+            wait.until(lambda d: "no messages yet" in labels()[0])
+            empty = labels()
             say("three")
             wait.until(lambda d: len(texts()) == 2)
             wait.until(ec.invisibility_of_element_located((By.CSS_SELECTOR, ".streaming")))
+            wait.until(lambda d: labels()[0].startswith("three · "))  # titled once answered
             driver.execute_script("showHistory()")  # type: ignore[attr-defined]
-            wait.until(lambda d: len(Select(d.find_element(By.ID, "rooms")).options) == 3)
-            older = [o.text for o in Select(driver.find_element(By.ID, "rooms")).options][1]  # type: ignore[attr-defined]
-            Select(driver.find_element(By.ID, "rooms")).select_by_visible_text(older)  # type: ignore[attr-defined]
+            wait.until(lambda d: len(labels()) == 3 and labels()[0].startswith("three · "))
+            menu = labels()
+            Select(driver.find_element(By.ID, "rooms")).select_by_visible_text(menu[1])  # type: ignore[attr-defined]
             driver.execute_async_script(SHOWN_WHEN_LOADED)  # type: ignore[attr-defined]
             wait.until(lambda d: len(texts()) == 4)
-            return first, texts()
+            return first, texts(), empty, menu
 
-        first, earlier = await asyncio.to_thread(queue_two)
+        def labels() -> list[str]:
+            return [o.text for o in Select(driver.find_element(By.ID, "rooms")).options]  # type: ignore[attr-defined]
+
+        first, earlier, empty, menu = await asyncio.to_thread(queue_two)
         assert first == ["one", "First answer comes word by word", "two", "ok"]
         assert earlier == first
+        assert empty[0] == "This conversation (no messages yet)"
+        assert empty[1].startswith("one · ")
+        assert empty[2] == "New conversation"
+        # newest first, titled by the user's first message, never by a raw room id
+        assert menu[0].startswith("three · ")
+        assert menu[1].startswith("one · ")
+        assert menu[2] == "New conversation"
+        assert not any("chat-" in label for label in menu)
         user = driver.execute_script("return localStorage.getItem('carrier.user')")  # type: ignore[attr-defined]
         assert len(await served.store.get_rooms_for_entity(user)) == 2
 

@@ -27,6 +27,7 @@ __all__ = [
     "MemoryPage",
     "MessageContentOut",
     "RoomList",
+    "RoomOut",
     "Status",
     "agent_detail",
     "agent_summary",
@@ -67,10 +68,25 @@ class AgentSummary(BaseModel):
     smallModel: bool = False  # noqa: N815 - a small demo model (``Model.small``)
 
 
-class RoomList(BaseModel):
-    """``GET /agents/{agent_id}/rooms``: the caller's rooms with the agent, newest first."""
+class RoomOut(BaseModel):
+    """One of the caller's rooms with the agent."""
 
-    rooms: list[str]
+    id: str = Field(description="The room's id: pass it as 'roomId' and in room URLs.")
+    title: str | None = Field(
+        description="The start of the caller's own first message in the room, on one line "
+        "and shortened (at most 60 characters); null if they wrote none there."
+    )
+    lastActiveAt: float | None = Field(  # noqa: N815 - the wire name
+        description="When the room's newest message was created (seconds since the "
+        "epoch); null for a room without messages."
+    )
+
+
+class RoomList(BaseModel):
+    """``GET /agents/{agent_id}/rooms``: the caller's rooms with the agent, the most
+    recently active first."""
+
+    rooms: list[RoomOut]
 
 
 class Me(BaseModel):

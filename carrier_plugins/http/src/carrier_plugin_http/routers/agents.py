@@ -9,6 +9,7 @@ from fastapi import APIRouter
 
 from carrier_plugin_http import schemas
 from carrier_plugin_http.deps import Agent, Caller, Hub, Reader
+from carrier_plugin_http.room_list import list_rooms
 
 __all__ = ["router"]
 
@@ -38,16 +39,10 @@ async def agent_detail(runtime: Agent) -> dict[str, Any]:
 
 @router.get(
     "/agents/{agent_id}/rooms",
-    summary="The caller's rooms with the agent (the page's earlier conversations).",
+    summary="The caller's rooms with the agent (the page's earlier conversations), "
+    "each with a title from the caller's own first message, most recently active first.",
     response_model=schemas.RoomList,
     responses={404: {"model": schemas.Error}},
 )
 async def rooms(runtime: Agent, reader: Reader, hub: Hub) -> dict[str, Any]:
-    store = runtime.store
-    found = []
-    for room_id in await store.get_rooms_for_entity(reader):
-        if hub.is_reserved_room(room_id):
-            continue
-        if await store.get_participant(room_id, runtime.agent_id) is not None:
-            found.append(room_id)
-    return {"rooms": sorted(found, reverse=True)}
+    return {"rooms": await list_rooms(runtime, hub, reader)}
