@@ -19,15 +19,20 @@ async def test_list_shows_servers_states_and_tools(
     broken = {"command": sys.executable, "args": ["-c", "raise SystemExit(1)"]}
     configure(
         monkeypatch,
-        {"test": server_entry(toolRoles={"reset": "admin"}, deny=["crash"]), "broken": broken},
+        {
+            "test": server_entry(
+                toolRoles={"reset": "admin"}, deny=["crash"], requireApproval=["re*"]
+            ),
+            "broken": broken,
+        },
     )
     result = await asyncio.to_thread(carrier_cli, "mcp", "list", "--wait", "10")
     assert result.exit_code == 1  # one server is down
     out = result.stdout
     assert "test  stdio" in out
-    assert "state: running  8 tools" in out
+    assert "state: running  9 tools" in out
     assert "test__add: Add two integers." in out
-    assert "test__reset: Reset everything (dangerous).  (role: admin)" in out
+    assert "test__reset: Reset everything (dangerous).  (role: admin)  (approval: admin)" in out
     assert "test__crash" not in out
     assert "broken  stdio" in out
     broken_state = out.split("broken  stdio", 1)[1]  # down, and being tried again

@@ -74,6 +74,11 @@ def test_an_unset_variable_names_the_server_and_the_variable() -> None:
         ({"type": "sse", "url": "http://x/sse"}, "SSE transport is not supported"),
         ({"command": "x", "role": "god"}, "'role' is 'god'"),
         ({"command": "x", "shell": "rm -rf /"}, "unknown keys"),
+        ({"command": "x", "requireApproval": "yes"}, "'requireApproval' is 'yes'"),
+        ({"command": "x", "requireApproval": []}, "'requireApproval' is []"),
+        ({"command": "x", "requireApproval": ["ok", 3]}, "'requireApproval' is ['ok', 3]"),
+        ({"command": "x", "requireApproval": True, "approverRole": "boss"}, "'approverRole'"),
+        ({"command": "x", "require_approval": True}, "unknown keys ['require_approval']"),
     ],
 )
 def test_bad_entries_say_what_is_wrong(entry: dict[str, object], message: str) -> None:
@@ -119,3 +124,33 @@ def test_a_clash_after_making_names_safe_names_both() -> None:
     message = str(info.value)
     assert "'a_b' of MCP server 's'" in message
     assert "'a.b' of MCP server 's'" in message
+
+
+def test_require_approval_by_setting() -> None:
+    """``true`` for every tool, or names and patterns; the approver is never below the
+    role the tool needs."""
+    config = {
+        "mcpServers": {
+            "all": {"command": "x", "requireApproval": True, "approverRole": "owner"},
+            "some": {
+                "command": "x",
+                "requireApproval": ["send_email", "delete_*"],
+                "approverRole": "member",
+                "toolRoles": {"delete_repo": "admin"},
+            },
+            "none": {"command": "x"},
+        }
+    }
+    servers = load_servers(json.dumps(config), environ={})
+    every, some, none = servers["all"], servers["some"], servers["none"]
+    assert every.needs_approval("read")
+    assert every.approver_for("read") is Role.OWNER
+    assert some.needs_approval("send_email")
+    assert some.needs_approval("delete_file")
+    assert some.needs_approval("delete_repo")
+    assert not some.needs_approval("send_email_draft")
+    assert not some.needs_approval("read")
+    assert some.approver_for("delete_file") is Role.MEMBER
+    assert some.approver_for("delete_repo") is Role.ADMIN  # raised to the tool's role
+    assert not none.needs_approval("anything")
+    assert none.approver_for("anything") is Role.ADMIN

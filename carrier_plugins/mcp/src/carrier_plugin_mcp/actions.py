@@ -108,6 +108,8 @@ def _tool_action(name: str, connection: McpConnection, tool: Tool, budget: int) 
             "description": f"[MCP {config.name}] {description}"[:1024],
             "parameters": arguments_model(name, dict(tool.input_schema)),
             "required_role": config.required_role(tool.name),
+            "requires_approval": config.needs_approval(tool.name),
+            "approver_role": config.approver_for(tool.name),
             "server": config.name,
             "tool": tool.name,
         },

@@ -84,6 +84,8 @@ async def _list(settings: McpSettings, wait: float | None) -> int:
             for tool in tools:
                 role = config.required_role(tool.name)
                 need = f"  (role: {role.value})" if role else ""
+                if config.needs_approval(tool.name):
+                    need += f"  (approval: {config.approver_for(tool.name).value})"
                 first = (tool.description or "").strip().splitlines()
                 print(f"    {names[(config.name, tool.name)]}: {first[0] if first else ''}{need}")
         return 1 if failed else 0

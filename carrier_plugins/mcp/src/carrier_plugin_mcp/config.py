@@ -5,13 +5,16 @@ A server entry is Claude Desktop's (``command``/``args``/``env``/``cwd`` for std
 ``url``/``headers`` for Streamable HTTP, ``type`` optional) plus Carrier's keys, all
 optional: ``connectTimeout`` and ``callTimeout`` (seconds), ``role`` (the least role that
 may call its tools), ``toolRoles`` (``{"tool": "admin"}``), ``allow`` / ``deny`` (tool
-names), ``resources`` (feed its resources to the ``mcp_resources`` provider),
-``outputMaxChars``, ``disabled`` and ``protocol`` (``"legacy"`` forces the handshake-era
-protocol instead of probing for 2026-07-28).
+names), ``requireApproval`` (``true`` for every tool, or tool names and ``fnmatch``
+patterns: a person approves each call first, docs/approvals.md) with ``approverRole``
+(who may approve; ``admin`` by default), ``resources`` (feed its resources to the
+``mcp_resources`` provider), ``outputMaxChars``, ``disabled`` and ``protocol``
+(``"legacy"`` forces the handshake-era protocol instead of probing for 2026-07-28).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import os
@@ -50,6 +53,8 @@ _KNOWN = {
     "toolRoles",
     "allow",
     "deny",
+    "requireApproval",
+    "approverRole",
     "resources",
     "outputMaxChars",
     "disabled",
@@ -75,6 +80,10 @@ class ServerConfig:
     tool_roles: Mapping[str, Role] = field(default_factory=dict)
     allow: frozenset[str] | None = None
     deny: frozenset[str] = frozenset()
+    #: ``True`` (every tool), or tool names and ``fnmatch`` patterns, whose calls wait
+    #: for a person's approval.
+    require_approval: bool | tuple[str, ...] = False
+    approver_role: Role = Role.ADMIN
     resources: bool = False
     output_max_chars: int | None = None
     disabled: bool = False
@@ -86,6 +95,22 @@ class ServerConfig:
         if tool in self.deny:
             return False
         return self.allow is None or tool in self.allow
+
+    def needs_approval(self, tool: str) -> bool:
+        """Whether a call of ``tool`` waits for a person's approval (``requireApproval``)."""
+        if isinstance(self.require_approval, bool):
+            return self.require_approval
+        return any(fnmatch.fnmatchcase(tool, pattern) for pattern in self.require_approval)
+
+    def approver_for(self, tool: str) -> Role:
+        """Who may approve a call of ``tool``: ``approverRole``, and never less than the
+        role the tool needs (a member never decides what only an admin may call)."""
+        from carrier.acting import ROLE_RANK
+
+        needed = self.required_role(tool)
+        if needed is None or ROLE_RANK[self.approver_role] >= ROLE_RANK[needed]:
+            return self.approver_role
+        return needed
 
     def required_role(self, tool: str) -> Role | None:
         """The least role that may call ``tool``: the higher of the server's and the tool's."""
@@ -149,6 +174,18 @@ def _strings(value: Any, *, server: str, key: str) -> list[str]:
     return list(value)
 
 
+def _approval(value: Any, *, server: str) -> bool | tuple[str, ...]:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, list) and value and all(isinstance(v, str) and v.strip() for v in value):
+        return tuple(value)
+    raise ConfigurationError(
+        f"MCP server {server!r}: 'requireApproval' is {value!r}; expected true (every "
+        f"tool), false, or a non-empty list of tool names and patterns such as "
+        f'["delete_*", "send_email"].'
+    )
+
+
 def _mapping(value: Any, *, server: str, key: str) -> dict[str, str]:
     if not isinstance(value, Mapping) or not all(
         isinstance(k, str) and isinstance(v, str | int | float) for k, v in value.items()
@@ -209,6 +246,10 @@ def parse_server(
         if entry.get("allow") is None
         else frozenset(_strings(entry["allow"], server=name, key="allow")),
         "deny": frozenset(_strings(entry.get("deny", []), server=name, key="deny")),
+        "require_approval": _approval(entry.get("requireApproval", False), server=name),
+        "approver_role": _role(
+            entry.get("approverRole", "admin"), server=name, what="'approverRole'"
+        ),
         "resources": bool(entry.get("resources", False)),
         "output_max_chars": _chars(entry.get("outputMaxChars"), server=name),
         "disabled": bool(entry.get("disabled", False)),

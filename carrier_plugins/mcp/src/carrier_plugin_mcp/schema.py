@@ -1,5 +1,9 @@
 """A tool's JSON Schema as a pydantic model: the schema offered to the model verbatim,
-the arguments checked for their top-level types and required names before the call."""
+the arguments checked for their top-level types and required names before the call.
+
+Dumped, the arguments are what the model gave under the tool's own names (never the
+model's internal field names, never unset optional ones as ``null``): the pending
+approval of a call stores and shows that, and it validates again unchanged."""
 
 from __future__ import annotations
 
@@ -7,7 +11,15 @@ import copy
 import re
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    create_model,
+    model_serializer,
+)
 
 __all__ = ["ToolArguments", "arguments_model"]
 
@@ -30,6 +42,21 @@ class ToolArguments(BaseModel):
     @classmethod
     def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
         return copy.deepcopy(cls.tool_schema)
+
+    @model_serializer(mode="wrap")
+    def _as_given(
+        self, handler: SerializerFunctionWrapHandler, info: SerializationInfo
+    ) -> dict[str, Any]:
+        """Keyed by the tool's names, set fields only, whatever the dump's options."""
+        dumped = handler(self)
+        out: dict[str, Any] = {}
+        for name, field in type(self).model_fields.items():
+            key = field.alias or name
+            found = key if info.by_alias else name
+            if name in self.model_fields_set and found in dumped:
+                out[key] = dumped[found]
+        out.update({k: v for k, v in dumped.items() if k in (self.__pydantic_extra__ or {})})
+        return out
 
     def arguments(self) -> dict[str, Any]:
         """The arguments as the server expects them (its own names; unset ones left out)."""

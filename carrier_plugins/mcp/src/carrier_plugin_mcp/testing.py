@@ -7,7 +7,8 @@ installed plugins plus :class:`RecallModel` as the ``recall`` model (for tests o
 ``carrier mcp serve`` with ``CARRIER_MODEL_LARGE=recall``).
 Its tools: ``add``, ``echo``, ``fail`` (raises), ``slow`` (sleeps), ``crash`` (the process
 exits), ``grow`` (adds a tool and announces ``list_changed``), ``reset`` (meant to be
-admin-only in the tests' configuration). One resource: ``notes://readme``.
+admin-only in the tests' configuration), ``tally`` (a named counter of the server
+process: the tests count calls on the server's side). One resource: ``notes://readme``.
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ def server_entry(**extra: Any) -> dict[str, Any]:
 
 def build_server() -> MCPServer:
     server = MCPServer("carrier-test", instructions="A server for Carrier's tests.")
+    tallies: dict[str, int] = {}
 
     @server.tool()
     def add(a: int, b: int) -> int:
@@ -124,6 +126,12 @@ def build_server() -> MCPServer:
     def reset() -> str:
         """Reset everything (dangerous)."""
         return "reset done"
+
+    @server.tool()
+    def tally(name: str, add: int = 1) -> str:
+        """Add to a named counter of this server and return its total (add=0 reads it)."""
+        tallies[name] = tallies.get(name, 0) + add
+        return f"{name}: {tallies[name]}"
 
     @server.resource("notes://readme", description="The server's notes.")
     def readme() -> str:
