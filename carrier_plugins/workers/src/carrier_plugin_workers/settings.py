@@ -55,7 +55,10 @@ class WorkersSettings(BaseSettings):
         description="Task runs due within this many seconds are deferred as scheduled jobs.",
     )
     task_batch: int = Field(
-        default=50, ge=1, description="Most task runs due at one moment that share a job."
+        default=50,
+        ge=1,
+        description="Most due task runs a worker takes on at once: a fetched run's job "
+        "claims up to this many minus one other due runs' jobs in one statement.",
     )
     task_sweep_s: float = Field(
         default=5.0, gt=0, description="Seconds between sweeps for expired approvals."

@@ -225,7 +225,7 @@ async def _serve(
         return
     app = build_app(target, settings)
     _register_task(app, runtimes, settings)
-    register_task_runner(app, runtimes)
+    register_task_runner(app, runtimes, settings)
     await ensure_schema(target)
     async with app.open_async():
         sweeper = asyncio.create_task(_sweep_stalled(app, target, settings))
