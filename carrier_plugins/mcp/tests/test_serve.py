@@ -108,6 +108,9 @@ def served(tmp_path: Path) -> Iterator[str]:
         process.terminate()
         process.wait(timeout=10)
         log.close()
+        # pytest shows what a fixture printed only when its test failed: the server's
+        # side of a failure (its traceback) comes with the report
+        sys.stderr.write((tmp_path / "server.log").read_text(errors="replace"))
 
 
 @asynccontextmanager
