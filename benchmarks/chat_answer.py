@@ -6,8 +6,10 @@ one running runtime and room (the cache warm, as in a chat session).
 Cold: runs ``echo "What is your name?" | carrier chat`` (the default character on the
 local model and a SQLite file in a temp dir) once to warm the OS file cache, then RUNS
 times: the median and worst of ``first_output_s`` (= ``cold_start_s``: process start to
-the first byte of the answer) and ``answer_s`` (to exit). Warm: one runtime (every
-workspace plugin, bootstrap's providers on) answers TURNS messages in one room,
+the first byte of the answer, the model's load included) and ``answer_s`` (to exit).
+Warm: one runtime (every workspace plugin, bootstrap's providers on) reports its
+models warm (``AgentRuntime.warmed``: weights loaded, the persona in llama.cpp's prompt
+cache; ``warm_up_s`` from start), then answers TURNS messages in one room,
 streamed: ``first_byte_0_s`` (the first turn), ``first_byte_50_s`` and
 ``first_byte_100_s`` (the turns after 50 and 100 turns), and ``prefix_reuse_pct``, the
 share of the prompt tokens llama.cpp took from its cache over the turns after the
@@ -64,7 +66,10 @@ async def warm_session(database: Path, turns: int) -> dict[str, object]:
     events = EventRecorder()
     host.register(events, name="bench-events")
     firsts: list[float] = []
+    started = time.perf_counter()
     async with AgentRuntime(DEFAULT_CHARACTER, host=host) as runtime:
+        await runtime.warmed()  # as a chat session is by the time its user has typed
+        warm_up_s = time.perf_counter() - started
         for turn in range(turns):
             started = time.perf_counter()
             first: list[float] = []
@@ -91,6 +96,7 @@ async def warm_session(database: Path, turns: int) -> dict[str, object]:
     result: dict[str, object] = {
         "turns": turns,
         "model": str(used[0].get("model")) if used else None,
+        "warm_up_s": round(warm_up_s, 3),
         "first_byte_0_s": round(firsts[0], 3),
         "prefix_reuse_pct": round(100 * cached / prompt, 1) if prompt else None,
         "prompt_tokens_last": used[-1].get("input_tokens") if used else None,

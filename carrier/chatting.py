@@ -93,6 +93,16 @@ class _Timings:
 
     @hookimpl
     def carrier_on_event(self, event: Event) -> None:
+        if event.type == EventType.MODEL_WARMED:  # at start, in the background
+            data = event.data
+            done = "ready" if data.get("ok") else f"warm-up failed ({data.get('error')})"
+            print(
+                f"carrier: {data.get('model_class')} model {data.get('model')} {done} "
+                f"in {event.duration_ms:.0f} ms",
+                file=sys.stderr,
+                flush=True,
+            )
+            return
         self.events.append(event)
 
     def report(self, message_id: str) -> str:
@@ -238,7 +248,7 @@ async def forget_command(host: PluginHost, args: argparse.Namespace) -> int:
     from carrier.forgetting import forget
     from carrier.runtime import AgentRuntime
 
-    async with AgentRuntime(args.character, host=host) as runtime:
+    async with AgentRuntime(args.character, host=host, warm_up=False) as runtime:
         room = None if args.all else await _room(runtime, args)
         where = "in every room" if room is None else f"in room {room}"
         if not args.yes:

@@ -131,7 +131,7 @@ class TasksCommand(Command):
                 print(f"carrier tasks run: scheduling for {names}", file=sys.stderr, flush=True)
                 await run_scheduler(runtimes, stop, tick_s=args.tick)
             return 0
-        async with AgentRuntime(args.character, host=host) as runtime:
+        async with AgentRuntime(args.character, host=host, warm_up=False) as runtime:
             if args.tasks_command == "cancel":
                 if not await runtime.tasks.cancel(args.id):
                     print(f"No task {args.id!r}.", file=sys.stderr)

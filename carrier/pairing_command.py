@@ -43,7 +43,7 @@ class PairingCommand(Command):
         from carrier.pairing import PairingBook
         from carrier.runtime import AgentRuntime
 
-        async with AgentRuntime(args.character, host=host) as runtime:
+        async with AgentRuntime(args.character, host=host, warm_up=False) as runtime:
             book = PairingBook(runtime.plugin_state(self.namespace))
             if args.pairing_command == "pending":
                 for code, waiting in await book.waiting():

@@ -108,6 +108,18 @@ class Model(ABC):
         """Tokens in ``text``; the default estimates four characters per token."""
         return len(text) // 4 + 1
 
+    async def warm_up(self, prefix: ModelRequest) -> None:  # noqa: B027 - optional hook
+        """Get ready for the requests of ``prefix.model_class`` (load weights, open
+        sessions) and, for a chat model, process ``prefix`` so a prompt cache holds it.
+
+        The runtime calls it in the background when it starts (``carrier.warming``):
+        for ``large``, ``prefix.system`` is the start of every system prompt it will
+        send (the agent's persona, nothing of any user) and there are no messages; for
+        ``embedding`` the request is empty. A request that arrives meanwhile should
+        wait for the warm-up rather than load twice. A failure is logged and never
+        stops the runtime; the first request reports it again. The default does nothing.
+        """
+
     async def aclose(self) -> None:  # noqa: B027 - optional hook, default does nothing
         """Release connections, threads and weights."""
 

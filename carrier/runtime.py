@@ -9,6 +9,8 @@ at a time.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -88,6 +90,8 @@ class AgentRuntime(Runs):
             ``CARRIER_DATABASE_URL`` and closed with the runtime.
         models: Models or specs by class (``"large"``, ``"small"``, ``"embedding"``),
             overriding settings; ``None`` for ``"embedding"`` disables embeddings.
+        warm_up: Warm the models in the background once started (``carrier.warming``);
+            ``False`` for a command that never asks a model.
     """
 
     def __init__(
@@ -97,6 +101,7 @@ class AgentRuntime(Runs):
         host: PluginHost | None = None,
         store: MemoryStore | None = None,
         models: Mapping[str, Model | str | None] | None = None,
+        warm_up: bool = True,
     ) -> None:
         if host is None:
             from carrier.host import PluginHost
@@ -130,6 +135,8 @@ class AgentRuntime(Runs):
         self._speaker_label = speaker_label(self._speaker_names)
         self._started = False
         self._plugin_settings: dict[str, Any] = {}
+        self._warm_up = warm_up
+        self._warming: asyncio.Task[None] | None = None
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -206,11 +213,26 @@ class AgentRuntime(Runs):
         await self.store.upsert_entity(
             Entity(id=self.agent_id, agent_id=self.agent_id, names=names)
         )
+        if self._warm_up:
+            from carrier.warming import warm_up
+
+            self._warming = asyncio.create_task(warm_up(self, self._chains, self._persona))
         self._started = True
+
+    async def warmed(self) -> None:
+        """Wait until the background warm-up of the models is over (at once when there
+        is none); a failed warm-up was logged and raises nothing here."""
+        if self._warming is not None:
+            await asyncio.shield(self._warming)
 
     async def stop(self) -> None:
         """Close the executor, the action sources, the models and the store (if this
         runtime opened it)."""
+        if self._warming is not None:  # the models wait for their own warm-up to end
+            self._warming.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._warming
+            self._warming = None
         if self._executor is not None:
             await self._executor.aclose()
         await self._actions.aclose()

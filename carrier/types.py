@@ -589,6 +589,7 @@ class EventType(StrEnum):
     RUN_FAILED = "run_failed"
     GOAL_STEP = "goal_step"
     MEMORY_REJECTED = "memory_rejected"
+    MODEL_WARMED = "model_warmed"
 
 
 class Event(CarrierModel):

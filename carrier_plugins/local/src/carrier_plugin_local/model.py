@@ -3,7 +3,9 @@
 The chat weights and the embedding session load separately and lazily, each in a
 worker thread on first use: embedding never loads the GGUF, chatting never loads
 onnxruntime. Generation runs in a worker thread too; streamed tokens cross back
-to the event loop through a queue.
+to the event loop through a queue. ``warm_up`` (called by the runtime as it starts)
+does the loading ahead of the first message and prefills the persona into llama.cpp's
+slot; a request that comes meanwhile waits for it.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from carrier.errors import ConfigurationError
 from carrier.protocols import Model
-from carrier.types import ModelRequest, ModelResponse, StreamChunk, Usage
+from carrier.types import ModelClass, ModelRequest, ModelResponse, StreamChunk, Usage
 from carrier_plugin_local.actions import (
     action_instructions,
     action_schema,
@@ -49,6 +51,7 @@ class LocalModel(Model):
         self.chat = ChatEngine(settings)
         self.embedder = Embedder(threads=settings.threads, batch_size=settings.embedding_batch_size)
         self.context_window = settings.context_size
+        self._warming: set[asyncio.Future[None]] = set()
         self.calls_actions = settings.actions
         # the default SmolLM2-135M: short prompts, no evaluator that needs reasoning
         self.small = settings.model_path is None
@@ -99,6 +102,7 @@ class LocalModel(Model):
         return self.chat.fit(prompt), mode
 
     async def _ready(self, request: ModelRequest) -> tuple[Prompt, str]:
+        await self._warmed()
         if not self.chat.loaded:
             await asyncio.to_thread(self.chat.load)
         return self.prepare(request)
@@ -203,6 +207,7 @@ class LocalModel(Model):
         texts = list(texts)
         if not texts:
             return []
+        await self._warmed()
         if not self.embedder.loaded:
             await asyncio.to_thread(self.embedder.load)
         vectors: list[list[float]] = []
@@ -222,7 +227,45 @@ class LocalModel(Model):
         except ConfigurationError:
             return len(text) // 3 + 1
 
+    # ---- Warm-up -------------------------------------------------------------------
+
+    async def warm_up(self, prefix: ModelRequest) -> None:
+        """Load what ``prefix.model_class`` needs ahead of the first request; for a chat
+        class, also prefill ``prefix`` (the persona) into llama.cpp's slot, whose prompt
+        cache then serves the start of every request that begins with it.
+
+        Does nothing with ``CARRIER_LOCAL_WARM_UP=false``. Runs in a worker thread that
+        a cancelled caller does not stop: requests and ``aclose`` wait for it.
+
+        Raises:
+            ConfigurationError: The model file is missing or unreadable.
+            ModelRejectedError: The engine refused the prefix.
+        """
+        if not self.settings.warm_up:
+            return
+        if prefix.model_class is ModelClass.EMBEDDING:
+            work = asyncio.ensure_future(asyncio.to_thread(self.embedder.load))
+        else:
+            # one greedy token: what matters is the prompt llama.cpp keeps in its slot
+            prefix = prefix.model_copy(update={"max_tokens": 1, "temperature": 0.0})
+            work = asyncio.ensure_future(asyncio.to_thread(self._prefill, prefix))
+        self._warming.add(work)
+        work.add_done_callback(self._warming.discard)
+        await asyncio.shield(work)
+
+    def _prefill(self, prefix: ModelRequest) -> None:
+        """Load the chat weights, then run ``prefix`` through them (blocking)."""
+        self.chat.load()
+        prompt, _mode = self.prepare(prefix)
+        self.chat.complete(prompt)
+
+    async def _warmed(self) -> None:
+        """Wait for a warm-up in flight; its failure is the caller's to meet again."""
+        if self._warming:
+            await asyncio.wait(set(self._warming))
+
     async def aclose(self) -> None:
         """Free the chat weights and the embedding session."""
+        await self._warmed()
         await asyncio.to_thread(self.chat.close)
         await asyncio.to_thread(self.embedder.close)

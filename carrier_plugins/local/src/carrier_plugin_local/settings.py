@@ -41,3 +41,9 @@ class LocalSettings(BaseSettings):
         "135M model picks the right action rarely and replies worse when asked to.",
     )
     embedding_batch_size: int = Field(default=16, ge=1, description="Texts per ONNX run.")
+    warm_up: bool = Field(
+        default=True,
+        description="Load the models when a runtime starts, in the background, and "
+        "prefill the agent's persona into llama.cpp's prompt cache, so the first "
+        "message does not wait for them.",
+    )
