@@ -90,6 +90,8 @@ def test_sigkill_loses_nothing_and_restart_answers_each_message_once(tmp_path: P
         async with AgentRuntime(host=host, models={"large": model, "embedding": None}) as rt:
             pending = await rt.store.unanswered_messages(agent_id=rt.agent_id, limit=5000)
             replies = await rt.recover(limit=5000)
+            # a run's lease is released once its evaluators ran, after its reply came
+            await asyncio.gather(*(reply.evaluated() for reply in replies))
             again = await rt.recover(limit=5000)
             for message_id in stored:
                 assert await rt.store.get_memory(f"{message_id}-{rt.agent_id}") is not None
