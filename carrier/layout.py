@@ -172,17 +172,21 @@ def compose_request(
     budget = max_prompt_tokens - count_tokens(system) - count_tokens(last) - (max_tokens or 0)
     current_id, agent_id = state.message.id, state.agent_id
 
-    def turn(memory: Memory) -> tuple[ChatMessage, int]:
+    def turn(memory: Memory) -> tuple[ChatMessage, int]:  # a memory with text
         text = memory.content.text or ""
         if memory.entity_id == agent_id:
             return cache.turn("assistant", shorten_answer(text) if short_answers else text)
         speaker = names.get(memory.entity_id, "Someone")
         return cache.turn("user", f"{speaker}: {text}" if group else text)
 
-    kept = [m for m in state.recent_messages if m.content.text and m.id != current_id]
+    recent = state.recent_messages  # the message being answered comes last (if at all)
+    if recent and recent[-1].id == current_id:
+        earlier = recent[:-1]  # no memory read: a long window costs its new messages
+    else:
+        earlier = [m for m in recent if m.id != current_id]
     # what else shapes a turn: whose answers are the agent's, how they read, who speaks
     shape = (agent_id, short_answers, group, tuple(sorted(names.items())) if group else ())
-    built = cache.rooms.build(state.room.id, shape, kept, turn)
+    built = cache.rooms.build(state.room.id, shape, earlier, turn)
     start = (window or HistoryWindow()).start(state.room.id, built.ids, built.costs, budget)
     history = built.turns[start:]
     if state.facts:  # facts the history already shows are left out (a shorter turn)

@@ -116,3 +116,26 @@ def test_the_rooms_are_bounded_by_bytes_and_the_least_recent_go_first() -> None:
     histories.build("c", (), [_memory(n, "c", "u") for n in range(6)], turn)
     assert built[-1] == "c-m5"
     assert len(built) == 5 + 5 + 5 + 5 + 1
+
+
+def test_copies_from_a_store_without_a_cache_are_reused_by_id_and_text() -> None:
+    cache, window, fresh = TurnCache(_count), HistoryWindow(), HistoryWindow()
+    history: list[Memory] = []
+    for n in range(20):
+        copies = [m.model_copy() for m in history]  # new objects every read
+        state = _state("r", copies, _memory(2 * n, "r", "u"))
+        assert _request(state, cache, window) == _request(state, None, fresh)
+        history += [_memory(2 * n, "r", "u"), _memory(2 * n + 1, "r", "agent", f"Answer {n}.")]
+    assert cache.rooms.reused > 5 * cache.rooms.built
+
+
+def test_a_message_without_text_is_left_out_and_the_next_request_is_still_right() -> None:
+    cache, window, fresh = TurnCache(_count), HistoryWindow(), HistoryWindow()
+    history = [_memory(n, "r", "u" if n % 2 == 0 else "agent") for n in range(4)]
+    history[1] = history[1].model_copy(update={"content": Content(actions=["REACT"])})
+    for n in range(4, 8, 2):
+        state = _state("r", history, _memory(n, "r", "u"))
+        sent = _request(state, cache, window)
+        assert sent == _request(state, None, fresh)
+        assert len(sent) == len(history)  # the text-less one is not a turn; the new one is
+        history += [_memory(n, "r", "u"), _memory(n + 1, "r", "agent")]
