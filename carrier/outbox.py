@@ -22,7 +22,10 @@ with a ``ref`` also leaves ``outbox-ref:{client}:{agent_id}:{ref}`` behind.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +33,8 @@ if TYPE_CHECKING:
     from carrier.protocols import MemoryStore
 
 __all__ = ["Deliveries", "Delivery", "Outbox", "OutboxItem"]
+
+logger = logging.getLogger("carrier.outbox")
 
 #: Unsent items are kept this long (seconds), then dropped: a week-old answer is news to
 #: nobody.
@@ -140,6 +145,7 @@ class Deliveries:
 
     def __init__(self, store: MemoryStore, client: str, agent_id: str) -> None:
         self._store = store
+        self._client = client
         self._prefix = f"delivery:{client}:{agent_id}:"
         self._sequence = f"delivery-sequence:{client}:{agent_id}"
 
@@ -161,3 +167,23 @@ class Deliveries:
     async def done(self, delivery: Delivery) -> None:
         """The delivery is in the client's outbox (or cannot be made): drop it."""
         await self._store.delete_cache(delivery.key)
+
+    def serve(
+        self, deliver: Callable[[], Awaitable[object]], wake: asyncio.Event, poll_s: float
+    ) -> asyncio.Task[None]:
+        """Run ``deliver`` (the client's: take :meth:`pending`, put each into its
+        outbox, send) at once whenever ``wake`` is set, else every ``poll_s`` seconds,
+        until the returned task is cancelled. A failure is logged and tried again at
+        the next wake-up."""
+
+        async def loop() -> None:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), poll_s)
+                wake.clear()
+                try:
+                    await deliver()
+                except Exception:
+                    logger.exception("%s: delivering sent messages failed; retrying", self._client)
+
+        return asyncio.get_running_loop().create_task(loop())

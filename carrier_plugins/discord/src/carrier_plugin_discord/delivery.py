@@ -9,7 +9,6 @@ by the delivery, and sends it in the background (``spawn``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
@@ -120,17 +119,9 @@ class Delivery:
         """Deliver what the agent sends to this bot's rooms: at once when woken, else
         every ``delivery_poll_s``."""
 
-        async def loop() -> None:
-            while True:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._sent.wait(), self.settings.delivery_poll_s)
-                self._sent.clear()
-                try:
-                    await self.deliver_sent()
-                except Exception:
-                    logger.exception("Discord: delivering sent messages failed; retrying")
-
-        self._delivery_loop = asyncio.get_running_loop().create_task(loop())
+        self._delivery_loop = self._deliveries.serve(
+            self.deliver_sent, self._sent, self.settings.delivery_poll_s
+        )
 
     async def deliver_sent(self) -> int:
         """Put each message the agent sent to this bot's rooms into the outbox (once: the
