@@ -48,25 +48,22 @@ PREFIX = "carrier-approval"
 _VERBS = {"approve": "Approved", "reject": "Rejected"}
 
 
+def button_view(*buttons: tuple[str, discord.ButtonStyle, str]) -> discord.ui.View:
+    """A row of buttons, each ``(label, style, custom_id)``, whose presses the client
+    answers itself (from ``INTERACTION_CREATE``), not discord.py's view store."""
+    view = discord.ui.View(timeout=None)
+    for label, style, custom_id in buttons:
+        view.add_item(discord.ui.Button(label=label, style=style, custom_id=custom_id))
+    view.stop()
+    return view
+
+
 def approval_view(approval_id: str) -> discord.ui.View:
     """The Approve and Reject buttons of one approval's notice."""
-    view = discord.ui.View(timeout=None)
-    view.add_item(
-        discord.ui.Button(
-            label="Approve",
-            style=discord.ButtonStyle.success,
-            custom_id=f"{PREFIX}:approve:{approval_id}",
-        )
+    return button_view(
+        ("Approve", discord.ButtonStyle.success, f"{PREFIX}:approve:{approval_id}"),
+        ("Reject", discord.ButtonStyle.danger, f"{PREFIX}:reject:{approval_id}"),
     )
-    view.add_item(
-        discord.ui.Button(
-            label="Reject",
-            style=discord.ButtonStyle.danger,
-            custom_id=f"{PREFIX}:reject:{approval_id}",
-        )
-    )
-    view.stop()  # the presses are answered here, not by discord.py's view store
-    return view
 
 
 async def handle_approval_button(

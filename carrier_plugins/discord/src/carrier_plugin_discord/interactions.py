@@ -147,22 +147,10 @@ async def _ask(service: BotService, interaction: discord.Interaction, data: dict
 async def _confirm_forget(service: BotService, interaction: discord.Interaction) -> None:
     if await _refused(service, interaction):
         return
-    view = discord.ui.View(timeout=None)
-    view.add_item(
-        discord.ui.Button(
-            label="Forget",
-            style=discord.ButtonStyle.danger,
-            custom_id=f"{_FORGET}:yes:{interaction.user.id}",
-        )
+    view = approval_buttons.button_view(
+        ("Forget", discord.ButtonStyle.danger, f"{_FORGET}:yes:{interaction.user.id}"),
+        ("Cancel", discord.ButtonStyle.secondary, f"{_FORGET}:no:{interaction.user.id}"),
     )
-    view.add_item(
-        discord.ui.Button(
-            label="Cancel",
-            style=discord.ButtonStyle.secondary,
-            custom_id=f"{_FORGET}:no:{interaction.user.id}",
-        )
-    )
-    view.stop()  # the buttons are answered here, not by discord.py's view store
     await interaction.response.send_message(
         "Forget everything you said to me in this channel? This cannot be undone.",
         view=view,
