@@ -14,8 +14,6 @@ from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
-import numpy as np
-
 from carrier.errors import EmbeddingDimensionError
 from carrier.types import Memory, ScoredMemory, SearchScope
 from carrier_plugin_sql import vectors
@@ -232,7 +230,7 @@ def search_numpy(
         while batch := cursor.fetchmany(10_000):
             index.add_rows(batch)
         holder["mark"] = mark  # type: ignore[assignment]
-    unit = vectors.unit(np.asarray(query, dtype=np.float32))
+    unit = index.unit_query(query)
     while True:
         hits = index.search(unit, **filters)
         found = memories_by_seq(conn, cache, [seq for seq, _ in hits])

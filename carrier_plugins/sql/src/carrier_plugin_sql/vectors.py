@@ -17,21 +17,25 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from carrier.types import MemoryScope, SearchScope
+from carrier.types import SearchScope
+from carrier_plugin_sql.vector_blocks import EntityBlocks
+from carrier_plugin_sql.vector_table import SCOPE_CODES, Codes, Table
 
 __all__ = ["VectorIndex", "decode", "encode", "unit"]
 
 _F32 = np.dtype("<f4")
-#: ``memories.scope`` values as codes of the index's ``scope`` column.
-_SCOPES = {scope.value: code for code, scope in enumerate(MemoryScope)}
-_AGENT, _DIRECT = _SCOPES[MemoryScope.AGENT], _SCOPES[MemoryScope.DIRECT]
-
 #: Below this fraction of the rows, a search gathers the selected rows and multiplies
 #: only those; above it, one product over the whole matrix is cheaper. Gathering copies
 #: the rows into a new array (page faults for a large one): on 2 cores at 100k × 384,
 #: gathering 10% of the rows cost ~2.5 ms, 33% ~19 ms, against ~6 ms for the whole
 #: product (``benchmarks/retrieval.py --scoped``: a scope sees about 30%).
 _GATHER_FRACTION = 0.125
+
+#: Up to this many scores, the best are found by a stable sort rather than
+#: ``argpartition``, whose introselect slows down several times over on many equal
+#: scores (~26 µs against ~1 µs for 400 scores of 4 distinct values).
+_SORT_ROWS = 4096
+
 
 #: An embedding as :meth:`VectorIndex.add_rows` takes it (the columns of ``embeddings``
 #: read by ``ops.search_numpy``).
@@ -75,37 +79,24 @@ class VectorIndex:
         self.dimension = dimension
         #: Highest ``memory_seq`` seen; rows above it are fetched before a search.
         self.last_seq = 0
-        self._size = 0
-        self._vectors = np.zeros((capacity, dimension), dtype=np.float32)
-        self._seqs = np.zeros(capacity, dtype=np.int64)
-        self._agents = np.zeros(capacity, dtype=np.int32)
-        self._rooms = np.zeros(capacity, dtype=np.int32)
-        self._types = np.zeros(capacity, dtype=np.int16)
-        self._entities = np.zeros(capacity, dtype=np.int32)
-        self._scopes = np.zeros(capacity, dtype=np.int8)
-        self._alive = np.zeros(capacity, dtype=bool)
+        self._table = Table(dimension, capacity)
         self._position: dict[int, int] = {}
         self._agent_codes = _Codes()
         self._room_codes = _Codes()
         self._type_codes = _Codes()
         self._entity_codes = _Codes()
+        self._blocks = EntityBlocks(dimension)
+        self._last_query: tuple[Sequence[float], npt.NDArray[np.float32]] = ([], np.zeros(0))
 
     def __len__(self) -> int:
         return len(self._position)
 
-    def _grow(self, needed: int) -> None:
-        capacity = len(self._seqs)
-        if needed <= capacity:
-            return
-        new = max(needed, capacity + capacity // 2)
-        vectors = np.zeros((new, self.dimension), dtype=np.float32)
-        vectors[:capacity] = self._vectors
-        self._vectors = vectors
-        for name in ("_seqs", "_agents", "_rooms", "_types", "_entities", "_scopes", "_alive"):
-            old = getattr(self, name)
-            grown = np.zeros(new, dtype=old.dtype)
-            grown[:capacity] = old
-            setattr(self, name, grown)
+    def unit_query(self, query: Sequence[float]) -> npt.NDArray[np.float32]:
+        """``query`` scaled to length 1. The last one is kept: the searches of one
+        message (facts, knowledge, earlier words) share its embedding."""
+        if query != self._last_query[0]:  # the same floats: compared by identity first
+            self._last_query = (list(query), unit(np.asarray(query, dtype=np.float32)))
+        return self._last_query[1]
 
     def add_rows(self, rows: Sequence[Row]) -> None:
         """Append ``(memory_seq, agent_id, room_id, type, entity_id, scope, float32
@@ -113,31 +104,34 @@ class VectorIndex:
         rows = [row for row in rows if row[0] not in self._position]
         if not rows:
             return
-        start, count = self._size, len(rows)
-        self._grow(start + count)
+        table = self._table
+        start, count = table.size, len(rows)
+        table.reserve(start + count)
         block = np.frombuffer(b"".join(row[6] for row in rows), dtype=_F32)
         block = block.reshape(count, self.dimension)
         norms = np.linalg.norm(block, axis=1, keepdims=True)
         norms[norms == 0] = 1.0  # a zero vector stays zero
         end = start + count
-        self._vectors[start:end] = block / norms
-        self._seqs[start:end] = [row[0] for row in rows]
-        self._agents[start:end] = [self._agent_codes.code(row[1]) for row in rows]
-        self._rooms[start:end] = [self._room_codes.code(row[2]) for row in rows]
-        self._types[start:end] = [self._type_codes.code(row[3]) for row in rows]
-        self._entities[start:end] = [self._entity_codes.code(row[4]) for row in rows]
-        self._scopes[start:end] = [_SCOPES.get(row[5], -1) for row in rows]
-        self._alive[start:end] = True
+        table.vectors[start:end] = block / norms
+        table.seqs[start:end] = [row[0] for row in rows]
+        table.agents[start:end] = [self._agent_codes.code(row[1]) for row in rows]
+        table.rooms[start:end] = [self._room_codes.code(row[2]) for row in rows]
+        table.types[start:end] = [self._type_codes.code(row[3]) for row in rows]
+        table.entities[start:end] = [self._entity_codes.code(row[4]) for row in rows]
+        table.scopes[start:end] = [SCOPE_CODES.get(row[5], -1) for row in rows]
+        table.alive[start:end] = True
+        table.size = end
+        self._blocks.added(table, start)
         for offset, row in enumerate(rows):
             self._position[row[0]] = start + offset
-        self._size = end
-        self.last_seq = max(self.last_seq, int(self._seqs[start:end].max()))
+        self.last_seq = max(self.last_seq, int(table.seqs[start:end].max()))
 
     def remove(self, seq: int) -> None:
         """Forget the vector of memory ``seq`` (if held)."""
         i = self._position.pop(seq, None)
         if i is not None:
-            self._alive[i] = False
+            self._table.remove(i)
+            self._blocks.removed(int(self._table.entities[i]), seq)
 
     def search(
         self,
@@ -166,55 +160,85 @@ class VectorIndex:
         Returns:
             Best first.
         """
-        n = self._size
-        agent = self._agent_codes.find(agent_id)
-        if limit <= 0 or n == 0 or agent is None:
+        codes = self._codes(agent_id, room_id, type, entity_id, scope)
+        if limit <= 0 or self._table.size == 0 or codes is None:
             return []
-        mask = self._alive[:n] & (self._agents[:n] == agent)
-        for codes, value, column in (
-            (self._room_codes, room_id, self._rooms),
-            (self._type_codes, type, self._types),
-            (self._entity_codes, entity_id, self._entities),
-        ):
-            if value is not None:
-                code = codes.find(value)
-                if code is None:
-                    return []
-                mask &= column[:n] == code
-        if scope is not None:
-            mask &= self._allowed(scope, n)
-        selected = np.flatnonzero(mask)
-        if selected.size == 0:
+        block = None if codes.entity is None else self._blocks.get(codes.entity, self._table)
+        if block is not None:  # one product over the entity's block
+            scores = block.vectors[: block.size] @ query
+            scores += block.penalties(codes)
+            return _best(scores, block.seqs, None, limit, threshold)
+        n = self._table.size
+        mask = self._table.mask(codes)
+        selected = int(np.count_nonzero(mask))
+        if selected == 0:
             return []
-        if selected.size >= n * _GATHER_FRACTION:  # one product over the whole matrix
-            scores = self._vectors[:n] @ query
+        if selected >= n * _GATHER_FRACTION:  # one product over the whole matrix
+            scores = self._table.vectors[:n] @ query
             scores[~mask] = -np.inf
-            candidates = scores
-            positions = None
-        else:  # few rows: gather them first
-            candidates = self._vectors[selected] @ query
-            positions = selected
-        k = min(limit, candidates.size)
-        top = np.argpartition(-candidates, k - 1)[:k] if k < candidates.size else np.arange(k)
-        top = top[np.argsort(-candidates[top], kind="stable")]
-        found: list[tuple[int, float]] = []
-        for j in top:
-            score = float(candidates[j])
-            if score < threshold or score == -np.inf:
-                break
-            row = int(j) if positions is None else int(positions[j])
-            found.append((int(self._seqs[row]), score))
-        return found
+            return _best(scores, self._table.seqs, None, limit, threshold)
+        rows = np.flatnonzero(mask)  # few rows: gather them first
+        scores = self._table.vectors[rows] @ query
+        return _best(scores, self._table.seqs, rows, limit, threshold)
 
-    def _allowed(self, scope: SearchScope, n: int) -> npt.NDArray[np.bool_]:
-        """Which of the first ``n`` rows ``scope`` allows: the agent's own, the scope's
-        room, and (in a direct scope) the direct memories of its entity."""
-        scopes = self._scopes[:n]
-        allowed: npt.NDArray[np.bool_] = scopes == _AGENT
-        room = self._room_codes.find(scope.room_id)
-        if room is not None:
-            allowed |= self._rooms[:n] == room
-        entity = None if scope.entity_id is None else self._entity_codes.find(scope.entity_id)
-        if scope.direct and entity is not None:
-            allowed |= (scopes == _DIRECT) & (self._entities[:n] == entity)
-        return allowed
+    def _codes(
+        self,
+        agent_id: str,
+        room_id: str | None,
+        type: str | None,
+        entity_id: str | None,
+        scope: SearchScope | None,
+    ) -> Codes | None:
+        """The filters as codes; ``None`` when one names a value no row holds."""
+        agent = self._agent_codes.find(agent_id)
+        room = None if room_id is None else self._room_codes.find(room_id)
+        kind = None if type is None else self._type_codes.find(type)
+        entity = None if entity_id is None else self._entity_codes.find(entity_id)
+        if (
+            agent is None
+            or (room_id is not None and room is None)
+            or (type is not None and kind is None)
+            or (entity_id is not None and entity is None)
+        ):
+            return None
+        if scope is None:
+            return Codes(agent, room, kind, entity)
+        scope_entity = None
+        if scope.direct and scope.entity_id is not None:
+            scope_entity = self._entity_codes.find(scope.entity_id)
+        return Codes(
+            agent,
+            room,
+            kind,
+            entity,
+            scoped=True,
+            scope_room=self._room_codes.find(scope.room_id),
+            scope_entity=scope_entity,
+        )
+
+
+def _best(
+    scores: npt.NDArray[np.float32],
+    seqs: npt.NDArray[np.int64],
+    rows: npt.NDArray[np.intp] | None,
+    limit: int,
+    threshold: float,
+) -> list[tuple[int, float]]:
+    """``(seq, score)`` of the best ``limit`` scores ≥ ``threshold``, best first (ties:
+    the earlier row first). ``rows`` maps a score's position to its row, if not 1:1.
+    A few numpy calls and a sort of ``limit`` pairs: each numpy call costs
+    microseconds when a message's other work has left the caches cold."""
+    n = len(scores)
+    k = min(limit, n)
+    if n <= _SORT_ROWS:  # a stable sort keeps ties in row order
+        top = (-scores).argsort(kind="stable")[:k].tolist()
+    else:
+        top = scores.argpartition(n - k)[n - k :].tolist()
+    pairs = sorted((-float(scores[j]), j) for j in top)
+    found: list[tuple[int, float]] = []
+    for negative, position in pairs:
+        if -negative < threshold or negative == np.inf:
+            break
+        row = position if rows is None else int(rows[position])
+        found.append((int(seqs[row]), -negative))
+    return found
