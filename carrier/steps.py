@@ -29,7 +29,7 @@ import os
 import socket
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from carrier.types import ActionResult, ModelResponse
 
@@ -43,6 +43,7 @@ logger = logging.getLogger("carrier.steps")
 #: Recorded steps are kept this long (seconds): far beyond any recovery.
 RECORD_TTL_S = 7 * 24 * 3600.0
 _HOST = socket.gethostname()
+_Record = TypeVar("_Record", ModelResponse, ActionResult)
 #: Owners of the leases this process holds now.
 _LIVE: set[str] = set()
 
@@ -203,24 +204,32 @@ class StepLog:
 
     async def response(self, message_id: str, step: int) -> ModelResponse | None:
         found = await self._store.get_cache(f"step:{self._agent_id}:{message_id}:{step}")
-        return None if found is None else ModelResponse.model_validate(found)
+        return None if found is None else _load(ModelResponse, found)
 
     async def record_response(self, message_id: str, step: int, response: ModelResponse) -> None:
         await self._store.set_cache(
             f"step:{self._agent_id}:{message_id}:{step}",
-            response.model_dump(mode="json"),
+            response.model_dump_json(),
             ttl_s=RECORD_TTL_S,
         )
 
     async def outcome(self, message_id: str, step: int, index: int) -> ActionResult | None:
         found = await self._store.get_cache(f"act:{self._agent_id}:{message_id}:{step}:{index}")
-        return None if found is None else ActionResult.model_validate(found)
+        return None if found is None else _load(ActionResult, found)
 
     async def record_outcome(
         self, message_id: str, step: int, index: int, result: ActionResult
     ) -> None:
         await self._store.set_cache(
             f"act:{self._agent_id}:{message_id}:{step}:{index}",
-            result.model_dump(mode="json"),
+            result.model_dump_json(),
             ttl_s=RECORD_TTL_S,
         )
+
+
+def _load(model: type[_Record], found: Any) -> _Record:
+    """A record as stored: a JSON string (pydantic's own dump, several times faster than
+    a dict encoded by the store), or the dict earlier versions stored."""
+    if isinstance(found, str):
+        return model.model_validate_json(found)
+    return model.model_validate(found)

@@ -4,8 +4,18 @@ so an executor can checkpoint between stages."""
 from __future__ import annotations
 
 from carrier.runtime import AgentRuntime
+from carrier.steps import StepLog
 from carrier.testing import FakeModel
-from carrier.types import IncomingMessage, Memory, ModelRequest, ModelResponse, Reply, State
+from carrier.types import (
+    ActionCall,
+    ActionResult,
+    IncomingMessage,
+    Memory,
+    ModelRequest,
+    ModelResponse,
+    Reply,
+    State,
+)
 
 
 async def test_stages_run_one_by_one_through_json(
@@ -79,3 +89,24 @@ async def test_stored_reply_reads_the_outcome_of_a_message_from_the_store(
     assert answered is not None
     assert answered.texts == ["hello again"]
     assert not answered.duplicate
+
+
+async def test_recorded_steps_replay_in_the_form_stored_now_and_in_the_earlier_one(
+    runtime: AgentRuntime,
+) -> None:
+    """A run cut off before an upgrade is finished by the new version: records stored
+    as dicts (before records were stored as pydantic's own JSON) still replay."""
+    steps = StepLog(runtime.store, "agent", ttl_s=30.0)
+    response = ModelResponse(
+        text="noting", action_calls=[ActionCall(name="NOTE", arguments={"n": 1})]
+    )
+    outcome = ActionResult(name="NOTE", text="noted", data={"n": 1})
+    await steps.record_response("new", 0, response)
+    await steps.record_outcome("new", 0, 0, outcome)
+    await runtime.store.set_cache("step:agent:old:0", response.model_dump(mode="json"))
+    await runtime.store.set_cache("act:agent:old:0:0", outcome.model_dump(mode="json"))
+    for message_id in ("new", "old"):
+        assert await steps.response(message_id, 0) == response
+        assert await steps.outcome(message_id, 0, 0) == outcome
+    assert await steps.response("new", 1) is None
+    assert await steps.outcome("new", 0, 1) is None
