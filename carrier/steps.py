@@ -24,11 +24,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import socket
 import time
 import uuid
+import weakref
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from carrier.types import ActionResult, ModelResponse
@@ -61,13 +63,13 @@ class Lease:
         self.key = key
         self._ttl_s = ttl_s
         self._value: dict[str, Any] = {
-            "owner": uuid.uuid4().hex,
+            "owner": f"{_TOKEN_PREFIX[0]}{next(_TOKENS):x}",
             "host": _HOST,
             "pid": os.getpid(),
             "until": time.time() + ttl_s,
         }
-        # A timer until the first renewal is due (most runs end before it), then a task.
-        self._timer: asyncio.TimerHandle | None = None
+        # Listed for its first renewal (most runs end before it), then a task renews it.
+        self._renewals: _Renewals | None = None
         self._renewer: asyncio.Task[None] | None = None
         self.lost = False
 
@@ -92,10 +94,14 @@ class Lease:
     def _start_renewing(self) -> None:
         _LIVE.add(self._value["owner"])
         loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(self._ttl_s / 3, self._renew_now, loop)
+        renewals = _RENEWALS.get(loop)
+        if renewals is None:
+            renewals = _RENEWALS[loop] = _Renewals()
+        self._renewals = renewals
+        renewals.add(self, loop, self._ttl_s / 3)
 
-    def _renew_now(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._timer = None
+    def renew_from_now(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start renewing in a task (its first renewal is due)."""
         self._renewer = loop.create_task(self._renew())
 
     async def _renew(self) -> None:
@@ -120,9 +126,9 @@ class Lease:
             await asyncio.sleep(self._ttl_s / 3)
 
     async def _stop_renewing(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        if self._renewals is not None:
+            self._renewals.discard(self)
+            self._renewals = None
         if self._renewer is not None:
             self._renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -142,6 +148,51 @@ class Lease:
         this process or on this machine, else after the lease expires)."""
         await self._stop_renewing()
         _LIVE.discard(self._value["owner"])
+
+
+class _Renewals:
+    """The leases one event loop holds, waiting for their first renewal, on one timer:
+    most runs end long before a renewal is due, so a lease costs no timer (and no
+    cancelled timer) of its own."""
+
+    def __init__(self) -> None:
+        self._due: dict[Lease, float] = {}  # lease -> loop time of its first renewal
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, lease: Lease, loop: asyncio.AbstractEventLoop, delay_s: float) -> None:
+        self._due[lease] = loop.time() + delay_s
+        if self._timer is None:
+            self._timer = loop.call_later(delay_s, self._fire, loop)
+
+    def discard(self, lease: Lease) -> None:
+        self._due.pop(lease, None)
+
+    def _fire(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._timer = None
+        now = loop.time()
+        for lease, due in list(self._due.items()):
+            if due <= now:
+                del self._due[lease]
+                lease.renew_from_now(loop)
+        if self._due:
+            self._timer = loop.call_at(min(self._due.values()), self._fire, loop)
+
+
+#: Each running event loop's leases waiting for their first renewal.
+_RENEWALS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Renewals] = (
+    weakref.WeakKeyDictionary()
+)
+#: Lease owners: a random prefix per process (new in a forked child) and a counter.
+_TOKENS = itertools.count()
+_TOKEN_PREFIX = [uuid.uuid4().hex[:16]]
+
+
+def _new_token_prefix() -> None:
+    _TOKEN_PREFIX[0] = uuid.uuid4().hex[:16]
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_new_token_prefix)
 
 
 def _stale(lease: Any) -> bool:

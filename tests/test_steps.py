@@ -3,7 +3,13 @@ so an executor can checkpoint between stages."""
 
 from __future__ import annotations
 
+import asyncio
+
+from carrier.builtin.memory_store import InMemoryStore
+from carrier.character import Character
+from carrier.host import PluginHost
 from carrier.runtime import AgentRuntime
+from carrier.settings import CarrierSettings
 from carrier.steps import StepLog
 from carrier.testing import FakeModel
 from carrier.types import (
@@ -110,3 +116,32 @@ async def test_recorded_steps_replay_in_the_form_stored_now_and_in_the_earlier_o
         assert await steps.outcome(message_id, 0, 0) == outcome
     assert await steps.response("new", 1) is None
     assert await steps.outcome("new", 0, 1) is None
+
+
+async def test_a_run_longer_than_its_lease_keeps_it_by_renewing_it(character: Character) -> None:
+    """Two runtimes on one store, as two processes would be: while the first answers
+    slowly (0.8 s against a 0.3 s lease, renewed every 0.1 s), the second is refused
+    the same message rather than answering it again."""
+    store = InMemoryStore()
+    slow = FakeModel(default_text="done", latency_s=0.8)
+    settings = CarrierSettings(lease_ttl_s=0.3, _env_file=None)
+
+    def agent() -> AgentRuntime:
+        return AgentRuntime(
+            character,
+            host=PluginHost(autoload=False, settings=settings),
+            store=store,
+            models={"large": slow, "small": slow, "embedding": None},
+        )
+
+    incoming = IncomingMessage(text="hi", user_id="u", room_id="r", message_id="m1")
+    async with agent() as first, agent() as second:
+        running = asyncio.create_task(first.handle(incoming))
+        await asyncio.sleep(0.6)  # twice the lease's time to live
+        assert (await second.handle(incoming)).in_progress
+        reply = await running
+        assert reply.texts == ["done"]
+        await reply.evaluated()
+        again = await second.handle(incoming)  # finished: answered from the store
+        assert again.duplicate
+        assert again.texts == ["done"]
