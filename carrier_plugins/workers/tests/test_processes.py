@@ -235,6 +235,17 @@ async def test_postgres_restarted_mid_run_loses_nothing(
         assert process.poll() is None  # still serving
 
 
+async def test_a_message_sent_after_postgres_restarted_is_enqueued(
+    client: AgentRuntime, postgres: LocalPostgres
+) -> None:
+    """The queue's pool does not test a connection before lending it (a round trip
+    each time): the first call after a restart meets a dead connection and is retried
+    on a fresh one instead of failing."""
+    assert len(await _enqueue(client, rooms=1, per_room=1)) == 1  # the pool is open
+    await asyncio.to_thread(postgres.restart)
+    assert len(await _enqueue(client, rooms=2, per_room=1)) == 2
+
+
 #: A plugin for ``carrier worker`` children: a scripted model that calls CHARGE, then
 #: CRASH; each action run appends its idempotency key to a file; CRASH kills its own
 #: process the first time it runs.

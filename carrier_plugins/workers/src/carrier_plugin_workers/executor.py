@@ -27,7 +27,7 @@ from carrier_plugin_workers.queue import (
     queue_target,
     room_lock,
 )
-from carrier_plugin_workers.retries import checking_jobs, reading_answer
+from carrier_plugin_workers.retries import checking_jobs, enqueueing, reading_answer
 
 if TYPE_CHECKING:
     import procrastinate
@@ -131,7 +131,9 @@ class WorkersExecutor(Executor):
             for incoming, message in zip(shipped, stored, strict=True)
         ]
         try:
-            deferred = await app.job_manager.batch_defer_jobs_async(jobs)
+            async for attempt in enqueueing(self.settings.pool_size):
+                with attempt:
+                    deferred = await app.job_manager.batch_defer_jobs_async(jobs)
         except QUEUE_ERRORS as exc:
             assert self._target is not None
             raise queue_error(self._target, f"enqueueing {len(jobs)} message(s)", exc) from exc

@@ -10,6 +10,8 @@ returns what its caller expects (noted below).
 policy                     retries                      waits (+ jitter)      gives up
 =========================  ===========================  ====================  ================
 :func:`reading_answer`     ``StoreError``               0.1 s, doubling, 2 s  after 20 tries
+:func:`enqueueing`         connection errors            none                  after pool size
+                                                                              + 1 tries
 :func:`recording_outcome`  connection errors            0.1 s, doubling, 2 s  after 60 s
 :func:`reconnecting`       connection errors,           0.5 s, doubling, 10 s when stopped
                            ``QueueUnreachableError``                          (returns None)
@@ -51,6 +53,7 @@ __all__ = [
     "RECORD_FOR_S",
     "awaiting_run",
     "checking_jobs",
+    "enqueueing",
     "reading_answer",
     "reconnecting",
     "recording_outcome",
@@ -106,6 +109,24 @@ def recording_outcome() -> AsyncRetrying:
     return AsyncRetrying(
         stop=stop_after_delay(RECORD_FOR_S),
         wait=wait_exponential_jitter(multiplier=0.1, max=2.0, jitter=0.1),
+        retry=retry_if_exception(_unreachable),
+        before_sleep=log,
+        reraise=True,
+    )
+
+
+def enqueueing(pool_size: int) -> AsyncRetrying:
+    """Enqueueing on a pooled connection the server closed (a restart): the pool lends
+    connections without a round trip to test them, so each such one fails a call and
+    is dropped. Retried at once, up to ``pool_size`` more times (every pooled connection
+    may be dead); other errors are raised at once. A job that was stored before its
+    connection broke is enqueued again: its message id makes the second a duplicate."""
+
+    def log(state: RetryCallState) -> None:
+        logger.info("Enqueueing met a closed connection (%s); retrying", _error(state))
+
+    return AsyncRetrying(
+        stop=stop_after_attempt(pool_size + 1),
         retry=retry_if_exception(_unreachable),
         before_sleep=log,
         reraise=True,
