@@ -128,3 +128,17 @@ def test_one_users_repeated_search_sees_each_add_and_remove() -> None:
             scope=scope,
         )
         assert [s for s, _ in found] == _expected(held, query, user=USERS[0], limit=3, scope=scope)
+
+
+def test_a_query_is_taken_as_a_list_a_tuple_or_an_array_alike() -> None:
+    rng = np.random.default_rng(5)
+    index = VectorIndex(DIMENSION)
+    index.add_rows(_rows(rng, 1, 30))
+    raw = rng.standard_normal(DIMENSION)
+    common = {"agent_id": "agent", "room_id": None, "type": None, "limit": 4, "threshold": -1.0}
+    found = [
+        index.search(index.unit_query(form), **common)  # type: ignore[arg-type]
+        for form in (raw.tolist(), tuple(raw.tolist()), raw, raw.tolist())
+    ]
+    assert len(found[0]) == 4
+    assert all(f == found[0] for f in found)

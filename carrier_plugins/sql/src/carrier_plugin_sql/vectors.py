@@ -94,8 +94,9 @@ class VectorIndex:
     def unit_query(self, query: Sequence[float]) -> npt.NDArray[np.float32]:
         """``query`` scaled to length 1. The last one is kept: the searches of one
         message (facts, knowledge, earlier words) share its embedding."""
-        if query != self._last_query[0]:  # the same floats: compared by identity first
-            self._last_query = (list(query), unit(np.asarray(query, dtype=np.float32)))
+        floats = query if isinstance(query, list) else list(query)
+        if floats != self._last_query[0]:  # the same floats: compared by identity first
+            self._last_query = (list(floats), unit(np.asarray(floats, dtype=np.float32)))
         return self._last_query[1]
 
     def add_rows(self, rows: Sequence[Row]) -> None:
