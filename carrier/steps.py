@@ -17,7 +17,9 @@ processes and machines sharing the store:
   ``"{message_id}:{step}:{index}"``, which its handler receives in
   ``state.idempotency_key`` and passes on to anything with external effects.
 
-A fresh message costs two writes (lease, release) and one more per action call.
+A fresh message costs two writes (lease, release), plus one for each step that chose
+actions and one for each action call. Records are pydantic's JSON strings (dicts written
+by earlier versions still replay).
 """
 
 from __future__ import annotations
