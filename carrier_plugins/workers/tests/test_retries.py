@@ -10,12 +10,14 @@ import time
 
 import carrier_plugin_workers.worker
 import psycopg
+import psycopg_pool
 import pytest
 from carrier_plugin_workers.queue import QueueUnreachableError
 from carrier_plugin_workers.retries import (
     READ_ATTEMPTS,
     awaiting_run,
     checking_jobs,
+    enqueueing,
     reading_answer,
     reconnecting,
     recording_outcome,
@@ -185,3 +187,20 @@ async def test_a_worker_that_loses_its_session_connects_again(
         "Lost the queue's PostgreSQL (server closed the connection unexpectedly); "
         "reconnecting in 0.5 s"
     ]
+
+
+async def test_enqueueing_retries_a_lost_connection_but_not_a_server_that_is_down() -> None:
+    lost = psycopg.OperationalError("terminating connection due to administrator command")
+    calls = Calls(lost, lost, "enqueued")
+    assert await enqueueing(pool_size=10)(calls) == "enqueued"
+    assert calls.count == 3
+    # every pooled connection lost: pool size + 1 tries, then the error
+    always = Calls(lost)
+    with pytest.raises(psycopg.OperationalError, match="administrator"):
+        await enqueueing(pool_size=2)(always)
+    assert always.count == 3
+    # nothing to lend within the pool's timeout: the server is down, no second wait
+    down = Calls(psycopg_pool.PoolTimeout("couldn't get a connection after 30.00 sec"))
+    with pytest.raises(psycopg_pool.PoolTimeout):
+        await enqueueing(pool_size=10)(down)
+    assert down.count == 1

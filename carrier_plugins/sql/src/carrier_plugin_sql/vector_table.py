@@ -13,7 +13,7 @@ import numpy.typing as npt
 
 from carrier.types import MemoryScope
 
-__all__ = ["AGENT_SCOPE", "DIRECT_SCOPE", "FEW_ROWS", "Codes", "Table"]
+__all__ = ["AGENT_SCOPE", "DIRECT_SCOPE", "FEW_ROWS", "SCOPE_CODES", "Codes", "Table"]
 
 #: ``memories.scope`` values as codes of the ``scopes`` column.
 SCOPE_CODES = {scope.value: code for code, scope in enumerate(MemoryScope)}

@@ -33,6 +33,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import psycopg_pool
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -95,6 +96,16 @@ def _unreachable(exc: BaseException) -> bool:
     return isinstance(exc, QUEUE_ERRORS) and is_connection_error(exc)
 
 
+def _lent_dead(exc: BaseException) -> bool:
+    """A connection the pool lent was lost, not: the pool found none to lend."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, psycopg_pool.PoolTimeout):
+            return False
+        seen = seen.__cause__
+    return _unreachable(exc)
+
+
 def recording_outcome() -> AsyncRetrying:
     """Recording a job's outcome (``succeeded``, ``failed``, retry) through a PostgreSQL
     restart, for up to :data:`RECORD_FOR_S`; other errors are raised at once."""
@@ -119,7 +130,8 @@ def enqueueing(pool_size: int) -> AsyncRetrying:
     """Enqueueing on a pooled connection the server closed (a restart): the pool lends
     connections without a round trip to test them, so each such one fails a call and
     is dropped. Retried at once, up to ``pool_size`` more times (every pooled connection
-    may be dead); other errors are raised at once. A job that was stored before its
+    may be dead); other errors are raised at once, a pool that had no connection to lend
+    in its timeout (the server is down) among them. A job that was stored before its
     connection broke is enqueued again: its message id makes the second a duplicate."""
 
     def log(state: RetryCallState) -> None:
@@ -127,7 +139,7 @@ def enqueueing(pool_size: int) -> AsyncRetrying:
 
     return AsyncRetrying(
         stop=stop_after_attempt(pool_size + 1),
-        retry=retry_if_exception(_unreachable),
+        retry=retry_if_exception(_lent_dead),
         before_sleep=log,
         reraise=True,
     )
