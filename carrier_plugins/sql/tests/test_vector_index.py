@@ -49,6 +49,24 @@ def _expected(
     return [seq for _, seq in scored[:limit]]
 
 
+def _users_best(
+    index: VectorIndex, query: np.ndarray, *, user: str, limit: int, scope: SearchScope | None
+) -> list[int]:
+    """The seqs the index finds for ``user``'s messages (as the relevant-memories
+    provider searches), best first."""
+    found = index.search(
+        query,
+        agent_id="agent",
+        room_id=None,
+        type="message",
+        limit=limit,
+        threshold=-1.0,
+        entity_id=user,
+        scope=scope,
+    )
+    return [seq for seq, _ in found]
+
+
 @pytest.mark.parametrize("block_bytes", [64 << 20, 40 * 4 * DIMENSION])
 def test_searches_by_entity_match_a_brute_force_scan(
     block_bytes: int, monkeypatch: pytest.MonkeyPatch
@@ -75,17 +93,7 @@ def test_searches_by_entity_match_a_brute_force_scan(
                 SearchScope(room_id="room-1", entity_id=user, direct=False),
                 SearchScope(room_id="room-0", entity_id=user, direct=True),
             ):
-                found = index.search(
-                    query,
-                    agent_id="agent",
-                    room_id=None,
-                    type="message",
-                    limit=5,
-                    threshold=-1.0,
-                    entity_id=user,
-                    scope=scope,
-                )
-                assert [s for s, _ in found] == _expected(
+                assert _users_best(index, query, user=user, limit=5, scope=scope) == _expected(
                     held, query, user=user, limit=5, scope=scope
                 )
 
@@ -117,17 +125,9 @@ def test_one_users_repeated_search_sees_each_add_and_remove() -> None:
             index.remove(gone)
             del held[gone]
         query = vectors.unit(rng.standard_normal(DIMENSION))
-        found = index.search(
-            query,
-            agent_id="agent",
-            room_id=None,
-            type="message",
-            limit=3,
-            threshold=-1.0,
-            entity_id=USERS[0],
-            scope=scope,
+        assert _users_best(index, query, user=USERS[0], limit=3, scope=scope) == _expected(
+            held, query, user=USERS[0], limit=3, scope=scope
         )
-        assert [s for s, _ in found] == _expected(held, query, user=USERS[0], limit=3, scope=scope)
 
 
 def test_a_query_is_taken_as_a_list_a_tuple_or_an_array_alike() -> None:

@@ -162,5 +162,9 @@ class Table:
             not codes.scoped
             or scope == AGENT_SCOPE
             or room == codes.scope_room
-            or (scope == DIRECT_SCOPE and entity == codes.scope_entity is not None)
+            or (
+                scope == DIRECT_SCOPE
+                and codes.scope_entity is not None
+                and entity == codes.scope_entity
+            )
         )
