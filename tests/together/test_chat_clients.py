@@ -75,6 +75,10 @@ async def test_carrier_start_serves_telegram_and_discord_and_isolates_a_crash(
             process.send_signal(signal.SIGINT)
             async with asyncio.timeout(30):
                 assert await process.wait() == 0, log.read_text()
+        except BaseException:
+            # the child's log is the only account of what it did; pytest shows it on failure
+            sys.stderr.write(log.read_text())
+            raise
         finally:
             if process.returncode is None:
                 process.kill()

@@ -223,8 +223,10 @@ class DiscordClient(Client):
             stop_listening()
             await service.drain(settings.drain_timeout_s)
             connection.cancel()
+            # bounded: a gateway loop that ignores its cancellation must not keep the
+            # supervisor from starting the client afresh
             with contextlib.suppress(BaseException):
-                await connection
+                await asyncio.wait_for(connection, timeout=10)
 
 
 async def _watch(connection: asyncio.Task[None], dropped: list[float], limit_s: float) -> None:
