@@ -178,8 +178,12 @@ class Deliveries:
 
         async def loop() -> None:
             while True:
+                # asyncio.timeout, not wait_for: on Python 3.11, wait_for returns the
+                # result of a wait that ends as the task is cancelled, so a wake-up
+                # racing the client's shutdown kept this loop (and its drain) going
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), poll_s)
+                    async with asyncio.timeout(poll_s):
+                        await wake.wait()
                 wake.clear()
                 try:
                     await deliver()

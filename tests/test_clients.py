@@ -21,7 +21,7 @@ from carrier import AgentRuntime, IncomingMessage, PluginHost
 from carrier.builtin.memory_store import InMemoryStore
 from carrier.character import Character
 from carrier.cli import main
-from carrier.outbox import Outbox
+from carrier.outbox import Deliveries, Outbox
 from carrier.services import Client, ServiceHealth, Supervisor, serves
 from carrier.settings import CarrierSettings
 from carrier.testing import FakeModel
@@ -189,6 +189,28 @@ async def test_the_outbox_keeps_unsent_chunks_in_order_across_a_restart() -> Non
         await again.sent(item)
     assert await again.pending() == []
     assert await Outbox(store, "queue", "agent-2").pending() == []  # per agent
+
+
+async def test_the_delivery_loop_stops_when_cancelled_as_a_wake_up_arrives() -> None:
+    """A client stopping while the agent sends to one of its rooms: the wake-up and the
+    cancellation land in the same loop turn, and the loop must still end (it kept
+    going on Python 3.11 with ``wait_for``, so the client's drain never returned)."""
+    deliveries = Deliveries(InMemoryStore(), "queue", "agent-1")
+    wake = asyncio.Event()
+    delivered: list[int] = []
+
+    async def deliver() -> int:
+        delivered.append(1)
+        return 0
+
+    task = deliveries.serve(deliver, wake, poll_s=60)
+    await asyncio.sleep(0)  # the loop is waiting for a wake-up
+    wake.set()
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=2)
+    assert task in done
+    assert task.cancelled()
+    assert delivered == []
 
 
 def test_start_without_an_enabled_client_says_what_to_configure(

@@ -45,6 +45,7 @@ async def test_carrier_start_serves_telegram_and_discord_and_isolates_a_crash(
         with log.open("ab") as out:
             process = await asyncio.create_subprocess_exec(
                 str(carrier),
+                "-v",
                 "start",
                 env=_env(tmp_path, telegram, discord),
                 stdout=out,

@@ -220,8 +220,10 @@ class DiscordClient(Client):
                 await _watch(connection, dropped, settings.reconnect_timeout_s)
             raise CarrierError("The Discord gateway connection ended.")
         finally:
+            logger.info("Discord: %s stops serving as %s; draining", runtime.character.name, name)
             stop_listening()
             await service.drain(settings.drain_timeout_s)
+            logger.info("Discord: %s drained", runtime.character.name)
             connection.cancel()
             # bounded: a gateway loop that ignores its cancellation must not keep the
             # supervisor from starting the client afresh
@@ -250,7 +252,11 @@ async def _connect(bot: discord.Client) -> None:
     from carrier_plugin_discord.sdk import discord
 
     try:
-        await bot.connect(reconnect=True)
+        try:
+            await bot.connect(reconnect=True)
+        except BaseException as exc:
+            logger.info("Discord: the gateway loop ended: %r", exc)
+            raise
     except discord.PrivilegedIntentsRequired as exc:
         raise ConfigurationError(
             "Discord refused the connection: the bot asks for the Message Content intent, "
