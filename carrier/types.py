@@ -8,6 +8,7 @@ snake_case in Python and accept ElizaOS's camelCase spellings on input
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from enum import StrEnum
@@ -63,10 +64,31 @@ ID_NAMESPACE = uuid.UUID("6f1c3c2e-8c1b-4d2e-9b1a-3a9e0c2f7d10")
 
 
 def new_id(seed: str | None = None) -> str:
-    """A fresh random id, or a deterministic one derived from ``seed``."""
+    """A fresh id, or a deterministic one derived from ``seed`` (a version-5 UUID).
+
+    A fresh id is a time-ordered UUID, laid out as RFC 9562's version 7: the
+    millisecond it was made, then 74 random bits (unguessable, like a version 4).
+    Stores index memories by id; ids that grow with time add to the end of that
+    index, where a random id touched a random page of it: with a thousand active
+    rooms, every message dirtied pages all over the database file, and the WAL
+    checkpoints that write them back took a sixth of the loop's time. Never order
+    by id: ids made in the same millisecond are in random order.
+    """
     if seed is None:
-        return str(uuid.uuid4())
+        return str(uuid.UUID(int=_time_ordered_bits()))
     return str(uuid.uuid5(ID_NAMESPACE, seed))
+
+
+def _time_ordered_bits() -> int:
+    """128 bits: 48 of Unix milliseconds, version 7, 12 random, variant, 62 random."""
+    random_bits = int.from_bytes(os.urandom(10))
+    return (
+        (time.time_ns() // 1_000_000) << 80
+        | 0x7 << 76
+        | (random_bits >> 62 & 0xFFF) << 64
+        | 0b10 << 62
+        | random_bits & ((1 << 62) - 1)
+    )
 
 
 def now() -> float:
