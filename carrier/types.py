@@ -71,7 +71,7 @@ def new_id(seed: str | None = None) -> str:
     Stores index memories by id; ids that grow with time add to the end of that
     index, where a random id touched a random page of it: with a thousand active
     rooms, every message dirtied pages all over the database file, and the WAL
-    checkpoints that write them back took a sixth of the loop's time. Never order
+    checkpoints that write them back took a fifth of the loop's time. Never order
     by id: ids made in the same millisecond are in random order.
     """
     if seed is None:
