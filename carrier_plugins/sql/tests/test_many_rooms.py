@@ -100,7 +100,8 @@ def _allocated_blocks() -> int:
 async def test_a_long_run_stops_growing_once_the_caches_are_full(tmp_path: Path) -> None:
     """20,000 messages over 400 rooms with small cache budgets (4 MiB of memories, 2 MiB
     of turns, 2 MiB of SQLite pages per connection; all full after ~2,000 messages): the
-    live heap over the second half grows by less than 5,000 blocks. With budgets large
+    live heap over the second half grows by less than a tenth of what it grew while
+    they filled (about 2% measured alone). With budgets large
     enough never to fill, the same run grows by ~100,000 blocks every 2,000 messages."""
     url = f"sqlite:///{tmp_path / 'agent.db'}"
     samples: list[int] = []
@@ -116,5 +117,12 @@ async def test_a_long_run_stops_growing_once_the_caches_are_full(tmp_path: Path)
         stats = store.memory_cache_stats()
     assert stats["bytes"] <= stats["max_bytes"]
     half = samples[len(samples) // 2 - 1]
+    filling = half - samples[0]  # while the caches fill up to their budgets
     growth = max(samples[len(samples) // 2 :]) - half
-    assert growth < 5000, f"the heap grew {growth} blocks after the caches were full: {samples}"
+    # Relative, not absolute: the caches approach their budgets gradually, and in the
+    # whole suite's process the count moves by a few thousand blocks (5,463 against
+    # 2,440 alone, once); unbounded caches grow as much in the second half as in the first.
+    assert growth < filling / 10, (
+        f"the heap grew {growth} blocks after the caches were full ({filling} while "
+        f"they filled): {samples}"
+    )
