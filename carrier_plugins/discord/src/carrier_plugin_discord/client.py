@@ -252,11 +252,7 @@ async def _connect(bot: discord.Client) -> None:
     from carrier_plugin_discord.sdk import discord
 
     try:
-        try:
-            await bot.connect(reconnect=True)
-        except BaseException as exc:
-            logger.info("Discord: the gateway loop ended: %r", exc)
-            raise
+        await bot.connect(reconnect=True)
     except discord.PrivilegedIntentsRequired as exc:
         raise ConfigurationError(
             "Discord refused the connection: the bot asks for the Message Content intent, "
