@@ -207,6 +207,8 @@ def compose_request(
             "step": state.step,
             # the system prompt and this many messages are the stable prefix
             "prefix_messages": len(history),
+            # the memories they show, oldest first (a backend may check continuity)
+            "history_ids": built.ids[start:],
             # where the message itself starts in the last turn, after its sections
             "message_offset": len(last) - len(state.message.content.text),
         },

@@ -66,6 +66,12 @@ class Prompt:
     json_schema: dict[str, Any] | None = None
     prompt_tokens: int = 0
     dropped: int = 0
+    #: The conversation the prompt belongs to (a room) and the ids of its history's
+    #: messages, oldest first; cache reuse stays within one conversation that continues.
+    scope: str | None = None
+    history_ids: list[str] | None = None
+    #: llama.cpp's ``n_cache_reuse`` for this request (set by ``ChatEngine``).
+    cache_reuse: int = 0
 
     def payload(self, *, stream: bool = False) -> dict[str, Any]:
         """The OpenAI-style body ``handle_chat_completions`` takes."""
@@ -82,6 +88,8 @@ class Prompt:
             body["stop"] = self.stop
         if self.json_schema is not None:
             body["json_schema"] = self.json_schema
+        if self.cache_reuse:
+            body["n_cache_reuse"] = self.cache_reuse
         if stream:
             body["stream"] = True
         return body
@@ -99,6 +107,10 @@ class ChatEngine:
         self._metadata: dict[str, Any] | None = None
         self._tokenizer: Tokenizer | None = None
         self._chatml = False
+        # the one slot's last request: its scope and history (see ``_reuse_for``)
+        self._slot_lock = threading.Lock()
+        self._slot_scope: str | None = None
+        self._slot_history: list[str] = []
 
     # ---- Loading ----------------------------------------------------------------
 
@@ -233,7 +245,9 @@ class ChatEngine:
     def complete(self, prompt: Prompt) -> dict[str, Any]:
         """One whole chat completion: the engine's OpenAI-style result."""
         self.load()
-        result = self._server.handle_chat_completions(prompt.payload())
+        with self._slot_lock:
+            self._reuse_for(prompt)
+            result = self._server.handle_chat_completions(prompt.payload())
         return _checked(result)
 
     def stream(
@@ -256,9 +270,32 @@ class ChatEngine:
             on_chunk(chunk)
             return stop.is_set()
 
-        self._server.handle_chat_completions(prompt.payload(stream=True), callback)
+        with self._slot_lock:
+            self._reuse_for(prompt)
+            self._server.handle_chat_completions(prompt.payload(stream=True), callback)
         if errors and not stop.is_set():
             _checked(errors[0])
+
+    def _reuse_for(self, prompt: Prompt) -> None:
+        """Allow llama.cpp to reuse shifted chunks of its cache (``cache_reuse``) only
+        when the slot last ran the same conversation and the new history continues it:
+        the reused tokens keep what they attended to, so a chunk from another room, or
+        from after a message deleted since (``carrier forget``), never comes back."""
+        history = prompt.history_ids
+        same = prompt.scope is not None and prompt.scope == self._slot_scope
+        continues = same and history is not None and _continues(self._slot_history, history)
+        prompt.cache_reuse = self.settings.cache_reuse if continues else 0
+        self._slot_scope, self._slot_history = prompt.scope, history or []
+
+
+def _continues(before: list[str], after: list[str]) -> bool:
+    """Whether the history of ids ``after`` is ``before`` with an older block dropped
+    and newer messages added: nothing taken out of its middle."""
+    for dropped in range(len(before) + 1):
+        kept = before[dropped:]
+        if after[: len(kept)] == kept:
+            return not set(before[:dropped]).intersection(after)
+    return False
 
 
 def _checked(result: Any) -> dict[str, Any]:

@@ -41,6 +41,19 @@ _MIN_JSON_TOKENS = 640
 _EMBED_CHUNK = 512
 
 
+def _scope(request: ModelRequest) -> str | None:
+    """The conversation a request continues: its room and model class (the same room's
+    evaluators have prompts of their own)."""
+    room = request.metadata.get("room_id")
+    return f"{room}:{request.model_class.value}" if isinstance(room, str) else None
+
+
+def _history_ids(request: ModelRequest) -> list[str] | None:
+    """The ids of the request's history messages (``compose_context`` lists them)."""
+    ids = request.metadata.get("history_ids")
+    return [str(i) for i in ids] if isinstance(ids, list) else None
+
+
 class LocalModel(Model):
     """Chat on llama.cpp with a GGUF model, embeddings with MiniLM on onnxruntime."""
 
@@ -98,6 +111,8 @@ class LocalModel(Model):
             ],
             json_schema=schema,
             repeat_penalty=settings.repeat_penalty,
+            scope=_scope(request),
+            history_ids=_history_ids(request),
         )
         return self.chat.fit(prompt), mode
 

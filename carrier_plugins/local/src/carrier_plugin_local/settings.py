@@ -40,6 +40,15 @@ class LocalSettings(BaseSettings):
         description="Let the model choose actions (constrained JSON). Off by default: the "
         "135M model picks the right action rarely and replies worse when asked to.",
     )
+    cache_reuse: int = Field(
+        default=16,
+        ge=0,
+        description="Within one room, reuse runs of at least this many tokens that "
+        "llama.cpp still holds from the room's previous request, shifted to their new "
+        "place, so that dropping a block of history or a turn's retrieved sections costs "
+        "no re-read (llama.cpp's n_cache_reuse). The reused tokens keep what they read "
+        "before (an approximation); 0 re-reads everything after the shared prefix.",
+    )
     embedding_batch_size: int = Field(default=16, ge=1, description="Texts per ONNX run.")
     warm_up: bool = Field(
         default=True,
