@@ -45,3 +45,12 @@ def test_verbatim_facts_keep_first_person_statements() -> None:
 
 def test_verbatim_facts_skip_questions() -> None:
     assert verbatim_facts("What is my name? Do I have a cat?") == []
+
+
+def test_verbatim_facts_skip_requests_to_the_agent() -> None:
+    message = (
+        "Tell me one short thing about the number 5. Please give me a hint! "
+        "Message 3: show us the way. Let me know when it rains. "
+        "My sister gave me a cat. I told my brother about it."
+    )
+    assert verbatim_facts(message) == ["My sister gave me a cat.", "I told my brother about it."]

@@ -17,7 +17,7 @@ second catches the rest. ``tests/test_grounding.py`` lists the cases it was tune
 on, and a fact written verbatim from the message always passes.
 
 ``verbatim_facts`` is the fallback for models too weak to paraphrase reliably: the
-message's own first-person statements, unchanged.
+message's own first-person statements, unchanged (requests to the agent are none).
 """
 
 from __future__ import annotations
@@ -30,6 +30,12 @@ __all__ = ["grounded", "verbatim_facts"]
 _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9'’-]*")
 _SENTENCE = re.compile(r"[^.!?\n]+[.!?]?")
 _FIRST_PERSON = re.compile(r"\b(i|i'm|im|i've|i'd|i'll|my|mine|me|we|our|us)\b", re.IGNORECASE)
+#: A request to the agent ("Tell me …", "Note 3: please show us …"): its "me" is no fact.
+_REQUEST = re.compile(
+    r"^(?:[^:]{1,30}:\s*)?(?:please\s+)?(?:tell|show|give|help|remind|send|teach|get|find"
+    r"|bring|explain to|read|let me know)\b(?:\s+(?:me|us)\b)?",
+    re.IGNORECASE,
+)
 
 STOP_WORDS = frozenset(
     """a about above after again against all also am an and any are as at be because been
@@ -101,7 +107,8 @@ def grounded(fact: str, message: str, *, names: Iterable[str] = (), share: float
 
 
 def verbatim_facts(message: str, *, limit: int = 3) -> list[str]:
-    """The message's first-person statements, as written: no questions, no fragments."""
+    """The message's first-person statements, as written: no questions, no requests
+    ("tell me …"), no fragments."""
     found: list[str] = []
     for sentence in _SENTENCE.findall(message):
         text = sentence.strip()
@@ -110,6 +117,7 @@ def verbatim_facts(message: str, *, limit: int = 3) -> list[str]:
             and not text.endswith("?")
             and len(text.split()) >= 3
             and _FIRST_PERSON.search(text) is not None
+            and _REQUEST.match(text) is None
         ):
             found.append(text)
             if len(found) == limit:
