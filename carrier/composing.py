@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from carrier.protocols import Evaluator, MemoryStore, Provider
     from carrier.runtime import AgentRuntime
     from carrier.settings import CarrierSettings
-    from carrier.steps import StepLog
+    from carrier.steps import Lease, StepLog
 
 __all__ = ["Composing"]
 
@@ -104,9 +104,12 @@ class Composing(Admission):
 
     # ---- stages 4-6 ------------------------------------------------------------------
 
-    async def store_message(self, message: Memory) -> tuple[Memory, bool]:
+    async def store_message(
+        self, message: Memory, *, lease: Lease | None = None
+    ) -> tuple[Memory, bool]:
         """Stage 4: embed (when configured) and store. Returns the stored memory and
-        whether it is new. The message is durable before any model is called."""
+        whether it is new. The message is durable before any model is called. A new
+        message's run ``lease`` is taken in the same write (``Lease.acquire_with``)."""
         started = time.perf_counter()
         await self.emit(EventType.MESSAGE_RECEIVED, message)
         embedder = self._chains.get(ModelClass.EMBEDDING)
@@ -124,17 +127,25 @@ class Composing(Admission):
                 "embed_ms": (time.perf_counter() - started) * 1000,
                 "embedded": message.embedding is not None,
             }
-        fresh = await self.store.create_memory(message)
+        if lease is not None:
+            fresh = await lease.acquire_with(message)
+        else:
+            fresh = await self.store.create_memory(message)
         if not fresh:
             stored = await self.store.get_memory(message.id)
             message = stored or message
-        await self.emit(
-            EventType.MESSAGE_STORED,
-            message,
-            (time.perf_counter() - started) * 1000,
-            new=fresh,
-            **embedded,
-        )
+        try:
+            await self.emit(
+                EventType.MESSAGE_STORED,
+                message,
+                (time.perf_counter() - started) * 1000,
+                new=fresh,
+                **embedded,
+            )
+        except BaseException:  # cancelled: the lease stays, unrenewed, for recovery
+            if fresh and lease is not None:
+                await lease.abandon()
+            raise
         return message, fresh
 
     async def should_respond(self, message: Memory, room: Room) -> bool:

@@ -80,13 +80,18 @@ class Runs(LoopStages):
             trace_context=incoming.trace_context or None,
         )
         room = await self.connect(message, incoming)
-        message, fresh = await self.store_message(message)
+        recording = self.settings.record_steps
+        lease = self._steps.lease(message.id) if recording else None
+        message, fresh = await self.store_message(message, lease=lease)  # a new one: leased
         if fresh:  # an answer to a choice put to the room (carrier.choices)
             try:
                 await self._runtime.choices.answer(message)
             except StoreError:
                 logger.warning("Message %s: checking open choices failed", message.id)
-        recording = self.settings.record_steps
+            except BaseException:  # the lease stays, unrenewed: recovery finishes the run
+                if lease is not None:
+                    await lease.abandon()
+                raise
         if not fresh:
             previous = await self._answer_to(message)
             if previous is not None:
@@ -108,8 +113,7 @@ class Runs(LoopStages):
                     duplicate=True,
                 )
                 return duplicate
-        lease = self._steps.lease(message.id) if recording else None
-        if lease is not None and not await lease.acquire():
+        if lease is not None and not fresh and not await lease.acquire():
             logger.info("Message %s is being handled by another process", message.id)
             await self.emit(
                 EventType.RUN_ENDED,

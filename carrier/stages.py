@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from carrier.composing import Composing
 from carrier.plugin_calls import run_evaluators
 from carrier.prompts import json_object
-from carrier.steps import idempotency_key
+from carrier.steps import RECORD_TTL_S, idempotency_key
 from carrier.streaming import SpeakerLabelFilter, after_break
 from carrier.types import (
     ActionCall,
@@ -80,10 +80,17 @@ class LoopStages(Composing):
             turns=len(request.messages),
         )
         response = await self._model_step(message, 0, request, on_text=on_text, replay=replay)
+        unrecorded: list[tuple[str, str]] = []  # the last call's outcome: with the reply
         contents, results = await self.act(
-            message, state, response, role=role, on_text=on_text, replay=replay
+            message,
+            state,
+            response,
+            role=role,
+            on_text=on_text,
+            replay=replay,
+            unrecorded=unrecorded,
         )
-        responses = await self.remember(message, contents)
+        responses = await self.remember(message, contents, records=unrecorded)
         reply = Reply(
             message=message,
             responses=responses,
@@ -170,6 +177,7 @@ class LoopStages(Composing):
         role: Role = Role.MEMBER,
         on_text: TextCallback | None = None,
         replay: bool = False,
+        unrecorded: list[tuple[str, str]] | None = None,
     ) -> tuple[list[Content], list[ActionResult]]:
         """Stage 8: run the chosen actions; a bounded number of further steps when an
         action asks to continue (streamed to ``on_text`` too, after a blank line).
@@ -177,14 +185,22 @@ class LoopStages(Composing):
 
         Each call runs with its idempotency key; its outcome is recorded when it
         completes, and a replay reuses a recorded outcome instead of running it again.
+        With ``unrecorded``, the outcome of the last call (nothing runs after it) is
+        appended there instead, for :meth:`remember` to write with the reply.
         """
         contents: list[Content] = []
         results: list[ActionResult] = []
         for step in range(self.settings.max_action_steps):
-            step_results = [
-                await self._run_call(message, state, call, role, step, index, replay=replay)
-                for index, call in enumerate(response.action_calls)
-            ]
+            step_results: list[ActionResult] = []
+            last_call: list[tuple[str, str]] = []
+            calls = response.action_calls
+            for index, call in enumerate(calls):
+                defer = last_call if unrecorded is not None and index == len(calls) - 1 else None
+                step_results.append(
+                    await self._run_call(
+                        message, state, call, role, step, index, replay=replay, defer=defer
+                    )
+                )
             results.extend(step_results)
             text = self._speaker_label.sub("", response.text, count=1).strip()
             limit = self.settings.max_response_chars
@@ -212,7 +228,10 @@ class LoopStages(Composing):
                 or any(r.data.get("pending_approval") for r in step_results)  # waits
                 or step + 1 == self.settings.max_action_steps
             ):
+                if unrecorded is not None:
+                    unrecorded.extend(last_call)
                 break
+            await self._steps.record_outcomes(last_call)  # before the next step's model call
             state.action_results = list(results)
             state.step = step + 1
             if self._actions and self._offers_actions():  # may depend on the step (CONTINUE)
@@ -237,6 +256,7 @@ class LoopStages(Composing):
         index: int,
         *,
         replay: bool,
+        defer: list[tuple[str, str]] | None = None,
     ) -> ActionResult:
         steps = self._steps if self.settings.record_steps else None
         if replay and steps is not None:
@@ -248,7 +268,11 @@ class LoopStages(Composing):
             self._runtime, call, message, state, role, idempotency_key=key
         )
         if steps is not None:
-            await steps.record_outcome(message.id, step, index, result)
+            record = steps.outcome_record(message.id, step, index, result)
+            if defer is not None:
+                defer.append(record)
+            else:
+                await steps.record_outcomes([record])
         return result
 
     async def evaluate(
@@ -275,17 +299,30 @@ class LoopStages(Composing):
         )
 
     async def remember(
-        self, message: Memory, contents: list[Content], *, ignored: bool = False
+        self,
+        message: Memory,
+        contents: list[Content],
+        *,
+        ignored: bool = False,
+        records: Sequence[tuple[str, str]] = (),
     ) -> list[Memory]:
         """Stage 10: store the responses; the first has id ``"{message_id}-{agent_id}"``,
-        which marks the message answered, so a replay never answers twice."""
+        which marks the message answered, so a replay never answers twice. ``records``
+        (recorded steps' cache entries, from :meth:`act`) are written with it, in one
+        commit."""
         started = time.perf_counter()
         if not contents:
             contents, ignored = [Content(actions=["IGNORE"])], True
         stored = []
         for index, content in enumerate(contents):
             memory = self._response_memory(message, content, index, ignored=ignored)
-            if await self.store.create_memory(memory):
+            if index == 0 and records:
+                created = await self.store.create_memory_with_cache(
+                    memory, dict(records), ttl_s=RECORD_TTL_S
+                )
+            else:
+                created = await self.store.create_memory(memory)
+            if created:
                 stored.append(memory)
         if not ignored:
             await self.emit(

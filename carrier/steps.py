@@ -17,9 +17,13 @@ processes and machines sharing the store:
   ``"{message_id}:{step}:{index}"``, which its handler receives in
   ``state.idempotency_key`` and passes on to anything with external effects.
 
-A fresh message costs two writes (lease, release), plus one for each step that chose
-actions and one for each action call. Records are pydantic's JSON strings (dicts written
-by earlier versions still replay).
+A fresh message's lease is written with the message itself, in one commit
+(``MemoryStore.create_memory_with_cache``: one round trip), and deleted after its
+evaluators: one more write. A step that chose actions costs one write before they run;
+each action call's outcome one write when it completes, except the message's last call,
+whose outcome is written with the reply (the next write anyway). So a message without
+actions costs one write beyond its own, one with one action call two. Records are
+pydantic's JSON strings (dicts written by earlier versions still replay).
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from carrier.types import ActionResult, ModelResponse
 
 if TYPE_CHECKING:
     from carrier.protocols import MemoryStore
+    from carrier.types import Memory
 
 __all__ = ["Lease", "StepLog", "idempotency_key"]
 
@@ -74,6 +79,23 @@ class Lease:
         self._renewals: _Renewals | None = None
         self._renewer: asyncio.Task[None] | None = None
         self.lost = False
+
+    async def acquire_with(self, memory: Memory) -> bool:
+        """Store ``memory`` (a message) and take the lease in the same write; ``False``
+        (no lease taken) if the memory was stored before: then :meth:`acquire` decides.
+        Raises what ``create_memory`` raises."""
+        owner = self._value["owner"]
+        _LIVE.add(owner)  # live from the write on: a recovery here never takes it over
+        try:
+            created = await self._store.create_memory_with_cache(memory, {self.key: self._value})
+        except BaseException:
+            _LIVE.discard(owner)
+            raise
+        if not created:
+            _LIVE.discard(owner)
+            return False
+        self._start_renewing()
+        return True
 
     async def acquire(self) -> bool:
         """Take the lease if it is free or expired; ``False`` if a live run holds it."""
@@ -266,18 +288,27 @@ class StepLog:
             ttl_s=RECORD_TTL_S,
         )
 
+    def outcome_key(self, message_id: str, step: int, index: int) -> str:
+        return f"act:{self._agent_id}:{message_id}:{step}:{index}"
+
     async def outcome(self, message_id: str, step: int, index: int) -> ActionResult | None:
-        found = await self._store.get_cache(f"act:{self._agent_id}:{message_id}:{step}:{index}")
+        found = await self._store.get_cache(self.outcome_key(message_id, step, index))
         return None if found is None else _load(ActionResult, found)
 
     async def record_outcome(
         self, message_id: str, step: int, index: int, result: ActionResult
     ) -> None:
-        await self._store.set_cache(
-            f"act:{self._agent_id}:{message_id}:{step}:{index}",
-            result.model_dump_json(),
-            ttl_s=RECORD_TTL_S,
-        )
+        await self.record_outcomes([self.outcome_record(message_id, step, index, result)])
+
+    def outcome_record(
+        self, message_id: str, step: int, index: int, result: ActionResult
+    ) -> tuple[str, str]:
+        """The cache entry of a completed call: written now, or with the reply."""
+        return self.outcome_key(message_id, step, index), result.model_dump_json()
+
+    async def record_outcomes(self, records: list[tuple[str, str]]) -> None:
+        for key, value in records:
+            await self._store.set_cache(key, value, ttl_s=RECORD_TTL_S)
 
 
 def _load(model: type[_Record], found: Any) -> _Record:

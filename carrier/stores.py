@@ -7,7 +7,7 @@ Importable as ``carrier.protocols.MemoryStore``, beside the other interfaces.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
@@ -132,6 +132,23 @@ class MemoryStore(ABC):
         Raises ``EmbeddingDimensionError`` when the embedding's dimension differs
         from the recorded one.
         """
+
+    async def create_memory_with_cache(
+        self, memory: Memory, entries: Mapping[str, Any], *, ttl_s: float | None = None
+    ) -> bool:
+        """Store ``memory`` and, only if this call created it, set the cache ``entries``
+        (each expiring after ``ttl_s``) with it: both durable, or neither. Returns
+        whether the memory was created (``False``: its id existed, no entry written).
+
+        The runtime writes a run's lease with its message and the last action call's
+        outcome with the reply (``carrier.steps``): one commit, one round trip, instead
+        of two. The default creates, then sets (not atomic): a store overrides it.
+        """
+        created = await self.create_memory(memory)
+        if created:
+            for key, value in entries.items():
+                await self.set_cache(key, value, ttl_s=ttl_s)
+        return created
 
     @abstractmethod
     async def get_memory(self, memory_id: str) -> Memory | None:

@@ -517,3 +517,75 @@ async def test_a_lease_release_that_keeps_failing_is_finished_by_recovery_withou
         assert await store.list_cache("run:") == []
         answers = await store.get_memories(agent_id=runtime.agent_id, room_id="r1")
         assert [m.content.text for m in answers if m.entity_id == runtime.agent_id] == reply.texts
+
+
+class WriteLog(InMemoryStore):
+    """Records the writes of memories and cache entries, in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[tuple[str, ...]] = []
+        self._with_cache = False
+
+    async def create_memory(self, memory):  # type: ignore[no-untyped-def]
+        if not self._with_cache:
+            self.writes.append(("memory", memory.id))
+        return await super().create_memory(memory)
+
+    async def create_memory_with_cache(self, memory, entries, *, ttl_s=None):  # type: ignore[no-untyped-def]
+        self.writes.append(("memory", memory.id, *sorted(entries)))
+        self._with_cache = True
+        try:
+            return await super().create_memory_with_cache(memory, entries, ttl_s=ttl_s)
+        finally:
+            self._with_cache = False
+
+    async def set_cache(self, key, value, *, ttl_s=None):  # type: ignore[no-untyped-def]
+        self.writes.append(("cache", key))
+        await super().set_cache(key, value, ttl_s=ttl_s)
+
+    async def add_cache(self, key, value, *, ttl_s=None):  # type: ignore[no-untyped-def]
+        self.writes.append(("cache", key))
+        return await super().add_cache(key, value, ttl_s=ttl_s)
+
+    async def compare_and_set_cache(self, key, expected, value, *, ttl_s=None):  # type: ignore[no-untyped-def]
+        self.writes.append(("cache", key))
+        return await super().compare_and_set_cache(key, expected, value, ttl_s=ttl_s)
+
+    def of(self, message_id: str) -> list[tuple[str, ...]]:
+        return [w for w in self.writes if any(message_id in part for part in w[1:])]
+
+
+async def test_recording_adds_one_write_per_message_and_one_per_action_step(
+    host: PluginHost, character: Character, fake_model: FakeModel
+) -> None:
+    store = WriteLog()
+    host.register(TestPlugin(), name="test")
+    async with AgentRuntime(
+        character, host=host, store=store, models={"large": fake_model, "embedding": None}
+    ) as runtime:
+        agent = runtime.agent_id
+        fake_model.queue("Sure.")
+        plain = await runtime.handle(msg("hello", user_id="ada", room_id="dm-ada"))
+        fake_model.queue("Here you go.", actions=[("forecast", {"city": "Rome", "days": 3})])
+        acted = await runtime.handle(msg("weather?", user_id="bob", room_id="dm-bob"))
+        await plain.evaluated()
+        await acted.evaluated()
+    m = plain.message.id
+    # the lease is written with the message, released after the evaluators
+    assert store.of(m) == [
+        ("memory", m, f"run:{agent}:{m}"),
+        ("memory", f"{m}-{agent}"),
+        ("cache", f"run:{agent}:{m}"),
+    ]
+    a = acted.message.id
+    # the step's response before its action; the action's outcome with the reply
+    assert store.of(a) == [
+        ("memory", a, f"run:{agent}:{a}"),
+        ("cache", f"step:{agent}:{a}:0"),
+        ("memory", f"{a}-{agent}", f"act:{agent}:{a}:0:0"),
+        ("cache", f"run:{agent}:{a}"),
+    ]
+    assert acted.texts == ["Here you go."]
+    assert [r.success for r in acted.action_results] == [True]
+    assert plain.texts == ["Sure."]

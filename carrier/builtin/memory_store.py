@@ -8,7 +8,7 @@ import math
 import operator
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from carrier.errors import EmbeddingDimensionError, StoreError
@@ -163,6 +163,17 @@ class InMemoryStore(MemoryStore):
         if memory.scope is MemoryScope.AGENT:
             self._agent_scoped[(memory.agent_id, memory.type)].add(memory)
             self._agent_scoped[(memory.agent_id, None)].add(memory)
+        return True
+
+    async def create_memory_with_cache(
+        self, memory: Memory, entries: Mapping[str, Any], *, ttl_s: float | None = None
+    ) -> bool:
+        encoded = {key: _encoded(key, value) for key, value in entries.items()}
+        if not await self.create_memory(memory):
+            return False
+        expires = None if ttl_s is None else time.time() + ttl_s
+        for key, value in encoded.items():
+            self._cache[key] = (value, expires)
         return True
 
     async def get_memory(self, memory_id: str) -> Memory | None:
@@ -415,14 +426,7 @@ class InMemoryStore(MemoryStore):
         return json.loads(value)
 
     async def set_cache(self, key: str, value: Any, *, ttl_s: float | None = None) -> None:
-        try:
-            encoded = json.dumps(value)
-        except (TypeError, ValueError) as exc:
-            raise StoreError(
-                f"Cache value for {key!r} is not JSON-serializable: {exc}. "
-                f"Store plain dicts, lists, strings and numbers."
-            ) from exc
-        self._cache[key] = (encoded, None if ttl_s is None else time.time() + ttl_s)
+        self._cache[key] = (_encoded(key, value), None if ttl_s is None else time.time() + ttl_s)
 
     async def delete_cache(self, key: str) -> bool:
         return self._cache.pop(key, None) is not None
@@ -490,3 +494,14 @@ class InMemoryStore(MemoryStore):
             if entry["agent_id"] == agent_id and (room_id is None or entry["room_id"] == room_id)
         ]
         return logs[-limit:] if limit > 0 else []
+
+
+def _encoded(key: str, value: Any) -> str:
+    """A cache value as JSON, or ``StoreError`` naming the key."""
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError) as exc:
+        raise StoreError(
+            f"Cache value for {key!r} is not JSON-serializable: {exc}. "
+            f"Store plain dicts, lists, strings and numbers."
+        ) from exc

@@ -148,6 +148,45 @@ class MemoryStoreConformance(ScopeConformance, CacheConformance):
         assert await store.count_memories(agent_id=AGENT) == 1
         assert _ids(await store.get_memories(agent_id=AGENT)) == [first.id]
 
+    async def test_create_memory_with_cache_writes_both_or_neither(
+        self, store: MemoryStore
+    ) -> None:
+        first = _memory(1, embedding=[1.0, 0.0])
+        entries = {"run:1": {"owner": "a", "until": 5.5}, "act:1": '{"ok":true}'}
+        assert await store.create_memory_with_cache(first, entries, ttl_s=60) is True
+        _assert_same(await store.get_memory(first.id), first)
+        assert await store.get_cache("run:1") == {"owner": "a", "until": 5.5}
+        assert await store.get_cache("act:1") == '{"ok":true}'
+        # the memory exists: nothing is written
+        again = {"run:1": {"owner": "b"}, "act:2": 1}
+        assert await store.create_memory_with_cache(first, again) is False
+        assert await store.get_cache("run:1") == {"owner": "a", "until": 5.5}
+        assert await store.get_cache("act:2") is None
+        # a wrong dimension: neither the memory nor the entries
+        wrong = _memory(2, embedding=[1.0, 0.0, 0.0])
+        with pytest.raises(EmbeddingDimensionError):
+            await store.create_memory_with_cache(wrong, {"run:2": 1})
+        assert await store.get_memory(wrong.id) is None
+        assert await store.get_cache("run:2") is None
+        # a value that is not JSON: neither
+        with pytest.raises(StoreError, match="JSON"):
+            await store.create_memory_with_cache(_memory(3), {"run:3": object()})
+        assert await store.get_memory(f"m-{AGENT}-3") is None
+        # without an embedding, and entries that expire
+        assert await store.create_memory_with_cache(_memory(4), {"brief": 4}, ttl_s=0.05)
+        assert await store.get_cache("brief") == 4
+        await asyncio.sleep(0.12)
+        assert await store.get_cache("brief") is None
+        assert await store.get_memory(f"m-{AGENT}-4") is not None
+
+    async def test_concurrent_creates_with_cache_have_one_winner(self, store: MemoryStore) -> None:
+        memory = _memory(1)
+        results = await asyncio.gather(
+            *(store.create_memory_with_cache(memory, {"run:1": n}) for n in range(8))
+        )
+        assert sorted(results) == [False] * 7 + [True]
+        assert await store.get_cache("run:1") == results.index(True)
+
     async def test_embedding_dimension_starts_unknown(self, store: MemoryStore) -> None:
         assert store.embedding_dimension is None
         await store.create_memory(_memory(1))

@@ -35,6 +35,10 @@ _INSERT_MEMORY = (
     "created_at, is_unique, internal, meta, scope) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (id) DO NOTHING"
 )
+_SET_CACHE = (
+    "INSERT INTO cache (key, value, expires_at) VALUES (?, ?, ?) ON CONFLICT (key) "
+    "DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at"
+)
 _INSERT_EMBEDDING = (
     "INSERT INTO embeddings (memory_seq, memory_id, agent_id, room_id, type, dimension, vector, "
     "entity_id, scope) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -67,16 +71,33 @@ def read_dimension(conn: Any) -> int | None:
 
 
 def create_memory(
-    conn: Any, cache: MemoryCache, params: tuple[Any, ...], embedding: Sequence[float] | None
+    conn: Any,
+    cache: MemoryCache,
+    params: tuple[Any, ...],
+    embedding: Sequence[float] | None,
+    entries: Sequence[tuple[str, str, float | None]] = (),
 ) -> tuple[bool, int | None]:
     """Insert a memory (and its embedding), and keep its row in ``cache`` (the next
-    read of a room's history then neither fetches nor validates it again).
-    Returns ``(created, recorded dimension)``."""
-    if embedding is None:
+    read of a room's history then neither fetches nor validates it again); with
+    ``entries`` (key, encoded value, expiry), set those cache entries in the same
+    transaction if the memory was created. Returns ``(created, recorded dimension)``."""
+    if embedding is None and not entries:
         cursor = conn.execute(_INSERT_MEMORY, params)
         if cursor.rowcount != 1:
             return False, None
         cache.add(stored_row(cursor.lastrowid, params, None))
+        return True, None
+    if embedding is None:
+        # Two statements, each its own commit: on this SQLite, cheaper than one
+        # transaction around both. A crash between them leaves the memory without
+        # its entries, which the runtime recovers from (an unleased message is still
+        # unanswered; a stored reply is never replayed).
+        cursor = conn.execute(_INSERT_MEMORY, params)
+        if cursor.rowcount != 1:
+            return False, None
+        cache.add(stored_row(cursor.lastrowid, params, None))
+        for entry in entries:
+            conn.execute(_SET_CACHE, entry)
         return True, None
     found = len(embedding)
     vector = vectors.encode(embedding)
@@ -105,6 +126,8 @@ def create_memory(
                 params[11],
             ),
         )
+        for entry in entries:
+            conn.execute(_SET_CACHE, entry)
     cache.add(stored_row(cursor.lastrowid, params, vector))
     return True, found
 

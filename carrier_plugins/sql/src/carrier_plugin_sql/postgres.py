@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import Any
 
@@ -29,7 +29,7 @@ from carrier_plugin_sql import pg_schema, pg_search
 from carrier_plugin_sql.ops import memory_params
 from carrier_plugin_sql.pg_cache import PgCacheMixin
 from carrier_plugin_sql.pg_url import PostgresTarget, parse_postgres_url
-from carrier_plugin_sql.records import RecordsMixin
+from carrier_plugin_sql.records import RecordsMixin, encode_cache
 from carrier_plugin_sql.scopes import Filters, Part
 from carrier_plugin_sql.store import SqlStore
 
@@ -72,6 +72,18 @@ WITH new AS (
 )
 SELECT seq FROM new
 """
+# The same, and cache entries ($16 keys, $17 JSON texts, $18 expiry) if it was created.
+_CREATE_MEMORY_WITH_CACHE = _CREATE_MEMORY.replace(
+    "\nSELECT seq FROM new\n",
+    """, cached AS (
+    INSERT INTO cache (key, value, expires_at)
+    SELECT e.key, e.value::json, $18::float8 FROM unnest($16::text[], $17::text[]) AS e(key, value)
+    WHERE EXISTS (SELECT 1 FROM new)
+    ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at
+)
+SELECT seq FROM new
+""",
+)
 # Puts a message back on the queue (its answer was deleted).
 _ADD_PENDING = (
     "INSERT INTO pending_messages (memory_id, agent_id, created_at, memory_seq) "
@@ -369,12 +381,27 @@ class PostgresStore(PgCacheMixin, RecordsMixin, MemoryStore):
 
     # memories
     async def create_memory(self, memory: Memory) -> bool:
+        return await self._create_memory(memory, _CREATE_MEMORY, ())
+
+    async def create_memory_with_cache(
+        self, memory: Memory, entries: Mapping[str, Any], *, ttl_s: float | None = None
+    ) -> bool:
+        extra = (
+            list(entries),
+            [encode_cache(key, value) for key, value in entries.items()],
+            None if ttl_s is None else time.time() + ttl_s,
+        )
+        return await self._create_memory(memory, _CREATE_MEMORY_WITH_CACHE, extra)
+
+    async def _create_memory(self, memory: Memory, sql: str, extra: tuple[Any, ...]) -> bool:
+        """One statement (one round trip) once the embedding's dimension is known."""
         embedding = memory.embedding
         values = (
             *memory_params(memory),
             None if embedding is None else len(embedding),
             None if embedding is None else list(embedding),
             _question_of(memory.id, memory.agent_id),
+            *extra,
         )
         if embedding is not None and len(embedding) != self._dimension:
             # No dimension known yet (record it), or a wrong one (raise).
@@ -382,9 +409,9 @@ class PostgresStore(PgCacheMixin, RecordsMixin, MemoryStore):
                 recorded = await self._record_dimension(conn, len(embedding))
                 if recorded != len(embedding):
                     raise EmbeddingDimensionError(recorded=recorded, found=len(embedding))
-                return await conn.fetchval(_CREATE_MEMORY, *values) is not None
+                return await conn.fetchval(sql, *values) is not None
         async with self._connection("storing a memory") as conn:
-            return await conn.fetchval(_CREATE_MEMORY, *values) is not None
+            return await conn.fetchval(sql, *values) is not None
 
     async def _record_dimension(self, conn: Any, found: int) -> int:
         """The recorded dimension; records ``found`` (and fixes the column) if none."""

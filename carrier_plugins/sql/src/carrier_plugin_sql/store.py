@@ -11,7 +11,8 @@ sqlite-vec (``vector_search="sqlite-vec"``), which keeps nothing in RAM.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from carrier.errors import ConfigurationError
@@ -28,7 +29,7 @@ from carrier.types import (
 )
 from carrier_plugin_sql import ops, schema
 from carrier_plugin_sql.db import Database
-from carrier_plugin_sql.records import INLINE_ROWS, RecordsMixin
+from carrier_plugin_sql.records import INLINE_ROWS, RecordsMixin, encode_cache
 from carrier_plugin_sql.rows import (
     DEFAULT_CACHE_BYTES,
     FROM,
@@ -276,6 +277,23 @@ class SqlStore(RecordsMixin, MemoryStore):
             self._memories,
             ops.memory_params(memory),
             memory.embedding,
+            op="storing a memory",
+        )
+        if dimension is not None:
+            self._dimension = dimension
+        return created
+
+    async def create_memory_with_cache(
+        self, memory: Memory, entries: Mapping[str, Any], *, ttl_s: float | None = None
+    ) -> bool:
+        expires_at = None if ttl_s is None else time.time() + ttl_s
+        rows = [(key, encode_cache(key, value), expires_at) for key, value in entries.items()]
+        created, dimension = await self._db.run(
+            ops.create_memory,
+            self._memories,
+            ops.memory_params(memory),
+            memory.embedding,
+            rows,
             op="storing a memory",
         )
         if dimension is not None:

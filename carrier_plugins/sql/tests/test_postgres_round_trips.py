@@ -1,0 +1,117 @@
+"""What exactly-once recording costs on PostgreSQL: the statements (round trips) it adds
+to a message, counted by asyncpg's query logger on a real server. A message's lease
+is written with the message, the last action call's outcome with the reply, so
+recording adds one round trip to a message without actions (the release) and two to a
+message with one action call (its step record and the release)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from carrier_plugin_sql.postgres import PostgresStore
+from carrier_plugin_sql.testing import fresh_database
+from pydantic import BaseModel
+
+import carrier
+from carrier import AgentRuntime, IncomingMessage, PluginHost
+from carrier.character import Character
+from carrier.protocols import Action
+from carrier.settings import CarrierSettings
+from carrier.testing.fakes import FunctionModel
+from carrier.types import ActionCall, ActionResult, Memory, ModelRequest, ModelResponse, State
+
+
+class NoteAction(Action):
+    name = "NOTE"
+    description = "Takes a note."
+
+    async def handler(
+        self, runtime: AgentRuntime, message: Memory, state: State, arguments: BaseModel | None
+    ) -> ActionResult:
+        return ActionResult(name=self.name, text="noted")
+
+
+class NotePlugin:
+    @carrier.hookimpl
+    def carrier_register_actions(self, actions: Any) -> None:
+        actions.add("NOTE", NoteAction)
+
+
+def answering(request: ModelRequest) -> ModelResponse:
+    """Calls NOTE when the message asks for a note, else only answers."""
+    wants_note = "note" in request.messages[-1].content
+    if request.metadata.get("step") == 0 and request.actions and wants_note:
+        return ModelResponse(text="Noted.", action_calls=[ActionCall(name="NOTE")])
+    return ModelResponse(text="Hello.")
+
+
+class CountingStore(PostgresStore):
+    """Logs every statement the store sends (asyncpg's query logger)."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.statements: list[str] = []
+
+    def _connection(self, op: str) -> Any:
+        return _Logged(super()._connection(op), self.statements)
+
+
+class _Logged:
+    def __init__(self, inner: Any, log: list[str]) -> None:
+        self._inner, self._log, self._conn = inner, log, None
+
+    def _logged(self, record: Any) -> None:
+        self._log.append(record.query)
+
+    async def __aenter__(self) -> Any:
+        self._conn = await self._inner.__aenter__()
+        self._conn.add_query_logger(self._logged)
+        return self._conn
+
+    async def __aexit__(self, *exc: Any) -> None:
+        assert self._conn is not None
+        self._conn.remove_query_logger(self._logged)
+        await self._inner.__aexit__(*exc)
+
+
+async def statements_per_message(url: str, *, record_steps: bool) -> dict[str, int]:
+    """Statements of Ada's and Bob's second messages (their rooms already exist): Ada's
+    asks for a note (one action call), Bob's does not."""
+    settings = CarrierSettings(_env_file=None, record_steps=record_steps)
+    host = PluginHost(settings=settings, autoload=False)
+    host.register(NotePlugin(), name="notes")
+    model = FunctionModel(answering)
+    counts: dict[str, int] = {}
+    async with CountingStore(url) as store:
+        runtime = AgentRuntime(
+            Character(name="Nova", bio=["Takes notes."]),
+            host=host,
+            store=store,
+            models={"large": model, "small": model, "embedding": None},
+        )
+        async with runtime:
+            for user, text in (("ada", "please take a note"), ("bob", "hi there")):
+                first = await runtime.handle(
+                    IncomingMessage(text=f"{text} (1)", user_id=user, room_id=f"dm-{user}")
+                )
+                await first.evaluated()
+                before = len(store.statements)
+                reply = await runtime.handle(
+                    IncomingMessage(text=f"{text} (2)", user_id=user, room_id=f"dm-{user}")
+                )
+                await reply.evaluated()
+                assert reply.error is None
+                assert reply.texts == ["Noted." if user == "ada" else "Hello."]
+                counts[user] = len(store.statements) - before
+    return counts
+
+
+async def test_recording_adds_at_most_two_round_trips_per_message(postgres_url: str) -> None:
+    async with fresh_database(postgres_url) as url:
+        recorded = await statements_per_message(url, record_steps=True)
+    async with fresh_database(postgres_url) as url:
+        plain = await statements_per_message(url, record_steps=False)
+    # Ada's message calls one action: its step record and the release
+    assert recorded["ada"] - plain["ada"] == 2, (recorded, plain)
+    # Bob's has no action: the release only
+    assert recorded["bob"] - plain["bob"] == 1, (recorded, plain)
