@@ -137,12 +137,15 @@ class MemoryStore(ABC):
         self, memory: Memory, entries: Mapping[str, Any], *, ttl_s: float | None = None
     ) -> bool:
         """Store ``memory`` and, only if this call created it, set the cache ``entries``
-        (each expiring after ``ttl_s``) with it: both durable, or neither. Returns
-        whether the memory was created (``False``: its id existed, no entry written).
+        (each expiring after ``ttl_s``). Returns whether the memory was created
+        (``False``: its id existed, no entry written). An entry that cannot be encoded,
+        or a memory that cannot be stored, writes nothing.
 
         The runtime writes a run's lease with its message and the last action call's
-        outcome with the reply (``carrier.steps``): one commit, one round trip, instead
-        of two. The default creates, then sets (not atomic): a store overrides it.
+        outcome with the reply (``carrier.steps``). A crash may leave the memory
+        without its entries, never the entries without the memory; the runtime
+        recovers from both orders of events. The default creates, then sets; a store
+        overrides it to save a round trip (PostgreSQL: one statement).
         """
         created = await self.create_memory(memory)
         if created:
