@@ -143,8 +143,9 @@ class MemoryStore(ABC):
 
         The runtime writes a run's lease with its message and the last action call's
         outcome with the reply (``carrier.steps``). A crash may leave the memory
-        without its entries, never the entries without the memory; the runtime
-        recovers from both orders of events. The default creates, then sets; a store
+        without its entries, never the entries without the memory, and the runtime
+        copes with that: a message without its lease is still unanswered (``recover``
+        handles it), a stored reply is never replayed. The default creates, then sets; a store
         overrides it to save a round trip (PostgreSQL: one statement).
         """
         created = await self.create_memory(memory)
