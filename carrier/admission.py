@@ -139,6 +139,7 @@ class Admission(Emitting):
         if key not in self._connected or room is None:
             store = self.store
             room = await store.get_room(message.room_id)
+            created = False
             if room is None:
                 room = Room(
                     id=message.room_id,
@@ -149,7 +150,8 @@ class Admission(Emitting):
                     name=incoming.room_id,
                     owner_id=message.entity_id if incoming.room_type in DIRECT_ROOM_TYPES else None,
                 )
-                if not await store.create_room(room):
+                created = await store.create_room(room)
+                if not created:
                     room = await store.get_room(message.room_id) or room  # the race's winner
             await self._check_access(room, message.entity_id)
             names = [incoming.user_name] if incoming.user_name else []
@@ -158,11 +160,12 @@ class Admission(Emitting):
                     id=message.entity_id, agent_id=self.agent_id, names=names or [message.entity_id]
                 )
             )
-            if await store.get_participant(room.id, message.entity_id) is None:
+            # a room this call created has no participants yet: nothing to read
+            if created or await store.get_participant(room.id, message.entity_id) is None:
                 await store.upsert_participant(
                     Participant(room_id=room.id, entity_id=message.entity_id, role=incoming.role)
                 )
-            if await store.get_participant(room.id, self.agent_id) is None:
+            if created or await store.get_participant(room.id, self.agent_id) is None:
                 await store.upsert_participant(
                     Participant(room_id=room.id, entity_id=self.agent_id)
                 )

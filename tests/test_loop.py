@@ -589,3 +589,35 @@ async def test_recording_adds_one_write_per_message_and_one_per_action_step(
     assert acted.texts == ["Here you go."]
     assert [r.success for r in acted.action_results] == [True]
     assert plain.texts == ["Sure."]
+
+
+class ParticipantReads(InMemoryStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: list[tuple[str, str]] = []
+
+    async def get_participant(self, room_id, entity_id):  # type: ignore[no-untyped-def]
+        self.reads.append((room_id, entity_id))
+        return await super().get_participant(room_id, entity_id)
+
+
+async def test_a_room_created_by_its_first_message_reads_no_participants(
+    host: PluginHost, character: Character, fake_model: FakeModel
+) -> None:
+    store = ParticipantReads()
+    host.register(TestPlugin(), name="test")
+    async with AgentRuntime(
+        character, host=host, store=store, models={"large": fake_model, "embedding": None}
+    ) as runtime:
+        group = {"room_id": "team", "room_type": RoomType.GROUP}
+        await runtime.handle(msg("hello", user_id="ada", **group))
+        first = list(store.reads)
+        await runtime.handle(msg("hi", user_id="bob", **group))
+        participants = await store.get_participants("team")
+        agent = runtime.agent_id
+    # connecting Ada created the room: no participant is looked up (only should-respond
+    # reads the agent's own participation, as for every message)
+    assert first == [("team", agent)]
+    # Bob joins a room that exists: his participation is looked up, then recorded
+    assert store.reads[1:] == [("team", "bob"), ("team", agent), ("team", agent)]
+    assert sorted(p.entity_id for p in participants) == sorted(["ada", "bob", agent])
