@@ -123,8 +123,10 @@ def _per_message_data(state: State, shown: Collection[str] = ()) -> list[str]:
     return data
 
 
-def _sections(texts: list[str], data: list[str]) -> list[str]:
-    return [*texts, DATA_NOTICE, *data] if data else texts
+def _sections(texts: list[str], data: list[str], notice: bool = True) -> list[str]:
+    if not data:
+        return texts
+    return [*texts, DATA_NOTICE, *data] if notice else [*texts, *data]
 
 
 def compose_request(
@@ -142,7 +144,8 @@ def compose_request(
 ) -> ModelRequest:
     """The request for ``state``, laid out as the module describes; see
     :func:`carrier.prompts.compose_context`. With ``short_answers`` (a small model),
-    the agent's earlier answers come back shortened (:func:`shorten_answer`)."""
+    the agent's earlier answers come back shortened (:func:`shorten_answer`) and the
+    data sections come without :data:`~carrier.prompts.DATA_NOTICE`."""
     stable_text: list[str] = [
         persona if persona is not None else character_system_prompt(character)
     ]
@@ -159,14 +162,17 @@ def compose_request(
             section = data_section(output.label or "provider", output.text)
             (stable_data if fixed else turn_data).append(section)
     data = turn_data + _per_message_data(state)
-    system = "\n\n".join(_sections(stable_text, stable_data))
+    # a small model repeats the notice in its answers instead of heeding it: its data
+    # sections keep their <data> tags, without the notice
+    notice = not short_answers
+    system = "\n\n".join(_sections(stable_text, stable_data, notice))
 
     group = state.room.type.value in ("group", "thread", "feed")
     # a speaker without a name is "Someone": never an id, never "user"
     names = {a.id: (a.names[0] if a.names else "Someone") for a in state.actors}
     # The message being answered is always the user's turn, even an autonomous step
     # that the agent wrote to itself; what changes per message comes right before it.
-    last = "\n\n".join([*_sections(turn_text, data), state.message.content.text])
+    last = "\n\n".join([*_sections(turn_text, data, notice), state.message.content.text])
 
     cache = turns if turns is not None else TurnCache(count_tokens)
     budget = max_prompt_tokens - count_tokens(system) - count_tokens(last) - (max_tokens or 0)
@@ -191,7 +197,7 @@ def compose_request(
     history = built.turns[start:]
     if state.facts:  # facts the history already shows are left out (a shorter turn)
         data = turn_data + _per_message_data(state, built.texts[start:])
-        last = "\n\n".join([*_sections(turn_text, data), state.message.content.text])
+        last = "\n\n".join([*_sections(turn_text, data, notice), state.message.content.text])
     current = ChatMessage(role="user", content=last)
     # A reply is one turn: stop where a model starts writing someone's next line.
     speakers = {state.agent_name, "User", *names.values()}

@@ -309,7 +309,8 @@ def compose_context(
     ``window`` keeps where each room's history starts between calls: the history drops
     its older half when full or over budget, never one message per turn. The current
     message is always kept. ``short_answers`` (for a small model) shortens the agent's
-    earlier answers to their first sentence.
+    earlier answers to their first sentence and leaves :data:`DATA_NOTICE` out (the
+    data sections keep their tags).
     """
     from carrier.layout import compose_request
 

@@ -11,6 +11,7 @@ import pytest
 
 from carrier.character import Character
 from carrier.host import PluginHost
+from carrier.prompts import DATA_NOTICE
 from carrier.runtime import AgentRuntime
 from carrier.testing import FakeModel
 from carrier.types import Goal, IncomingMessage, Objective
@@ -56,7 +57,32 @@ async def test_a_small_model_gets_a_small_prompt_and_fewer_evaluators(
     assert "goals" not in ran
     assert "reflection" not in ran
     assert "The current date and time" not in direct  # no time: it answers about it
+    # its data sections (here the open goal) come without the notice, which it parrots
+    assert '<data source="goals">' in direct
+    assert DATA_NOTICE not in direct
     assert "In this conversation:" not in direct  # a direct chat: no entities block
     assert "In this conversation:" in group
     assert "Ada" in group
     assert "Bob" in group
+
+
+async def test_a_capable_model_gets_the_data_notice(
+    bootstrap_host: PluginHost,
+    character: Character,
+    sql_store,
+    say: Say,  # type: ignore[no-untyped-def]
+) -> None:
+    large, small = FakeModel(), FakeModel(default_text=SMALL_DEFAULT)
+    async with AgentRuntime(
+        character,
+        host=bootstrap_host,
+        store=sql_store,
+        models={"large": large, "small": small, "embedding": None},
+    ) as agent:
+        await agent.store.upsert_goal(
+            Goal(agent_id=agent.agent_id, room_id=None, name="learn names", objectives=[])
+        )
+        for user in ("ada", "bob"):
+            await agent.handle(say("hello there", user=user))
+            direct = large.requests[-1].messages[-1].content
+            assert direct.index(DATA_NOTICE) < direct.index('<data source="goals">')
