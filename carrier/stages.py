@@ -308,8 +308,8 @@ class LoopStages(Composing):
     ) -> list[Memory]:
         """Stage 10: store the responses; the first has id ``"{message_id}-{agent_id}"``,
         which marks the message answered, so a replay never answers twice. ``records``
-        (recorded steps' cache entries, from :meth:`act`) are written with it, in one
-        commit."""
+        (recorded steps' cache entries, from :meth:`act`) are added with it, in the same
+        store call."""
         started = time.perf_counter()
         if not contents:
             contents, ignored = [Content(actions=["IGNORE"])], True

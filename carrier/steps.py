@@ -17,11 +17,12 @@ processes and machines sharing the store:
   ``"{message_id}:{step}:{index}"``, which its handler receives in
   ``state.idempotency_key`` and passes on to anything with external effects.
 
-A fresh message's lease is written with the message itself, in one commit
-(``MemoryStore.create_memory_with_cache``: one round trip), and deleted after its
-evaluators: one more write. A step that chose actions costs one write before they run;
-each action call's outcome one write when it completes, except the message's last call,
-whose outcome is written with the reply (the next write anyway). So a message without
+A fresh message's lease is added with the message itself, in one store call
+(``MemoryStore.create_memory_with_cache``: one round trip on PostgreSQL; a process that
+leased the message first keeps it), and deleted after its evaluators: one more write.
+A step that chose actions costs one write before they run; each action call's outcome
+one write when it completes, except the message's last call, whose outcome is written
+with the reply (the next write anyway). So a message without
 actions costs one write beyond its own, one with one action call two. Records are
 pydantic's JSON strings (dicts written by earlier versions still replay).
 """

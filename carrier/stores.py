@@ -136,23 +136,27 @@ class MemoryStore(ABC):
     async def create_memory_with_cache(
         self, memory: Memory, entries: Mapping[str, Any], *, ttl_s: float | None = None
     ) -> bool:
-        """Store ``memory`` and, only if this call created it, set the cache ``entries``
-        (each expiring after ``ttl_s``). Returns whether the memory was created
-        (``False``: its id existed, no entry written). An entry that cannot be encoded,
-        or a memory that cannot be stored, writes nothing.
+        """Store ``memory`` and, only if this call created it, add the cache ``entries``
+        as :meth:`add_cache` does (where the key is absent or expired; each expiring
+        after ``ttl_s``). Returns ``True`` only if the memory was created and every
+        entry added: ``False`` when its id existed (no entry written) and when a live
+        entry was in the way (that one kept). An entry that cannot be encoded, or a
+        memory that cannot be stored, writes nothing.
 
-        The runtime writes a run's lease with its message and the last action call's
-        outcome with the reply (``carrier.steps``). A crash may leave the memory
-        without its entries, never the entries without the memory, and the runtime
-        copes with that: a message without its lease is still unanswered (``recover``
-        handles it), a stored reply is never replayed. The default creates, then sets; a store
-        overrides it to save a round trip (PostgreSQL: one statement).
+        The runtime takes a run's lease with its message and records the last action
+        call's outcome with the reply (``carrier.steps``). A store may write the two
+        one after the other: another process that sees the message in between and
+        leases it keeps its lease (nothing is overwritten; this call returns
+        ``False``), and a crash in between leaves a message without its lease, which
+        is still unanswered (``recover`` handles it), or a reply without its record,
+        which is never replayed. The default creates, then adds; a store overrides it
+        to save a round trip (PostgreSQL: one statement).
         """
         created = await self.create_memory(memory)
-        if created:
-            for key, value in entries.items():
-                await self.set_cache(key, value, ttl_s=ttl_s)
-        return created
+        if not created:
+            return False
+        added = [await self.add_cache(key, value, ttl_s=ttl_s) for key, value in entries.items()]
+        return all(added)
 
     @abstractmethod
     async def get_memory(self, memory_id: str) -> Memory | None:

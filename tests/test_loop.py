@@ -621,3 +621,34 @@ async def test_a_room_created_by_its_first_message_reads_no_participants(
     # Bob joins a room that exists: his participation is looked up, then recorded
     assert store.reads[1:] == [("team", "bob"), ("team", agent), ("team", agent)]
     assert sorted(p.entity_id for p in participants) == sorted(["ada", "bob", agent])
+
+
+class LeasedInBetween(InMemoryStore):
+    """Another process leases each new message between its write and its lease's."""
+
+    async def create_memory_with_cache(self, memory, entries, *, ttl_s=None):  # type: ignore[no-untyped-def]
+        for key in entries:
+            if key.startswith("run:"):
+                other = {"owner": "other", "host": "elsewhere", "pid": 1, "until": 4e9}
+                await self.set_cache(key, other)
+        return await super().create_memory_with_cache(memory, entries, ttl_s=ttl_s)
+
+
+async def test_a_message_leased_by_another_process_as_it_is_stored_is_left_to_it(
+    host: PluginHost, character: Character, fake_model: FakeModel
+) -> None:
+    store = LeasedInBetween()
+    host.register(TestPlugin(), name="test")
+    async with AgentRuntime(
+        character, host=host, store=store, models={"large": fake_model, "embedding": None}
+    ) as runtime:
+        replies = [
+            await runtime.handle(msg("hello", user_id=user, room_id=f"dm-{user}"))
+            for user in ("ada", "bob")
+        ]
+        for reply in replies:
+            assert reply.in_progress
+            assert reply.responses == []
+            lease = await store.get_cache(f"run:{runtime.agent_id}:{reply.message.id}")
+            assert lease["owner"] == "other"  # kept, not overwritten
+        assert fake_model.requests == []  # never answered here

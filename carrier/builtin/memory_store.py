@@ -172,9 +172,13 @@ class InMemoryStore(MemoryStore):
         if not await self.create_memory(memory):
             return False
         expires = None if ttl_s is None else time.time() + ttl_s
+        added = True
         for key, value in encoded.items():
-            self._cache[key] = (value, expires)
-        return True
+            if self._live(key) is None:
+                self._cache[key] = (value, expires)
+            else:
+                added = False
+        return added
 
     async def get_memory(self, memory_id: str) -> Memory | None:
         return self._memories.get(memory_id)

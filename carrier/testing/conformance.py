@@ -172,6 +172,16 @@ class MemoryStoreConformance(ScopeConformance, CacheConformance):
         with pytest.raises(StoreError, match="JSON"):
             await store.create_memory_with_cache(_memory(3), {"run:3": object()})
         assert await store.get_memory(f"m-{AGENT}-3") is None
+        # a live entry in the way (another process's lease): kept, and the call says so
+        await store.set_cache("run:5", {"owner": "other"})
+        assert await store.create_memory_with_cache(_memory(5), {"run:5": {"owner": "me"}}) is False
+        assert await store.get_memory(f"m-{AGENT}-5") is not None
+        assert await store.get_cache("run:5") == {"owner": "other"}
+        # an expired one is replaced
+        await store.set_cache("run:6", {"owner": "gone"}, ttl_s=0.01)
+        await asyncio.sleep(0.05)
+        assert await store.create_memory_with_cache(_memory(6), {"run:6": {"owner": "me"}})
+        assert await store.get_cache("run:6") == {"owner": "me"}
         # without an embedding, and entries that expire
         assert await store.create_memory_with_cache(_memory(4), {"brief": 4}, ttl_s=0.05)
         assert await store.get_cache("brief") == 4

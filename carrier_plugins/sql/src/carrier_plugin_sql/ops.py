@@ -10,6 +10,7 @@ statement cache keeps them prepared.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from functools import cache
 from typing import Any
@@ -35,9 +36,11 @@ _INSERT_MEMORY = (
     "created_at, is_unique, internal, meta, scope) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (id) DO NOTHING"
 )
-_SET_CACHE = (
+# add_cache's statement: writes the entry only if its key is absent or expired.
+_ADD_CACHE = (
     "INSERT INTO cache (key, value, expires_at) VALUES (?, ?, ?) ON CONFLICT (key) "
-    "DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at"
+    "DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at "
+    "WHERE cache.expires_at IS NOT NULL AND cache.expires_at <= ?"
 )
 _INSERT_EMBEDDING = (
     "INSERT INTO embeddings (memory_seq, memory_id, agent_id, room_id, type, dimension, vector, "
@@ -79,26 +82,19 @@ def create_memory(
 ) -> tuple[bool, int | None]:
     """Insert a memory (and its embedding), and keep its row in ``cache`` (the next
     read of a room's history then neither fetches nor validates it again); with
-    ``entries`` (key, encoded value, expiry), set those cache entries in the same
-    transaction if the memory was created. Returns ``(created, recorded dimension)``."""
-    if embedding is None and not entries:
-        cursor = conn.execute(_INSERT_MEMORY, params)
-        if cursor.rowcount != 1:
-            return False, None
-        cache.add(stored_row(cursor.lastrowid, params, None))
-        return True, None
+    ``entries`` (key, encoded value, expiry), then add those cache entries where their
+    key is absent or expired. Returns ``(created and every entry added, recorded
+    dimension)``."""
     if embedding is None:
-        # Two statements, each its own commit: on this SQLite, cheaper than one
-        # transaction around both. A crash between them leaves the memory without
-        # its entries, which the runtime recovers from (an unleased message is still
-        # unanswered; a stored reply is never replayed).
+        # Two statements, each its own commit: on this SQLite one transaction around
+        # both costs more. The entries are added, never overwritten: another process
+        # that leased the message between the two keeps its lease, and this call
+        # says it got none.
         cursor = conn.execute(_INSERT_MEMORY, params)
         if cursor.rowcount != 1:
             return False, None
         cache.add(stored_row(cursor.lastrowid, params, None))
-        for entry in entries:
-            conn.execute(_SET_CACHE, entry)
-        return True, None
+        return _add_entries(conn, entries), None
     found = len(embedding)
     vector = vectors.encode(embedding)
     with transaction(conn):
@@ -126,10 +122,19 @@ def create_memory(
                 params[11],
             ),
         )
-        for entry in entries:
-            conn.execute(_SET_CACHE, entry)
+        added = _add_entries(conn, entries)
     cache.add(stored_row(cursor.lastrowid, params, vector))
-    return True, found
+    return added, found
+
+
+def _add_entries(conn: Any, entries: Sequence[tuple[str, str, float | None]]) -> bool:
+    """Add each entry where its key is absent or expired; whether all were added."""
+    now = time.time()
+    added = True
+    for key, value, expires_at in entries:
+        if conn.execute(_ADD_CACHE, (key, value, expires_at, now)).rowcount != 1:
+            added = False
+    return added
 
 
 def delete_memory(conn: Any, memory_id: str) -> int | None:

@@ -72,7 +72,9 @@ WITH new AS (
 )
 SELECT seq FROM new
 """
-# The same, and cache entries ($16 keys, $17 JSON texts, $18 expiry) if it was created.
+# The same, then cache entries ($16 keys, $17 JSON texts, $18 expiry, $19 now) added as
+# add_cache does (where the key is absent or expired); the memory's seq only if it was
+# created and every entry added.
 _CREATE_MEMORY_WITH_CACHE = _CREATE_MEMORY.replace(
     "\nSELECT seq FROM new\n",
     """, cached AS (
@@ -80,8 +82,10 @@ _CREATE_MEMORY_WITH_CACHE = _CREATE_MEMORY.replace(
     SELECT e.key, e.value::json, $18::float8 FROM unnest($16::text[], $17::text[]) AS e(key, value)
     WHERE EXISTS (SELECT 1 FROM new)
     ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at
+    WHERE cache.expires_at IS NOT NULL AND cache.expires_at <= $19::float8
+    RETURNING 1
 )
-SELECT seq FROM new
+SELECT seq FROM new WHERE (SELECT count(*) FROM cached) = cardinality($16::text[])
 """,
 )
 # Puts a message back on the queue (its answer was deleted).
@@ -386,10 +390,12 @@ class PostgresStore(PgCacheMixin, RecordsMixin, MemoryStore):
     async def create_memory_with_cache(
         self, memory: Memory, entries: Mapping[str, Any], *, ttl_s: float | None = None
     ) -> bool:
+        now = time.time()
         extra = (
             list(entries),
             [encode_cache(key, value) for key, value in entries.items()],
-            None if ttl_s is None else time.time() + ttl_s,
+            None if ttl_s is None else now + ttl_s,
+            now,
         )
         return await self._create_memory(memory, _CREATE_MEMORY_WITH_CACHE, extra)
 
