@@ -6,6 +6,7 @@ Importable as ``carrier.protocols.MemoryStore``, beside the other interfaces.
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
@@ -152,6 +153,8 @@ class MemoryStore(ABC):
         which is never replayed. The default creates, then adds; a store overrides it
         to save a round trip (PostgreSQL: one statement).
         """
+        for key, value in entries.items():
+            cache_json(key, value)  # a value that cannot be stored fails before any write
         created = await self.create_memory(memory)
         if not created:
             return False
@@ -345,3 +348,14 @@ class MemoryStore(ABC):
 
 #: ``factory(url, **options) -> MemoryStore``, registered under a URL scheme.
 StoreFactory = Callable[..., MemoryStore]
+
+
+def cache_json(key: str, value: Any) -> str:
+    """A cache value as JSON text, or ``StoreError`` naming the key."""
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError) as exc:
+        raise StoreError(
+            f"Cache value for {key!r} is not JSON-serializable: {exc}. "
+            f"Store plain dicts, lists, strings and numbers."
+        ) from exc

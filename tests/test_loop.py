@@ -541,11 +541,13 @@ class WriteLog(InMemoryStore):
             self._with_cache = False
 
     async def set_cache(self, key, value, *, ttl_s=None):  # type: ignore[no-untyped-def]
-        self.writes.append(("cache", key))
+        if not self._with_cache:
+            self.writes.append(("cache", key))
         await super().set_cache(key, value, ttl_s=ttl_s)
 
     async def add_cache(self, key, value, *, ttl_s=None):  # type: ignore[no-untyped-def]
-        self.writes.append(("cache", key))
+        if not self._with_cache:
+            self.writes.append(("cache", key))
         return await super().add_cache(key, value, ttl_s=ttl_s)
 
     async def compare_and_set_cache(self, key, expected, value, *, ttl_s=None):  # type: ignore[no-untyped-def]

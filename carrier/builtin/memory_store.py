@@ -8,11 +8,12 @@ import math
 import operator
 import time
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from carrier.errors import EmbeddingDimensionError, StoreError
 from carrier.protocols import MemoryStore
+from carrier.stores import cache_json
 from carrier.types import (
     Entity,
     Goal,
@@ -164,21 +165,6 @@ class InMemoryStore(MemoryStore):
             self._agent_scoped[(memory.agent_id, memory.type)].add(memory)
             self._agent_scoped[(memory.agent_id, None)].add(memory)
         return True
-
-    async def create_memory_with_cache(
-        self, memory: Memory, entries: Mapping[str, Any], *, ttl_s: float | None = None
-    ) -> bool:
-        encoded = {key: _encoded(key, value) for key, value in entries.items()}
-        if not await self.create_memory(memory):
-            return False
-        expires = None if ttl_s is None else time.time() + ttl_s
-        added = True
-        for key, value in encoded.items():
-            if self._live(key) is None:
-                self._cache[key] = (value, expires)
-            else:
-                added = False
-        return added
 
     async def get_memory(self, memory_id: str) -> Memory | None:
         return self._memories.get(memory_id)
@@ -430,7 +416,7 @@ class InMemoryStore(MemoryStore):
         return json.loads(value)
 
     async def set_cache(self, key: str, value: Any, *, ttl_s: float | None = None) -> None:
-        self._cache[key] = (_encoded(key, value), None if ttl_s is None else time.time() + ttl_s)
+        self._cache[key] = (cache_json(key, value), None if ttl_s is None else time.time() + ttl_s)
 
     async def delete_cache(self, key: str) -> bool:
         return self._cache.pop(key, None) is not None
@@ -498,14 +484,3 @@ class InMemoryStore(MemoryStore):
             if entry["agent_id"] == agent_id and (room_id is None or entry["room_id"] == room_id)
         ]
         return logs[-limit:] if limit > 0 else []
-
-
-def _encoded(key: str, value: Any) -> str:
-    """A cache value as JSON, or ``StoreError`` naming the key."""
-    try:
-        return json.dumps(value)
-    except (TypeError, ValueError) as exc:
-        raise StoreError(
-            f"Cache value for {key!r} is not JSON-serializable: {exc}. "
-            f"Store plain dicts, lists, strings and numbers."
-        ) from exc

@@ -23,6 +23,7 @@ from carrier_plugin_sql.rows import MemoryCache, stored_row
 from carrier_plugin_sql.scopes import Filters, Part
 
 __all__ = [
+    "ADD_CACHE",
     "create_memory",
     "delete_memory",
     "memories_by_seq",
@@ -36,8 +37,8 @@ _INSERT_MEMORY = (
     "created_at, is_unique, internal, meta, scope) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (id) DO NOTHING"
 )
-# add_cache's statement: writes the entry only if its key is absent or expired.
-_ADD_CACHE = (
+#: add_cache's statement: writes the entry only if its key is absent or expired.
+ADD_CACHE = (
     "INSERT INTO cache (key, value, expires_at) VALUES (?, ?, ?) ON CONFLICT (key) "
     "DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at "
     "WHERE cache.expires_at IS NOT NULL AND cache.expires_at <= ?"
@@ -132,7 +133,7 @@ def _add_entries(conn: Any, entries: Sequence[tuple[str, str, float | None]]) ->
     now = time.time()
     added = True
     for key, value, expires_at in entries:
-        if conn.execute(_ADD_CACHE, (key, value, expires_at, now)).rowcount != 1:
+        if conn.execute(ADD_CACHE, (key, value, expires_at, now)).rowcount != 1:
             added = False
     return added
 

@@ -10,6 +10,7 @@ from typing import Any
 from carrier.errors import StoreError
 from carrier.types import Goal, GoalStatus, Task
 from carrier_plugin_sql.db import Database, transaction
+from carrier_plugin_sql.ops import ADD_CACHE
 
 __all__ = ["RecordsMixin", "encode_cache"]
 
@@ -149,9 +150,7 @@ class RecordsMixin:
         now = time.time()
         expires_at = None if ttl_s is None else now + ttl_s
         changed = await self._execute(
-            "INSERT INTO cache (key, value, expires_at) VALUES (?, ?, ?) ON CONFLICT (key) "
-            "DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at "
-            "WHERE cache.expires_at IS NOT NULL AND cache.expires_at <= ?",
+            ADD_CACHE,
             (key, encode_cache(key, value), expires_at, now),
             op="adding a cache entry",
         )
