@@ -137,45 +137,7 @@ class Admission(Emitting):
         key = (message.entity_id, message.room_id)
         room = self._rooms.get(message.room_id)
         if key not in self._connected or room is None:
-            store = self.store
-            room = await store.get_room(message.room_id)
-            created = False
-            if room is None:
-                room = Room(
-                    id=message.room_id,
-                    agent_id=self.agent_id,
-                    source=incoming.source,
-                    type=incoming.room_type,
-                    world_id=incoming.world_id,
-                    name=incoming.room_id,
-                    owner_id=message.entity_id if incoming.room_type in DIRECT_ROOM_TYPES else None,
-                )
-                created = await store.create_room(room)
-                if not created:
-                    room = await store.get_room(message.room_id) or room  # the race's winner
-            await self._check_access(room, message.entity_id)
-            names = [incoming.user_name] if incoming.user_name else []
-            await store.upsert_entity(
-                Entity(
-                    id=message.entity_id, agent_id=self.agent_id, names=names or [message.entity_id]
-                )
-            )
-            # a room this call created has no participants yet: nothing to read
-            if created or await store.get_participant(room.id, message.entity_id) is None:
-                await store.upsert_participant(
-                    Participant(room_id=room.id, entity_id=message.entity_id, role=incoming.role)
-                )
-            if created or await store.get_participant(room.id, self.agent_id) is None:
-                await store.upsert_participant(
-                    Participant(room_id=room.id, entity_id=self.agent_id)
-                )
-            if len(self._connected) > _CACHE_LIMIT:
-                self._connected.clear()
-                self._rooms.clear()
-                self._actors.clear()
-            self._connected.add(key)
-            self._rooms[room.id] = room
-            self._actors.pop(room.id, None)
+            room = await self._connect_once(message, incoming)
         message.scope = (
             MemoryScope.DIRECT
             if room.direct and message.entity_id != self.agent_id
@@ -183,6 +145,73 @@ class Admission(Emitting):
         )
         await self.emit(EventType.CONNECTED, message, (time.perf_counter() - started) * 1000)
         return room
+
+    async def _connect_once(self, message: Memory, incoming: IncomingMessage) -> Room:
+        """The records of a sender's first message in a room (in this process)."""
+        store = self.store
+        room = await store.get_room(message.room_id)
+        created = False
+        if room is None:
+            room = Room(
+                id=message.room_id,
+                agent_id=self.agent_id,
+                source=incoming.source,
+                type=incoming.room_type,
+                world_id=incoming.world_id,
+                name=incoming.room_id,
+                owner_id=message.entity_id if incoming.room_type in DIRECT_ROOM_TYPES else None,
+            )
+            created = await store.create_room(room)
+            if not created:
+                room = await store.get_room(message.room_id) or room  # the race's winner
+        await self._check_access(room, message.entity_id)
+        names = [incoming.user_name] if incoming.user_name else [message.entity_id]
+        user = Entity(id=message.entity_id, agent_id=self.agent_id, names=names)
+        members = [
+            Participant(room_id=room.id, entity_id=message.entity_id, role=incoming.role),
+            Participant(room_id=room.id, entity_id=self.agent_id),
+        ]
+        if created:  # a room this call created has no participants yet: nothing to read
+            await store.upsert_entity(user)
+            for member in members:
+                await store.upsert_participant(member)
+            self._actors.pop(room.id, None)
+        else:
+            await self._join(room, user, members)
+        if len(self._connected) > _CACHE_LIMIT:
+            self._connected.clear()
+            self._rooms.clear()
+            self._actors.clear()
+        self._connected.add((message.entity_id, room.id))
+        self._rooms[room.id] = room
+        return room
+
+    async def _join(self, room: Room, user: Entity, members: list[Participant]) -> None:
+        """A room that exists, first met here (another process may have created it):
+        its participants and their entities in two reads, which also fill the actors
+        cache, and a write only for a missing participant or a renamed sender (whose
+        other entity data stays)."""
+        store = self.store
+        ids = [p.entity_id for p in await store.get_participants(room.id)]
+        missing = [m for m in members if m.entity_id not in ids]
+        ids += [m.entity_id for m in missing]
+        actors = await self.actors_of(ids)
+        stored = next((a for a in actors if a.id == user.id), None)
+        if stored is None or (stored.names, stored.agent_id) != (user.names, user.agent_id):
+            if stored is not None:
+                user = user.model_copy(update={"metadata": stored.metadata})
+            await store.upsert_entity(user)
+            found = {a.id: a for a in actors} | {user.id: user}
+            actors = [found[i] for i in ids if i in found]
+        for member in missing:
+            await store.upsert_participant(member)
+        self._actors[room.id] = actors
+
+    async def actors_of(self, entity_ids: list[str]) -> list[Entity]:
+        """The entities of ``entity_ids`` that exist, in that order (a room's actors are
+        its participants' entities, in the store's participant order)."""
+        found = {e.id: e for e in await self.store.get_entities(entity_ids)}
+        return [found[i] for i in entity_ids if i in found]
 
     async def _check_access(self, room: Room, entity_id: str) -> None:
         """Refuse a user who is not the one user of a direct room."""

@@ -593,35 +593,88 @@ async def test_recording_adds_one_write_per_message_and_one_per_action_step(
     assert plain.texts == ["Sure."]
 
 
-class ParticipantReads(InMemoryStore):
+class RoomReads(InMemoryStore):
+    """Records the room records each message reads and writes."""
+
     def __init__(self) -> None:
         super().__init__()
-        self.reads: list[tuple[str, str]] = []
+        self.reads: list[tuple[str, ...]] = []
 
     async def get_participant(self, room_id, entity_id):  # type: ignore[no-untyped-def]
-        self.reads.append((room_id, entity_id))
+        self.reads.append(("participant", room_id, entity_id))
         return await super().get_participant(room_id, entity_id)
 
+    async def get_participants(self, room_id):  # type: ignore[no-untyped-def]
+        self.reads.append(("participants", room_id))
+        return await super().get_participants(room_id)
 
-async def test_a_room_created_by_its_first_message_reads_no_participants(
+    async def get_entities(self, entity_ids):  # type: ignore[no-untyped-def]
+        self.reads.append(("entities", *entity_ids))
+        return await super().get_entities(entity_ids)
+
+    async def upsert_entity(self, entity):  # type: ignore[no-untyped-def]
+        self.reads.append(("write entity", entity.id))
+        await super().upsert_entity(entity)
+
+    async def upsert_participant(self, participant):  # type: ignore[no-untyped-def]
+        self.reads.append(("write participant", participant.entity_id))
+        await super().upsert_participant(participant)
+
+
+async def test_a_room_is_connected_with_the_fewest_reads_and_writes(
     host: PluginHost, character: Character, fake_model: FakeModel
 ) -> None:
-    store = ParticipantReads()
+    store = RoomReads()
     host.register(TestPlugin(), name="test")
-    async with AgentRuntime(
-        character, host=host, store=store, models={"large": fake_model, "embedding": None}
-    ) as runtime:
-        group = {"room_id": "team", "room_type": RoomType.GROUP}
-        await runtime.handle(msg("hello", user_id="ada", **group))
-        first = list(store.reads)
-        await runtime.handle(msg("hi", user_id="bob", **group))
-        participants = await store.get_participants("team")
+    group = {"room_id": "team", "room_type": RoomType.GROUP}
+    models = {"large": fake_model, "embedding": None}
+    name = character.name  # named, so that the agent answers in a group room
+    async with AgentRuntime(character, host=host, store=store, models=models) as runtime:
         agent = runtime.agent_id
-    # connecting Ada created the room: no participant is looked up (only should-respond
-    # reads the agent's own participation, as for every message)
-    assert first == [("team", agent)]
-    # Bob joins a room that exists: his participation is looked up, then recorded
-    assert store.reads[1:] == [("team", "bob"), ("team", agent), ("team", agent)]
+        store.reads.clear()
+        await runtime.handle(msg(f"hello {name}", user_id="ada", user_name="Ada", **group))
+        # connecting Ada created the room: no participant is looked up; composing reads
+        # the actors (should-respond reads the agent's participation, for every message)
+        assert store.reads == [
+            ("write entity", "ada"),
+            ("write participant", "ada"),
+            ("write participant", agent),
+            ("participant", "team", agent),
+            ("participants", "team"),
+            ("entities", "ada", agent),
+        ]
+        store.reads.clear()
+        await runtime.handle(msg(f"hi {name}", user_id="bob", user_name="Bob", **group))
+        # Bob joins a room that exists: one read of its participants, one of their
+        # entities (the actors, not read again), then his records
+        assert store.reads == [
+            ("participants", "team"),
+            ("entities", "ada", agent, "bob"),
+            ("write entity", "bob"),
+            ("write participant", "bob"),
+            ("participant", "team", agent),
+        ]
+        ada = (await store.get_entities(["ada"]))[0]
+        await store.upsert_entity(ada.model_copy(update={"metadata": {"tz": "UTC"}}))
+    # another process (a worker) meets the room: two reads, nothing written for Ada
+    async with AgentRuntime(character, host=host, store=store, models=models) as other:
+        store.reads.clear()
+        reply = await other.handle(msg(f"again, {name}", user_id="ada", user_name="Ada", **group))
+        assert store.reads == [
+            ("participants", "team"),
+            ("entities", "ada", agent, "bob"),
+            ("participant", "team", agent),
+        ]
+        assert reply.texts  # answered, with the actors read in connecting
+        # Bob, renamed, met by this process: his names change, his other data stays
+        store.reads.clear()
+        await other.handle(msg(f"hey {name}", user_id="bob", user_name="Robert", **group))
+        assert ("write entity", "bob") in store.reads
+        assert ("write participant", "bob") not in store.reads
+        renamed = {e.id: e for e in await store.get_entities(["ada", "bob"])}
+    assert renamed["bob"].names == ["Robert"]
+    assert renamed["ada"].metadata == {"tz": "UTC"}
+    participants = await store.get_participants("team")
     assert sorted(p.entity_id for p in participants) == sorted(["ada", "bob", agent])
 
 
