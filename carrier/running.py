@@ -188,24 +188,33 @@ class Runs(LoopStages):
         responses if it is stored but not answered yet; otherwise its stored
         responses (``ignored`` when the agent chose not to answer).
         """
-        message = await self.store.get_memory(message_id)
+        message, responses = await self._stored(message_id, with_message=True)
         if message is None:
             return None
-        answer = await self._answer_to(message)
-        return answer if answer is not None else Reply(message=message)
+        return _reply_of(message, responses) or Reply(message=message)
 
     async def _answer_to(self, message: Memory) -> Reply | None:
-        found: list[Memory] = []
+        _, responses = await self._stored(message.id, with_message=False)
+        return _reply_of(message, responses)
+
+    async def _stored(
+        self, message_id: str, *, with_message: bool
+    ) -> tuple[Memory | None, list[Memory]]:
+        """The message (if asked) and its responses ("{id}-{agent}", then "-1", "-2",
+        ...), in one read for the first few; one more for every few after them."""
+        stem = f"{message_id}-{self.agent_id}"
+        wanted = [message_id] if with_message else []
+        message: Memory | None = None
+        responses: list[Memory] = []
         while True:
-            suffix = f"-{len(found)}" if found else ""
-            memory = await self.store.get_memory(f"{message.id}-{self.agent_id}{suffix}")
-            if memory is None:
-                break
-            found.append(memory)
-        if not found:
-            return None
-        ignored = bool(found[0].metadata.get("ignored"))
-        return Reply(message=message, responses=[] if ignored else found, ignored=ignored)
+            batch = [_response_id(stem, len(responses) + n) for n in range(_RESPONSES_READ)]
+            found = {m.id: m for m in await self.store.get_memories_by_id(wanted + batch)}
+            if wanted:
+                message, wanted = found.get(message_id), []
+            for response_id in batch:
+                if response_id not in found:
+                    return message, responses
+                responses.append(found[response_id])
 
     async def recover(self, *, limit: int = 1000, in_process: bool = False) -> list[Reply]:
         """Finish what a crash cut off, once each, in order: runs whose lease was left
@@ -290,3 +299,21 @@ async def _release(lease: Lease | None) -> None:
                 await lease.release()
     except StoreError:
         logger.warning("Could not release the lease %s", lease.key, exc_info=True)
+
+
+#: Responses read with their message at once (most messages have one).
+_RESPONSES_READ = 4
+
+
+def _response_id(stem: str, index: int) -> str:
+    """The id of a message's ``index``-th response: ``stem`` ("{message id}-{agent
+    id}"), then ``stem-1``, ``stem-2``, ..."""
+    return f"{stem}-{index}" if index else stem
+
+
+def _reply_of(message: Memory, responses: list[Memory]) -> Reply | None:
+    """The reply that ``responses`` stored for ``message``; ``None`` without any."""
+    if not responses:
+        return None
+    ignored = bool(responses[0].metadata.get("ignored"))
+    return Reply(message=message, responses=[] if ignored else responses, ignored=ignored)

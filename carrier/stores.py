@@ -165,6 +165,13 @@ class MemoryStore(ABC):
     async def get_memory(self, memory_id: str) -> Memory | None:
         """The memory with that id, or ``None``."""
 
+    async def get_memories_by_id(self, memory_ids: Sequence[str]) -> list[Memory]:
+        """The stored memories among ``memory_ids``, in that order (a missing one is left
+        out). The default reads them one by one; a store that can should override it
+        with one round trip (the SQL stores do)."""
+        found = [await self.get_memory(memory_id) for memory_id in dict.fromkeys(memory_ids)]
+        return [memory for memory in found if memory is not None]
+
     @abstractmethod
     async def get_memories(
         self,

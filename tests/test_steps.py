@@ -15,6 +15,7 @@ from carrier.testing import FakeModel
 from carrier.types import (
     ActionCall,
     ActionResult,
+    Content,
     IncomingMessage,
     Memory,
     ModelRequest,
@@ -95,6 +96,41 @@ async def test_stored_reply_reads_the_outcome_of_a_message_from_the_store(
     assert answered is not None
     assert answered.texts == ["hello again"]
     assert not answered.duplicate
+
+
+class MemoryReads(InMemoryStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: list[list[str]] = []
+
+    async def get_memory(self, memory_id):  # type: ignore[no-untyped-def]
+        self.reads.append([memory_id])
+        return await super().get_memory(memory_id)
+
+    async def get_memories_by_id(self, memory_ids):  # type: ignore[no-untyped-def]
+        self.reads.append(list(memory_ids))
+        return await super().get_memories_by_id(memory_ids)
+
+
+async def test_a_stored_reply_is_read_in_one_store_call_with_its_first_responses(
+    host: PluginHost, character: Character
+) -> None:
+    store = MemoryReads()
+    async with AgentRuntime(character, host=host, store=store, models={}) as runtime:
+        answers = {}
+        for message_id, count in (("short", 1), ("long", 6)):
+            incoming = IncomingMessage(text="hi", user_id="ada", message_id=message_id)
+            message = runtime.receive(incoming)
+            await runtime.connect(message, incoming)
+            await runtime.store_message(message)
+            texts = [f"{message_id} part {n}" for n in range(count)]
+            await runtime.remember(message, [Content(text=t) for t in texts])
+            store.reads.clear()
+            answers[message_id] = (await runtime.stored_reply(message_id), texts)
+            assert len(store.reads) == (1 if count < 4 else 2), store.reads
+    for reply, texts in answers.values():
+        assert reply is not None
+        assert reply.texts == texts  # every response, in order, nothing from another message
 
 
 async def test_recorded_steps_replay_in_the_form_stored_now_and_in_the_earlier_one(

@@ -169,6 +169,10 @@ class InMemoryStore(MemoryStore):
     async def get_memory(self, memory_id: str) -> Memory | None:
         return self._memories.get(memory_id)
 
+    async def get_memories_by_id(self, memory_ids: Sequence[str]) -> list[Memory]:
+        found = (self._memories.get(memory_id) for memory_id in dict.fromkeys(memory_ids))
+        return [memory for memory in found if memory is not None]
+
     async def get_memories(
         self,
         *,

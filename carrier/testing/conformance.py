@@ -148,6 +148,18 @@ class MemoryStoreConformance(ScopeConformance, CacheConformance):
         assert await store.count_memories(agent_id=AGENT) == 1
         assert _ids(await store.get_memories(agent_id=AGENT)) == [first.id]
 
+    async def test_get_memories_by_id_reads_the_stored_ones_in_order(
+        self, store: MemoryStore
+    ) -> None:
+        first, second, third = _memory(1, embedding=[1.0, 0.0]), _memory(2), _memory(3)
+        for memory in (first, second, third):
+            await store.create_memory(memory)
+        found = await store.get_memories_by_id([third.id, "missing", first.id, third.id])
+        assert _ids(found) == [third.id, first.id]
+        _assert_same(found[1], first)
+        assert await store.get_memories_by_id(["missing"]) == []
+        assert await store.get_memories_by_id([]) == []
+
     async def test_create_memory_with_cache_writes_both_or_neither(
         self, store: MemoryStore
     ) -> None:

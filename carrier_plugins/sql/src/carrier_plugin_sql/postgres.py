@@ -441,6 +441,15 @@ class PostgresStore(PgCacheMixin, RecordsMixin, MemoryStore):
             row = await conn.fetchrow(f"{_MEMORY} WHERE m.id = $1", memory_id)
         return None if row is None else _memory(row)
 
+    async def get_memories_by_id(self, memory_ids: Sequence[str]) -> list[Memory]:
+        ids = list(dict.fromkeys(memory_ids))
+        if not ids:
+            return []
+        async with self._connection("reading memories") as conn:
+            rows = await conn.fetch(f"{_MEMORY} WHERE m.id = ANY($1::varchar[])", ids)
+        found = {memory.id: memory for memory in map(_memory, rows)}
+        return [found[i] for i in ids if i in found]
+
     async def get_memories(
         self,
         *,

@@ -308,6 +308,22 @@ class SqlStore(RecordsMixin, MemoryStore):
         )
         return memories_from_rows([complete(rows[0])])[0] if rows else None
 
+    async def get_memories_by_id(self, memory_ids: Sequence[str]) -> list[Memory]:
+        ids = list(dict.fromkeys(memory_ids))
+        if not ids:
+            return []
+        found: dict[str, Memory] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            rows = await self._fetch(
+                f"SELECT {MEMORY_COLUMNS} {FROM} WHERE m.id IN ({', '.join('?' * len(chunk))})",
+                chunk,
+                op="reading memories",
+                inline=len(chunk) <= INLINE_ROWS,
+            )
+            found.update((m.id, m) for m in memories_from_rows([complete(r) for r in rows]))
+        return [found[i] for i in ids if i in found]
+
     async def get_memories(
         self,
         *,
