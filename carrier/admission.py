@@ -195,7 +195,7 @@ class Admission(Emitting):
         ids = [p.entity_id for p in await store.get_participants(room.id)]
         missing = [m for m in members if m.entity_id not in ids]
         ids += [m.entity_id for m in missing]
-        actors = await self.actors_of(ids)
+        actors = await self._actors_of(ids)
         stored = next((a for a in actors if a.id == user.id), None)
         if stored is None or (stored.names, stored.agent_id) != (user.names, user.agent_id):
             if stored is not None:
@@ -207,7 +207,7 @@ class Admission(Emitting):
             await store.upsert_participant(member)
         self._actors[room.id] = actors
 
-    async def actors_of(self, entity_ids: list[str]) -> list[Entity]:
+    async def _actors_of(self, entity_ids: list[str]) -> list[Entity]:
         """The entities of ``entity_ids`` that exist, in that order (a room's actors are
         its participants' entities, in the store's participant order)."""
         found = {e.id: e for e in await self.store.get_entities(entity_ids)}

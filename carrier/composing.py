@@ -218,7 +218,7 @@ class Composing(Admission):
         actors = self._actors.get(room.id)
         if actors is None:
             ids = [p.entity_id for p in await store.get_participants(room.id)]
-            actors = self._actors[room.id] = await self.actors_of(ids)
+            actors = self._actors[room.id] = await self._actors_of(ids)
         # A goal set in a room stays there; only the agent's own (no room) are agent-wide.
         goals = [
             g
