@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from carrier.errors import InputError
+from carrier.errors import ConfigurationError, InputError
 from carrier.types import EventType, ModelClass
 
 if TYPE_CHECKING:
@@ -170,8 +170,13 @@ async def _chat(host: PluginHost, args: argparse.Namespace, timings: _Timings | 
                 print(SWITCH_HINT)
             print("New conversation: carrier chat --new. Quit: Ctrl-D.")
         if args.verbose:
+            try:
+                embedder = runtime.model(ModelClass.EMBEDDING).primary
+                embeds = f"; embeddings {embedder.embedding_name or embedder.name}"
+            except ConfigurationError:
+                embeds = "; no embeddings"
             print(
-                f"carrier: model {runtime.model(ModelClass.LARGE).primary.name}; store "
+                f"carrier: model {runtime.model(ModelClass.LARGE).primary.name}{embeds}; store "
                 f"{runtime.store!r}; room {room}; user {args.user} ({user_name or 'no name'})",
                 file=sys.stderr,
             )

@@ -204,7 +204,10 @@ def main(argv: Sequence[str] | None = None, *, host: PluginHost | None = None) -
 
 
 def _main(args_list: list[str], host: PluginHost | None) -> int:
+    # -v goes anywhere (carrier -v chat, carrier chat -v, carrier serve -v): taken out
+    # here, then given to the builtin commands' parser in front
     verbose = "-v" in args_list or "--verbose" in args_list
+    args_list = [a for a in args_list if a not in ("-v", "--verbose")]
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="carrier: %(levelname)s: %(message)s",
@@ -221,7 +224,7 @@ def _main(args_list: list[str], host: PluginHost | None) -> int:
     if command is not None and command in host.commands and command not in _BUILTIN:
         return _run_plugin_command(host, command, args_list)
     parser = _parser(host)
-    args = parser.parse_args(args_list)
+    args = parser.parse_args(["-v", *args_list] if verbose else args_list)
     try:
         if args.command in ("chat", "forget"):
             import asyncio

@@ -72,6 +72,10 @@ class Model(ABC):
     context_window: int | None = None
     #: Dimension of :meth:`embed`'s vectors, or ``None`` if the model does not embed.
     embedding_dimension: int | None = None
+    #: ``"backend:model"`` of what :meth:`embed` runs, when that is another model than
+    #: ``name`` (the local backend chats with SmolLM2 and embeds with MiniLM); ``None``:
+    #: ``name``. Shown in ``model_warmed`` events and by ``carrier -v chat``.
+    embedding_name: str | None = None
     #: Whether the model chooses actions (native tool calls or constrained JSON). When
     #: the large model does not, the runtime offers no action and it only replies.
     calls_actions: bool = True

@@ -45,6 +45,7 @@ async def warm_up(
             continue  # nothing to warm: no event either
         model = chain.primary
         chat = model_class is ModelClass.LARGE
+        name = model.name if chat else model.embedding_name or model.name
         prefix = ModelRequest(model_class=model_class, system=persona if chat else None)
         started = time.perf_counter()
         error: str | None = None
@@ -55,13 +56,13 @@ async def warm_up(
             logger.warning(
                 "Warming up the %s model %s failed; the first message will try again: %s",
                 model_class.value,
-                model.name,
+                name,
                 error,
             )
         await runtime.emit(
             EventType.MODEL_WARMED,
             duration_ms=(time.perf_counter() - started) * 1000,
-            model=model.name,
+            model=name,
             model_class=model_class.value,
             ok=error is None,
             error=error,

@@ -6,6 +6,7 @@ choose actions. Real SQLite, the builtin echo model; two users."""
 
 from __future__ import annotations
 
+import argparse
 import sqlite3
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,8 +15,10 @@ import carrier_plugin_local.plugin
 import carrier_plugin_sql.plugin
 import pytest
 
+import carrier
 from carrier.chatting import os_user_name
 from carrier.host import PluginHost
+from carrier.registry import Registry
 from carrier.settings import CarrierSettings
 from carrier.testing import CliRunner
 
@@ -91,16 +94,43 @@ def test_forget_asks_and_deletes_one_users_memories(carrier_cli: CliRunner, data
 
 def test_verbose_shows_model_store_and_stage_times(carrier_cli: CliRunner) -> None:
     ada = carrier_cli("-v", "chat", "--user", "ada", stdin="hello\n")
-    bob = carrier_cli("-v", "chat", "--user", "bob", "--name", "Bob", stdin="hi\n")
+    bob = carrier_cli("chat", "--user", "bob", "--name", "Bob", "-v", stdin="hi\n")  # as README
     assert ada.exit_code == 0
     assert bob.exit_code == 0
     assert "model echo" in ada.stderr
+    assert "; embeddings echo;" in ada.stderr  # which model embeds (the test echo does)
     assert "SqlStore" in ada.stderr
     timings = ada.stderr.splitlines()[-1]
     assert timings.startswith("carrier: store ")
     for stage in ("state", "context", "model", "send"):
         assert f" · {stage} " in timings
     assert "user bob (Bob)" in bob.stderr
+
+
+class Hello(carrier.Command):
+    def configure(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--who", default="world")
+
+    def run(self, args: argparse.Namespace, host: PluginHost) -> int:
+        print(f"hello {args.who}")
+        return 0
+
+
+class HelloPlugin:
+    @carrier.hookimpl
+    def carrier_register_commands(self, commands: Registry[carrier.Command]) -> None:
+        commands.add("hello", Hello, description="Say hello.")
+
+
+def test_verbose_goes_anywhere_on_the_line(carrier_cli: CliRunner, host: PluginHost) -> None:
+    host.register(HelloPlugin(), name="hello")
+    for argv in (
+        ("-v", "hello", "--who", "ada"),  # a plugin's command (carrier serve, worker, ...)
+        ("hello", "-v", "--who", "ada"),
+        ("hello", "--who", "ada", "--verbose"),
+    ):
+        result = carrier_cli(*argv)
+        assert (result.exit_code, result.stdout) == (0, "hello ada\n"), (argv, result.stderr)
 
 
 def test_the_os_user_name_is_never_user_or_root() -> None:

@@ -114,3 +114,15 @@ async def test_warm_up_can_be_turned_off(
         assert not model.chat.loaded
     (warmed,) = events.of(EventType.MODEL_WARMED)
     assert warmed.data["ok"]
+
+
+async def test_the_embedding_model_is_reported_by_its_own_name(
+    host: PluginHost, events: EventRecorder
+) -> None:
+    host.register(carrier_plugin_local.plugin, name="local")
+    models = {"large": "local", "embedding": "local"}
+    async with AgentRuntime(NOVA, host=host, store=InMemoryStore(), models=models) as runtime:
+        await runtime.warmed()
+    warmed = {e.data["model_class"]: e.data["model"] for e in events.of(EventType.MODEL_WARMED)}
+    # the same backend, two models: SmolLM2 answers, MiniLM embeds
+    assert warmed == {"embedding": "local:all-MiniLM-L6-v2", "large": "local:SmolLM2-135M-Instruct"}

@@ -73,6 +73,7 @@ class LocalModel(Model):
             if settings.model_path
             else "SmolLM2-135M-Instruct"
         )
+        self.embedding_name = "local:all-MiniLM-L6-v2"
 
     def __repr__(self) -> str:
         return f"<LocalModel {self.name!r}>"
