@@ -118,19 +118,20 @@ async def test_a_stored_reply_is_read_in_one_store_call_with_its_first_responses
     store = MemoryReads()
     async with AgentRuntime(character, host=host, store=store, models={}) as runtime:
         answers = {}
-        for message_id, count in (("short", 1), ("long", 6)):
-            incoming = IncomingMessage(text="hi", user_id="ada", message_id=message_id)
+        for message_id, user, count in (("short", "ada", 1), ("long", "bob", 6)):
+            incoming = IncomingMessage(text="hi", user_id=user, message_id=message_id)
             message = runtime.receive(incoming)
             await runtime.connect(message, incoming)
             await runtime.store_message(message)
             texts = [f"{message_id} part {n}" for n in range(count)]
             await runtime.remember(message, [Content(text=t) for t in texts])
             store.reads.clear()
-            answers[message_id] = (await runtime.stored_reply(message_id), texts)
+            answers[user] = (await runtime.stored_reply(message_id), texts)
             assert len(store.reads) == (1 if count < 4 else 2), store.reads
-    for reply, texts in answers.values():
+    for user, (reply, texts) in answers.items():
         assert reply is not None
-        assert reply.texts == texts  # every response, in order, nothing from another message
+        assert reply.message.entity_id == user
+        assert reply.texts == texts  # every response, in order, none of the other user's
 
 
 async def test_recorded_steps_replay_in_the_form_stored_now_and_in_the_earlier_one(
