@@ -215,6 +215,31 @@ async def test_a_worker_killed_mid_run_loses_nothing(
     assert any("Requeueing job" in line for log in workers.logs[1:] for line in log)
 
 
+async def test_a_worker_removed_as_stalled_by_a_peer_registers_again(
+    client: AgentRuntime, workers: Workers, database: str
+) -> None:
+    """After PostgreSQL was away longer than ``stalled_after_s``, a peer may have pruned
+    this worker's registration (and requeued its jobs): its next job would break the
+    jobs' foreign key to it. It starts a new session instead of exiting."""
+    import asyncpg
+
+    worker = workers.start([str(CARRIER), "worker"])
+    connection = await asyncpg.connect(database)
+    try:  # once it has registered, what a peer's prune of stalled workers does
+        for _ in range(100):
+            if await connection.fetchval("SELECT count(*) FROM procrastinate_workers"):
+                break
+            await asyncio.sleep(0.05)
+        assert await connection.execute("DELETE FROM procrastinate_workers") == "DELETE 1"
+    finally:
+        await connection.close()
+    enqueued = await _enqueue(client, rooms=2, per_room=3)  # two users
+    replies = await _wait_all(client, enqueued, workers)
+    await _check_once_and_in_order(client, enqueued, replies)
+    assert worker.poll() is None  # still serving
+    assert any("took this one for stalled" in line for line in workers.logs[0])
+
+
 async def test_postgres_restarted_mid_run_loses_nothing(
     client: AgentRuntime, workers: Workers, worker_env: dict[str, str], postgres: LocalPostgres
 ) -> None:

@@ -59,6 +59,18 @@ def is_connection_error(exc: BaseException) -> bool:
     return False
 
 
+def was_pruned(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it wraps) says this worker's registration is gone: a
+    peer pruned it as stalled while its heartbeats failed (PostgreSQL was away), so
+    taking a job under its old id breaks the jobs' foreign key to the workers."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, psycopg.errors.ForeignKeyViolation):
+            return seen.diag.constraint_name == "procrastinate_jobs_worker_id_fkey"
+        seen = seen.__cause__
+    return False
+
+
 def queue_for(agent_id: str) -> str:
     """The queue of an agent's messages: short, since PostgreSQL's NOTIFY channel
     names (procrastinate's prefix plus the queue) stop at 63 bytes."""

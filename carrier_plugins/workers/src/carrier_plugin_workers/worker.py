@@ -37,6 +37,7 @@ from carrier_plugin_workers.queue import (
     is_connection_error,
     queue_for,
     queue_target,
+    was_pruned,
 )
 from carrier_plugin_workers.retries import awaiting_run, reconnecting, recording_outcome
 from carrier_plugin_workers.tasks import plan_tasks, register_task_runner
@@ -259,7 +260,12 @@ async def _serve(
         try:
             worker.result()  # raises what stopped the worker
         except QUEUE_ERRORS as exc:
-            if not is_connection_error(exc):
-                raise
-            raise _SessionLost(str(exc)) from exc
+            if is_connection_error(exc):
+                raise _SessionLost(str(exc)) from exc
+            if was_pruned(exc):  # a new session registers the worker again
+                raise _SessionLost(  # noqa: B904 - the message says it all; __context__ stays
+                    "another worker took this one for stalled while PostgreSQL was away "
+                    "and removed it; its jobs were requeued"
+                )
+            raise
         raise _SessionLost("the worker stopped taking jobs")
