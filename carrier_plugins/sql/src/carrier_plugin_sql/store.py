@@ -180,18 +180,27 @@ class SqlStore(RecordsMixin, MemoryStore):
         )
 
     async def get_entities(self, entity_ids: Sequence[str]) -> list[Entity]:
-        ids = list(dict.fromkeys(entity_ids))
-        found: list[Entity] = []
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            rows = await self._fetch(
-                f"SELECT data FROM entities WHERE id IN ({', '.join('?' * len(chunk))})",
+        rows = await self._rows_with_ids(
+            "SELECT data FROM entities WHERE id IN", entity_ids, op="reading entities"
+        )
+        return [Entity.model_validate_json(row[0]) for row in rows]
+
+    async def _rows_with_ids(
+        self, select: str, ids: Sequence[str], *, op: str
+    ) -> list[Sequence[Any]]:
+        """The rows of ``select`` (ending ``... IN``) for ``ids`` (duplicates read once),
+        500 ids a statement: SQLite's limit on a statement's parameters is 999 or more."""
+        unique = list(dict.fromkeys(ids))
+        rows: list[Sequence[Any]] = []
+        for start in range(0, len(unique), 500):
+            chunk = unique[start : start + 500]
+            rows += await self._fetch(
+                f"{select} ({', '.join('?' * len(chunk))})",
                 chunk,
-                op="reading entities",
+                op=op,
                 inline=len(chunk) <= INLINE_ROWS,
             )
-            found.extend(Entity.model_validate_json(row[0]) for row in rows)
-        return found
+        return rows
 
     # rooms and participants
     async def upsert_room(self, room: Room) -> None:
@@ -309,20 +318,11 @@ class SqlStore(RecordsMixin, MemoryStore):
         return memories_from_rows([complete(rows[0])])[0] if rows else None
 
     async def get_memories_by_id(self, memory_ids: Sequence[str]) -> list[Memory]:
-        ids = list(dict.fromkeys(memory_ids))
-        if not ids:
-            return []
-        found: dict[str, Memory] = {}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            rows = await self._fetch(
-                f"SELECT {MEMORY_COLUMNS} {FROM} WHERE m.id IN ({', '.join('?' * len(chunk))})",
-                chunk,
-                op="reading memories",
-                inline=len(chunk) <= INLINE_ROWS,
-            )
-            found.update((m.id, m) for m in memories_from_rows([complete(r) for r in rows]))
-        return [found[i] for i in ids if i in found]
+        rows = await self._rows_with_ids(
+            f"SELECT {MEMORY_COLUMNS} {FROM} WHERE m.id IN", memory_ids, op="reading memories"
+        )
+        found = {m.id: m for m in memories_from_rows([complete(row) for row in rows])}
+        return [found[i] for i in dict.fromkeys(memory_ids) if i in found]
 
     async def get_memories(
         self,
