@@ -18,7 +18,16 @@ from carrier.character import Character
 from carrier.protocols import Action
 from carrier.settings import CarrierSettings
 from carrier.testing.fakes import FunctionModel
-from carrier.types import ActionCall, ActionResult, Memory, ModelRequest, ModelResponse, State
+from carrier.types import (
+    ActionCall,
+    ActionResult,
+    Content,
+    Entity,
+    Memory,
+    ModelRequest,
+    ModelResponse,
+    State,
+)
 
 
 class NoteAction(Action):
@@ -115,3 +124,27 @@ async def test_recording_adds_at_most_two_round_trips_per_message(postgres_url: 
     assert recorded["ada"] - plain["ada"] == 2, (recorded, plain)
     # Bob's has no action: the release only
     assert recorded["bob"] - plain["bob"] == 1, (recorded, plain)
+
+
+async def test_reads_by_id_are_one_round_trip_on_a_new_connection(database: str) -> None:
+    """A list of ids goes as ``text[]``, a type asyncpg knows: a ``varchar[]`` made every
+    new pool connection look the type up first (a recursive catalogue query, ~10 ms of
+    the server's time, on each worker's first read of entities or a reply)."""
+    async with PostgresStore(database) as writer:
+        for user in ("ada", "bob"):
+            await writer.upsert_entity(Entity(id=user, agent_id="nova", names=[user.title()]))
+            await writer.create_memory(
+                Memory(
+                    id=f"m-{user}",
+                    agent_id="nova",
+                    entity_id=user,
+                    room_id=f"dm-{user}",
+                    content=Content(text=f"hello from {user}"),
+                )
+            )
+    async with CountingStore(database) as store:  # a new pool: new connections
+        entities = await store.get_entities(["ada", "bob"])
+        memories = await store.get_memories_by_id(["m-bob", "m-ada"])
+    assert [e.names for e in entities] == [["Ada"], ["Bob"]]
+    assert [m.content.text for m in memories] == ["hello from bob", "hello from ada"]
+    assert len(store.statements) == 2, store.statements

@@ -379,7 +379,7 @@ class PostgresStore(PgCacheMixin, RecordsMixin, MemoryStore):
         if not ids:
             return []
         rows = await self._fetch(
-            "SELECT data FROM entities WHERE id = ANY(?::varchar[])", (ids,), op="reading entities"
+            "SELECT data FROM entities WHERE id = ANY(?::text[])", (ids,), op="reading entities"
         )
         return [Entity.model_validate_json(row[0]) for row in rows]
 
@@ -446,7 +446,7 @@ class PostgresStore(PgCacheMixin, RecordsMixin, MemoryStore):
         if not ids:
             return []
         async with self._connection("reading memories") as conn:
-            rows = await conn.fetch(f"{_MEMORY} WHERE m.id = ANY($1::varchar[])", ids)
+            rows = await conn.fetch(f"{_MEMORY} WHERE m.id = ANY($1::text[])", ids)
         found = {memory.id: memory for memory in map(_memory, rows)}
         return [found[i] for i in ids if i in found]
 
