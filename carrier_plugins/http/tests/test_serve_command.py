@@ -89,6 +89,43 @@ async def test_serve_hosts_two_agents_and_stops_on_ctrl_c(tmp_path: Path) -> Non
     assert f"on http://127.0.0.1:{port}/" in stderr.decode()
 
 
+async def test_port_0_serves_on_a_free_port_and_says_which(tmp_path: Path) -> None:
+    process = await asyncio.create_subprocess_exec(
+        str(CARRIER),
+        "serve",
+        "--port",
+        "0",
+        env=_environment(tmp_path, 1),  # --port wins over CARRIER_HTTP_PORT
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    seen = []
+    try:
+        async with asyncio.timeout(60):
+            while not (line := (await process.stderr.readline()).decode()).startswith(
+                "carrier serve: "
+            ):
+                assert line, "".join(seen)  # exited before it said where it serves
+                seen.append(line)
+        url = line.rsplit(" on ", 1)[1].strip()
+        assert not url.endswith(":0/"), line
+        async with httpx.AsyncClient(base_url=url, timeout=5) as client:
+            (agent,) = (await client.get("/agents")).json()["agents"]
+            for user in ("ada", "bob"):
+                reply = await client.post(
+                    f"/{agent['name']}/message",
+                    data={"text": f"hello from {user}", "user_id": user},
+                )
+                assert reply.status_code == 200, reply.text
+                assert f"hello from {user}" in reply.json()[0]["text"]
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGINT)
+        await asyncio.wait_for(process.communicate(), timeout=30)
+    assert process.returncode in (0, 130)
+
+
 def test_serve_refuses_a_public_address_without_a_token(tmp_path: Path) -> None:
     result = subprocess.run(
         [str(CARRIER), "serve", "--host", "0.0.0.0"],

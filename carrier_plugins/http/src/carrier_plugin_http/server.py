@@ -59,8 +59,20 @@ async def serve(
         config = uvicorn.Config(app, host=bind_host, port=port, log_level="info", access_log=False)
         server = uvicorn.Server(config)
         names = ", ".join(f"{r.character.name} ({r.agent_id})" for r in runtimes)
-        print(f"carrier serve: {names} on http://{bind_host}:{port}/", file=sys.stderr)
-        await server.serve()
+        serving = asyncio.create_task(server.serve())
+        try:
+            while not server.started:  # uvicorn has no event for it
+                if serving.done():  # startup failed (port taken)
+                    break
+                await asyncio.sleep(0.01)
+            if server.started:  # the bound port: port 0 picks a free one
+                bound = server.servers[0].sockets[0].getsockname()[1]
+                print(f"carrier serve: {names} on http://{bind_host}:{bound}/", file=sys.stderr)
+            await serving
+        finally:
+            if not serving.done():  # cancelled while serving: stop the server first
+                server.should_exit = True
+                await asyncio.gather(serving, return_exceptions=True)
         return 0 if server.started else 1
     return 1  # pragma: no cover - open_agents never swallows exceptions
 
