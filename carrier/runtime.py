@@ -217,6 +217,9 @@ class AgentRuntime(Runs):
             from carrier.warming import warm_up
 
             self._warming = asyncio.create_task(warm_up(self, self._chains, self._persona))
+            # let it start: a model's warm-up, once begun, makes requests wait for it, so a
+            # message sent right after start is answered from the warmed cache
+            await asyncio.sleep(0)
         self._started = True
 
     async def warmed(self) -> None:
