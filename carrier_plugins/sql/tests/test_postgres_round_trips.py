@@ -26,6 +26,7 @@ from carrier.types import (
     Memory,
     ModelRequest,
     ModelResponse,
+    SearchScope,
     State,
 )
 
@@ -126,12 +127,13 @@ async def test_recording_adds_at_most_two_round_trips_per_message(postgres_url: 
     assert recorded["bob"] - plain["bob"] == 1, (recorded, plain)
 
 
-async def test_reads_by_id_are_one_round_trip_on_a_new_connection(database: str) -> None:
-    """A list of ids goes as ``text[]``, a type asyncpg knows: a ``varchar[]`` made every
-    new pool connection look the type up first (a recursive catalogue query, ~10 ms of
-    the server's time, on each worker's first read of entities or a reply)."""
+async def test_reads_by_id_and_scoped_searches_need_no_type_lookup(database: str) -> None:
+    """Lists of ids and of rows go as ``text[]``, a type asyncpg knows: ``varchar[]`` and
+    ``bigint[]`` made every new pool connection look the type up first (a recursive
+    catalogue query, ~10 ms of the server's time, on each worker's first read of
+    entities or a reply, and on its first scoped search)."""
     async with PostgresStore(database) as writer:
-        for user in ("ada", "bob"):
+        for user, vector in (("ada", [1.0, 0.0, 0.0]), ("bob", [0.0, 1.0, 0.0])):
             await writer.upsert_entity(Entity(id=user, agent_id="nova", names=[user.title()]))
             await writer.create_memory(
                 Memory(
@@ -140,11 +142,27 @@ async def test_reads_by_id_are_one_round_trip_on_a_new_connection(database: str)
                     entity_id=user,
                     room_id=f"dm-{user}",
                     content=Content(text=f"hello from {user}"),
+                    embedding=vector,
                 )
             )
     async with CountingStore(database) as store:  # a new pool: new connections
         entities = await store.get_entities(["ada", "bob"])
         memories = await store.get_memories_by_id(["m-bob", "m-ada"])
+        reads = len(store.statements)
+        found = {
+            user: await store.search_memories(
+                agent_id="nova",
+                embedding=[0.7, 0.7, 0.0],  # as close to both
+                threshold=0.1,
+                scope=SearchScope(room_id=f"dm-{user}", entity_id=user, direct=True),
+            )
+            for user in ("ada", "bob")
+        }
     assert [e.names for e in entities] == [["Ada"], ["Bob"]]
     assert [m.content.text for m in memories] == ["hello from bob", "hello from ada"]
-    assert len(store.statements) == 2, store.statements
+    assert reads == 2, store.statements
+    assert {user: [h.memory.id for h in hits] for user, hits in found.items()} == {
+        "ada": ["m-ada"],
+        "bob": ["m-bob"],
+    }
+    assert not [q for q in store.statements if "pg_type" in q or "typeinfo" in q], store.statements

@@ -91,7 +91,9 @@ def listing(
     """``first`` (a scalar subquery with no parameters but ``$1``), then, with
     ``parts``, the table's estimated row count (``reltuples``: -1 before the first
     ``ANALYZE``) and for each part its ``memory_seq`` values if it has at most
-    :data:`EXACT_ROWS` (maybe none), else ``NULL``. The parts at the indexes
+    :data:`EXACT_ROWS` (maybe none, as ``text[]``: asyncpg decodes it without first
+    looking the type up, as it does ``bigint[]`` on each new connection), else
+    ``NULL``. The parts at the indexes
     ``known_large`` are not listed (``NULL``): counting a large set's first
     :data:`EXACT_ROWS` + 1 rows again on every search is what made a scoped search
     cost more than an unscoped one.
@@ -104,10 +106,10 @@ def listing(
     values: list[Any] = [None]  # $1: the caller's
     columns = [first, "(SELECT reltuples FROM pg_class WHERE oid = 'embeddings'::regclass)"]
     columns += [
-        "NULL::bigint[]"
+        "NULL::text[]"
         if index in known_large
         else f"(SELECT CASE WHEN count(*) <= {EXACT_ROWS} "
-        "THEN coalesce(array_agg(s.memory_seq), '{}') END "
+        "THEN coalesce(array_agg(s.memory_seq)::text[], '{}') END "
         f"FROM (SELECT e.memory_seq FROM embeddings AS e WHERE {_bind(part, values, 'e.')} "
         f"LIMIT {EXACT_ROWS + 1}) AS s)"
         for index, part in enumerate(parts)
@@ -168,7 +170,7 @@ def nearest(
 def search(
     columns: str,
     query: Sequence[float],
-    small: Sequence[tuple[Part, Sequence[int]]],
+    small: Sequence[tuple[Part, Sequence[str]]],
     large: Sequence[Part],
     max_distance: float,
     limit: int,
@@ -183,7 +185,7 @@ def search(
     Args:
         columns: A memory's columns from ``memories AS m``, but its embedding.
         query: The query vector.
-        small: The small sets, with their rows' ``memory_seq``.
+        small: The small sets, with their rows' ``memory_seq`` (as text, from :func:`listing`).
         large: The other sets.
         max_distance: ``1 - threshold``.
         limit: How many.
@@ -199,7 +201,7 @@ def search(
         where = _bind(part, values, "e.")
         values.append(list(seqs))
         branches.append(
-            f"({nearest_} WHERE {where} AND e.memory_seq = ANY(${len(values)}::bigint[]) "
+            f"({nearest_} WHERE {where} AND e.memory_seq = ANY(${len(values)}::text[]::bigint[]) "
             "AND e.vector <=> $1 <= $2 ORDER BY distance, e.memory_seq LIMIT $3)"
         )
     branches += [
