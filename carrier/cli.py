@@ -35,8 +35,9 @@ exit status:
   1    the command failed: an invalid character file, setting or model/store name, a
        piped 'chat' message the agent could not answer, a failed 'carrier test' check,
        'carrier run' with a model that cannot choose actions (the message names what
-       to configure), 'carrier forget' not confirmed, or 'carrier plugins' when a
-       plugin failed to load (the others still load; the listing shows its error)
+       to configure), 'carrier forget' not confirmed, 'carrier plugins' when a
+       plugin failed to load (the others still load; the listing shows its error),
+       or 'carrier serve' when it cannot listen on its address (the port is taken)
   2    usage error (unknown command or option, bad argument), or the plugins could
        not be set up (CARRIER_PLUGINS names one that is not installed, two plugins
        register one name, a hook implementation is broken)

@@ -126,6 +126,24 @@ async def test_port_0_serves_on_a_free_port_and_says_which(tmp_path: Path) -> No
     assert process.returncode in (0, 130)
 
 
+def test_a_port_in_use_is_a_clear_failure(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = int(taken.getsockname()[1])
+        result = subprocess.run(
+            [str(CARRIER), "serve"],
+            env=_environment(tmp_path, port),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1, result.stderr
+    assert "address already in use" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "carrier serve:" not in result.stderr  # it never served
+
+
 def test_serve_refuses_a_public_address_without_a_token(tmp_path: Path) -> None:
     result = subprocess.run(
         [str(CARRIER), "serve", "--host", "0.0.0.0"],

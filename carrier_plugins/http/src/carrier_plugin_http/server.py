@@ -59,7 +59,7 @@ async def serve(
         config = uvicorn.Config(app, host=bind_host, port=port, log_level="info", access_log=False)
         server = uvicorn.Server(config)
         names = ", ".join(f"{r.character.name} ({r.agent_id})" for r in runtimes)
-        serving = asyncio.create_task(server.serve())
+        serving = asyncio.create_task(_exit_status(server))
         try:
             while not server.started:  # uvicorn has no event for it
                 if serving.done():  # startup failed (port taken)
@@ -68,13 +68,24 @@ async def serve(
             if server.started:  # the bound port: port 0 picks a free one
                 bound = server.servers[0].sockets[0].getsockname()[1]
                 print(f"carrier serve: {names} on http://{bind_host}:{bound}/", file=sys.stderr)
-            await serving
+            status = await serving
         finally:
             if not serving.done():  # cancelled while serving: stop the server first
                 server.should_exit = True
                 await asyncio.gather(serving, return_exceptions=True)
-        return 0 if server.started else 1
+        return status if status is not None else 0 if server.started else 1
     return 1  # pragma: no cover - open_agents never swallows exceptions
+
+
+async def _exit_status(server: uvicorn.Server) -> int | None:
+    """Serve until stopped; 1 when uvicorn exits because it cannot listen (it has
+    logged why): its ``SystemExit``, raised in a task, would end the process with a
+    traceback and uvicorn's status 3, which means something else here."""
+    try:
+        await server.serve()
+    except SystemExit:
+        return 1
+    return None
 
 
 @asynccontextmanager
