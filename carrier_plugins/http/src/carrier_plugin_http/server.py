@@ -73,19 +73,19 @@ async def serve(
             if not serving.done():  # cancelled while serving: stop the server first
                 server.should_exit = True
                 await asyncio.gather(serving, return_exceptions=True)
-        return status if status is not None else 0 if server.started else 1
+        return status
     return 1  # pragma: no cover - open_agents never swallows exceptions
 
 
-async def _exit_status(server: uvicorn.Server) -> int | None:
-    """Serve until stopped; 1 when uvicorn exits because it cannot listen (it has
-    logged why): its ``SystemExit``, raised in a task, would end the process with a
-    traceback and uvicorn's status 3, which means something else here."""
+async def _exit_status(server: uvicorn.Server) -> int:
+    """Serve until stopped; the exit status. 1 when uvicorn exits because it cannot
+    listen (it has logged why): its ``SystemExit``, raised in a task, would end the
+    process with a traceback and uvicorn's status 3, which means something else here."""
     try:
         await server.serve()
     except SystemExit:
         return 1
-    return None
+    return 0 if server.started else 1
 
 
 @asynccontextmanager
