@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from carrier.types import Event
 
 __all__ = [
+    "QUIT_COMMANDS",
     "SWITCH_HINT",
     "add_commands",
     "chat",
@@ -44,6 +45,10 @@ SWITCH_HINT = (
     "(Ollama, LM Studio, llama-server, vLLM), or CARRIER_MODEL_LARGE=openai:gpt-4.1-mini "
     "CARRIER_OPENAI_API_KEY=... (or anthropic with CARRIER_ANTHROPIC_API_KEY)."
 )
+
+#: Lines that end ``carrier chat`` (any case) instead of reaching the agent; so does
+#: the end of the input (Ctrl-D).
+QUIT_COMMANDS = frozenset({"/quit", "/exit"})
 
 _STAGES = (
     (EventType.MESSAGE_STORED, "store"),
@@ -168,7 +173,7 @@ async def _chat(host: PluginHost, args: argparse.Namespace, timings: _Timings | 
             print(f"Chatting with {name}, answered by {model_line(runtime)}.")
             if small:
                 print(SWITCH_HINT)
-            print("New conversation: carrier chat --new. Quit: Ctrl-D.")
+            print("New conversation: carrier chat --new. Quit: /quit or Ctrl-D.")
         if args.verbose:
             try:
                 embedder = runtime.model(ModelClass.EMBEDDING).primary
@@ -203,6 +208,8 @@ async def _chat(host: PluginHost, args: argparse.Namespace, timings: _Timings | 
             text = line.strip()
             if not text:
                 continue
+            if text.lower() in QUIT_COMMANDS:  # never sent to the agent
+                break
             printed = False
 
             async def on_text(delta: str) -> None:

@@ -36,6 +36,13 @@ def test_piped_chat_answers_each_line_and_exits_0() -> None:
     assert result.stdout.splitlines() == ["You said: hello there", "You said: how are you?"]
 
 
+def test_quit_ends_a_chat_without_reaching_the_agent() -> None:
+    for user, quit in (("ada", "/quit"), ("bob", "/EXIT")):
+        result = run("chat", "--user", user, stdin=f"hello there\n{quit}\nnever sent\n")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.splitlines() == ["You said: hello there"]
+
+
 def test_chat_with_a_character_file() -> None:
     result = run("chat", "--character", str(CHARACTERS / "grace.yaml"), stdin="hi\n")
     assert result.returncode == 0, result.stderr
