@@ -149,7 +149,8 @@ class Admission(Emitting):
     async def _connect_once(self, message: Memory, incoming: IncomingMessage) -> Room:
         """The records of a sender's first message in a room (in this process)."""
         store = self.store
-        room = await store.get_room(message.room_id)
+        # one read where the store can: the room, its participants and their entities
+        room, participants, actors = await store.get_room_with_actors(message.room_id)
         created = False
         if room is None:
             room = Room(
@@ -162,9 +163,10 @@ class Admission(Emitting):
                 owner_id=message.entity_id if incoming.room_type in DIRECT_ROOM_TYPES else None,
             )
             created = await store.create_room(room)
-            if not created:
-                room = await store.get_room(message.room_id) or room  # the race's winner
-        await self._check_access(room, message.entity_id)
+            if not created:  # the race's winner: its room and whoever joined since
+                found, participants, actors = await store.get_room_with_actors(room.id)
+                room = found or room
+        await self._check_access(room, message.entity_id, participants)
         names = [incoming.user_name] if incoming.user_name else [message.entity_id]
         user = Entity(id=message.entity_id, agent_id=self.agent_id, names=names)
         members = [
@@ -177,7 +179,7 @@ class Admission(Emitting):
                 await store.upsert_participant(member)
             self._actors.pop(room.id, None)
         else:
-            await self._join(room, user, members)
+            await self._join(room, user, members, participants, actors)
         if len(self._connected) > _CACHE_LIMIT:
             self._connected.clear()
             self._rooms.clear()
@@ -186,16 +188,26 @@ class Admission(Emitting):
         self._rooms[room.id] = room
         return room
 
-    async def _join(self, room: Room, user: Entity, members: list[Participant]) -> None:
-        """A room that exists, first met here (another process may have created it):
-        its participants and their entities in two reads, which also fill the actors
-        cache, and a write only for a missing participant or a renamed sender (whose
-        other entity data stays)."""
+    async def _join(
+        self,
+        room: Room,
+        user: Entity,
+        members: list[Participant],
+        participants: list[Participant],
+        actors: list[Entity],
+    ) -> None:
+        """A room that exists, first met here (another process may have created it),
+        with its ``participants`` and their entities (``actors``) as read with it: they
+        fill the actors cache; a write only for a missing participant or a renamed
+        sender (whose other entity data stays)."""
         store = self.store
-        ids = [p.entity_id for p in await store.get_participants(room.id)]
+        ids = [p.entity_id for p in participants]
         missing = [m for m in members if m.entity_id not in ids]
         ids += [m.entity_id for m in missing]
-        actors = await self._actors_of(ids)
+        if missing:  # the sender or the agent joins: their entities may exist already
+            joining = await store.get_entities([m.entity_id for m in missing])
+            found = {a.id: a for a in actors} | {e.id: e for e in joining}
+            actors = [found[i] for i in ids if i in found]
         stored = next((a for a in actors if a.id == user.id), None)
         if stored is None or (stored.names, stored.agent_id) != (user.names, user.agent_id):
             if stored is not None:
@@ -213,17 +225,16 @@ class Admission(Emitting):
         found = {e.id: e for e in await self.store.get_entities(entity_ids)}
         return [found[i] for i in entity_ids if i in found]
 
-    async def _check_access(self, room: Room, entity_id: str) -> None:
-        """Refuse a user who is not the one user of a direct room."""
+    async def _check_access(
+        self, room: Room, entity_id: str, participants: list[Participant]
+    ) -> None:
+        """Refuse a user who is not the one user of a direct room (``participants``:
+        the room's, as read with it)."""
         if not room.direct or entity_id == self.agent_id:
             return
         owner = room.owner_id
         if owner is None:  # a room from before owners were recorded: its participants
-            users = [
-                p.entity_id
-                for p in await self.store.get_participants(room.id)
-                if p.entity_id != self.agent_id
-            ]
+            users = [p.entity_id for p in participants if p.entity_id != self.agent_id]
             owner = users[0] if users else entity_id
         if owner != entity_id:
             raise AccessError(

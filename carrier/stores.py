@@ -125,6 +125,23 @@ class MemoryStore(ABC):
                 return participant
         return None
 
+    async def get_room_with_actors(
+        self, room_id: str
+    ) -> tuple[Room | None, list[Participant], list[Entity]]:
+        """The room (``None``: no room, and nothing else), its participants as
+        :meth:`get_participants` orders them, and the entities of those that exist, in
+        the same order: what a process reads when it first meets a room that exists.
+        The default makes the three reads; a store over a network should override it
+        with one round trip (each process meets each room once, so with N workers a
+        room costs N of these)."""
+        room = await self.get_room(room_id)
+        if room is None:
+            return None, [], []
+        participants = await self.get_participants(room_id)
+        ids = [p.entity_id for p in participants]
+        found = {e.id: e for e in await self.get_entities(ids)}
+        return room, participants, [found[i] for i in ids if i in found]
+
     # memories
     @abstractmethod
     async def create_memory(self, memory: Memory) -> bool:

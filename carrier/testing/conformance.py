@@ -532,6 +532,27 @@ class MemoryStoreConformance(ScopeConformance, CacheConformance):
             room_id="r1", entity_id="bob", role=Role.OWNER
         )
 
+    async def test_room_with_actors(self, store: MemoryStore) -> None:
+        assert await store.get_room_with_actors("lounge") == (None, [], [])
+        room = Room(id="lounge", agent_id=AGENT, name="lounge", type=RoomType.GROUP)
+        await store.upsert_room(room)
+        assert await store.get_room_with_actors("lounge") == (room, [], [])
+        ada = Entity(id="ada", agent_id=AGENT, names=["Ada"], metadata={"k": 1})
+        bob = Entity(id="bob", agent_id=AGENT, names=["Bob"])
+        await store.upsert_entity(ada)
+        await store.upsert_entity(bob)
+        for entity_id in ("bob", "ada", "ghost"):  # ghost: a participant without an entity
+            await store.upsert_participant(Participant(room_id="lounge", entity_id=entity_id))
+        await store.upsert_participant(Participant(room_id="elsewhere", entity_id="ada"))
+        await store.set_participant_state("lounge", "bob", ParticipantState.MUTED)
+        found, participants, actors = await store.get_room_with_actors("lounge")
+        assert found == room
+        assert participants == await store.get_participants("lounge")  # its order, too
+        assert {p.entity_id for p in participants} == {"ada", "bob", "ghost"}
+        order = [p.entity_id for p in participants if p.entity_id != "ghost"]
+        assert actors == [{"ada": ada, "bob": bob}[i] for i in order]
+        assert await store.get_room_with_actors("elsewhere") == (None, [], [])
+
     # ---- goals and tasks ------------------------------------------------------------------
 
     async def test_goals(self, store: MemoryStore) -> None:

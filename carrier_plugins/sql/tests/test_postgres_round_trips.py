@@ -26,6 +26,7 @@ from carrier.types import (
     Memory,
     ModelRequest,
     ModelResponse,
+    RoomType,
     SearchScope,
     State,
 )
@@ -166,3 +167,44 @@ async def test_reads_by_id_and_scoped_searches_need_no_type_lookup(database: str
         "bob": ["m-bob"],
     }
     assert not [q for q in store.statements if "pg_type" in q or "typeinfo" in q], store.statements
+
+
+async def test_a_process_meets_a_room_that_exists_in_one_read(postgres_url: str) -> None:
+    """Each worker meets each room once: a room another process made, with Ada and Bob
+    in it, costs the next process one read (the room, its participants and their
+    entities together), not three; and both are still its actors."""
+    model = FunctionModel(answering)
+    models: dict[str, Any] = {"large": model, "small": model, "embedding": None}
+    nova = Character(name="Nova", bio=["Takes notes."])
+
+    def said(user: str, text: str) -> IncomingMessage:
+        return IncomingMessage(
+            text=text,
+            user_id=user,
+            user_name=user.title(),
+            room_id="lounge",
+            room_type=RoomType.GROUP,
+        )
+
+    def runtime_on(store: PostgresStore) -> AgentRuntime:
+        return AgentRuntime(nova, host=PluginHost(autoload=False), store=store, models=models)
+
+    async with fresh_database(postgres_url) as url:
+        async with PostgresStore(url) as store, runtime_on(store) as first:
+            for user in ("ada", "bob"):
+                await (await first.handle(said(user, f"Nova, I am {user}"))).evaluated()
+        async with CountingStore(url) as store, runtime_on(store) as second:  # nothing cached
+            before = len(store.statements)
+            reply = await second.handle(said("ada", "Nova, who is here?"))
+            await reply.evaluated()
+            met = [
+                q
+                for q in store.statements[before:]
+                if "FROM rooms" in q
+                or "FROM entities" in q
+                or ("FROM participants" in q and "entity_id = $2" not in q)
+            ]
+    assert reply.texts == ["Hello."]
+    assert len(met) == 1, met
+    # both are the room's actors: the answer stops where either would speak next
+    assert {"\nAda:", "\nBob:"} <= set(model.requests[-1].stop)

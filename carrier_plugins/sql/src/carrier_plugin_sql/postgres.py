@@ -24,14 +24,22 @@ from pgvector.asyncpg import register_vector
 
 from carrier.errors import CarrierError, ConfigurationError, EmbeddingDimensionError, StoreError
 from carrier.protocols import MemoryStore
-from carrier.types import Entity, Memory, MemoryType, Participant, ScoredMemory, SearchScope
+from carrier.types import (
+    Entity,
+    Memory,
+    MemoryType,
+    Participant,
+    Room,
+    ScoredMemory,
+    SearchScope,
+)
 from carrier_plugin_sql import pg_schema, pg_search
 from carrier_plugin_sql.ops import memory_params
 from carrier_plugin_sql.pg_cache import PgCacheMixin
 from carrier_plugin_sql.pg_url import PostgresTarget, parse_postgres_url
 from carrier_plugin_sql.records import RecordsMixin, encode_cache
 from carrier_plugin_sql.scopes import Filters, Part
-from carrier_plugin_sql.store import SqlStore
+from carrier_plugin_sql.store import ROOM_WITH_ACTORS, SqlStore, room_with_actors
 
 __all__ = ["PostgresStore"]
 
@@ -373,6 +381,16 @@ class PostgresStore(PgCacheMixin, RecordsMixin, MemoryStore):
             Participant(room_id=room, entity_id=entity, state=state, role=role)
             for room, entity, state, role in rows
         ]
+
+    async def get_room_with_actors(
+        self, room_id: str
+    ) -> tuple[Room | None, list[Participant], list[Entity]]:
+        rows = await self._fetch(
+            ROOM_WITH_ACTORS + "ORDER BY p.entity_id",
+            (room_id,),
+            op="reading a room with its participants",
+        )
+        return room_with_actors(rows)
 
     async def get_entities(self, entity_ids: Sequence[str]) -> list[Entity]:
         ids = list(dict.fromkeys(entity_ids))

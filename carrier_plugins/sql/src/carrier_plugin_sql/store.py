@@ -252,6 +252,12 @@ class SqlStore(RecordsMixin, MemoryStore):
         )
         return [_participant(row) for row in rows]
 
+    async def get_room_with_actors(
+        self, room_id: str
+    ) -> tuple[Room | None, list[Participant], list[Entity]]:
+        rows = await self._fetch(ROOM_WITH_ACTORS + "ORDER BY p.rowid", (room_id,), op=_ROOM_OP)
+        return room_with_actors(rows)
+
     async def get_participant(self, room_id: str, entity_id: str) -> Participant | None:
         rows = await self._fetch(
             "SELECT room_id, entity_id, state, role FROM participants "
@@ -449,3 +455,28 @@ class SqlStore(RecordsMixin, MemoryStore):
 def _participant(row: Sequence[Any]) -> Participant:
     room_id, entity_id, state, role = row
     return Participant(room_id=room_id, entity_id=entity_id, state=state, role=role)
+
+
+#: A room, each of its participants and their entities, one row a participant (one row
+#: of NULLs after the room's data for a room without any); the store adds its order.
+ROOM_WITH_ACTORS = (
+    "SELECT r.data, p.room_id, p.entity_id, p.state, p.role, e.data FROM rooms AS r "
+    "LEFT JOIN participants AS p ON p.room_id = r.id "
+    "LEFT JOIN entities AS e ON e.id = p.entity_id WHERE r.id = ? "
+)
+_ROOM_OP = "reading a room with its participants"
+
+
+def room_with_actors(
+    rows: Sequence[Sequence[Any]],
+) -> tuple[Room | None, list[Participant], list[Entity]]:
+    """What :data:`ROOM_WITH_ACTORS` read, as ``MemoryStore.get_room_with_actors``
+    returns it."""
+    if not rows:
+        return None, [], []
+    members = [row for row in rows if row[2] is not None]
+    return (
+        Room.model_validate_json(rows[0][0]),
+        [_participant(row[1:5]) for row in members],
+        [Entity.model_validate_json(row[5]) for row in members if row[5] is not None],
+    )
