@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from carrier_plugin_sql.postgres import PostgresStore
+import asyncpg
+from carrier_plugin_sql.postgres import PostgresStore, register_vector_codec
 from carrier_plugin_sql.testing import fresh_database
 from pydantic import BaseModel
 
@@ -208,3 +209,34 @@ async def test_a_process_meets_a_room_that_exists_in_one_read(postgres_url: str)
     assert len(met) == 1, met
     # both are the room's actors: the answer stops where either would speak next
     assert {"\nAda:", "\nBob:"} <= set(model.requests[-1].stop)
+
+
+async def test_a_new_connection_looks_up_one_type(database: str) -> None:
+    """A pool connection registers pgvector's ``vector`` codec with one catalogue read
+    (pgvector's own helper made three: ``halfvec`` and ``sparsevec`` too), and vectors
+    still go both ways in binary."""
+    async with PostgresStore(database) as store:  # creates the extension; its pool uses it
+        for user, vector in (("ada", [1.0, 0.0]), ("bob", [0.0, 1.0])):
+            await store.create_memory(
+                Memory(
+                    id=f"v-{user}",
+                    agent_id="nova",
+                    entity_id=user,
+                    room_id=f"dm-{user}",
+                    content=Content(text=f"vector of {user}"),
+                    embedding=vector,
+                )
+            )
+        found = await store.get_memories_by_id(["v-ada", "v-bob"])
+    assert {m.id: m.embedding for m in found} == {"v-ada": [1.0, 0.0], "v-bob": [0.0, 1.0]}
+    conn = await asyncpg.connect(database)
+    try:
+        queries: list[str] = []
+        conn.add_query_logger(lambda record: queries.append(record.query))
+        await register_vector_codec(conn)
+        back = await conn.fetchval("SELECT $1::vector", [0.5, 1.0, -2.0])
+    finally:
+        await conn.close()
+    lookups = [q for q in queries if "pg_type" in q]  # the logger reports after the fact
+    assert len(lookups) == 1, queries
+    assert back.to_list() == [0.5, 1.0, -2.0]

@@ -20,7 +20,7 @@ from functools import cache
 from typing import Any
 
 import asyncpg
-from pgvector.asyncpg import register_vector
+from pgvector import Vector
 
 from carrier.errors import CarrierError, ConfigurationError, EmbeddingDimensionError, StoreError
 from carrier.protocols import MemoryStore
@@ -119,6 +119,20 @@ async def _keep_session(conn: Any) -> None:
     costs a round trip per store call; the store changes no session state (its
     ``SET LOCAL`` and advisory locks end with their transaction, and asyncpg itself
     rolls back a transaction left open)."""
+
+
+async def register_vector_codec(conn: Any) -> None:
+    """A new pool connection's ``init``: the binary codec of pgvector's ``vector``, the
+    one pgvector type the store uses. ``pgvector.asyncpg.register_vector`` also looks
+    up ``halfvec`` and ``sparsevec``: three catalogue round trips per new connection
+    instead of one."""
+    await conn.set_type_codec(
+        "vector",
+        schema="public",
+        encoder=lambda v: (v if isinstance(v, Vector) else Vector(v)).to_binary(),
+        decoder=Vector.from_binary,
+        format="binary",
+    )
 
 
 def _question_of(memory_id: str, agent_id: str) -> str | None:
@@ -332,7 +346,7 @@ class PostgresStore(PgCacheMixin, RecordsMixin, MemoryStore):
                 self.target.dsn,
                 min_size=self._min_size,
                 max_size=self._max_size,
-                init=register_vector,
+                init=register_vector_codec,
                 reset=_keep_session,
                 # Startup parameters: they survive the RESET ALL that asyncpg runs
                 # when a connection goes back to the pool (a SET would not).
