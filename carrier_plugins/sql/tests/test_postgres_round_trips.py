@@ -129,6 +129,18 @@ async def test_recording_adds_at_most_two_round_trips_per_message(postgres_url: 
     assert recorded["bob"] - plain["bob"] == 1, (recorded, plain)
 
 
+def said_by(user: str, memory_id: str, text: str, vector: list[float]) -> Memory:
+    """``user``'s message in their direct room, with an embedding."""
+    return Memory(
+        id=memory_id,
+        agent_id="nova",
+        entity_id=user,
+        room_id=f"dm-{user}",
+        content=Content(text=text),
+        embedding=vector,
+    )
+
+
 async def test_reads_by_id_and_scoped_searches_need_no_type_lookup(database: str) -> None:
     """Lists of ids and of rows go as ``text[]``, a type asyncpg knows: ``varchar[]`` and
     ``bigint[]`` made every new pool connection look the type up first (a recursive
@@ -137,16 +149,7 @@ async def test_reads_by_id_and_scoped_searches_need_no_type_lookup(database: str
     async with PostgresStore(database) as writer:
         for user, vector in (("ada", [1.0, 0.0, 0.0]), ("bob", [0.0, 1.0, 0.0])):
             await writer.upsert_entity(Entity(id=user, agent_id="nova", names=[user.title()]))
-            await writer.create_memory(
-                Memory(
-                    id=f"m-{user}",
-                    agent_id="nova",
-                    entity_id=user,
-                    room_id=f"dm-{user}",
-                    content=Content(text=f"hello from {user}"),
-                    embedding=vector,
-                )
-            )
+            await writer.create_memory(said_by(user, f"m-{user}", f"hello from {user}", vector))
     async with CountingStore(database) as store:  # a new pool: new connections
         entities = await store.get_entities(["ada", "bob"])
         memories = await store.get_memories_by_id(["m-bob", "m-ada"])
@@ -217,16 +220,7 @@ async def test_a_new_connection_looks_up_one_type(database: str) -> None:
     still go both ways in binary."""
     async with PostgresStore(database) as store:  # creates the extension; its pool uses it
         for user, vector in (("ada", [1.0, 0.0]), ("bob", [0.0, 1.0])):
-            await store.create_memory(
-                Memory(
-                    id=f"v-{user}",
-                    agent_id="nova",
-                    entity_id=user,
-                    room_id=f"dm-{user}",
-                    content=Content(text=f"vector of {user}"),
-                    embedding=vector,
-                )
-            )
+            await store.create_memory(said_by(user, f"v-{user}", f"vector of {user}", vector))
         found = await store.get_memories_by_id(["v-ada", "v-bob"])
     assert {m.id: m.embedding for m in found} == {"v-ada": [1.0, 0.0], "v-bob": [0.0, 1.0]}
     conn = await asyncpg.connect(database)
