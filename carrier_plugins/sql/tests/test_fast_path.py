@@ -52,12 +52,16 @@ async def test_wal_stays_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     async with SqlStore(f"sqlite:///{path}") as store:
         for n in range(1500):
             await store.create_memory(_memory(n))
-            await asyncio.sleep(0)
+            if n % 50 == 49 and (checkpoint := store._db._checkpoint) is not None:
+                # Writes go on while a checkpoint runs, so how far the WAL grows past
+                # 500 frames depends on when its thread is scheduled (a stalled one let
+                # it reach 57 MB under CI load); waiting now and then makes that fixed.
+                await asyncio.wrap_future(checkpoint)
         checkpoint = store._db._checkpoint
         assert checkpoint is not None
         await asyncio.wrap_future(checkpoint)
-        # Without restarts the WAL would hold every page written (~16,000 frames, 66 MB);
-        # with them, it starts over in its file every 500 frames or so.
+        # Without restarts the WAL grows to 30-66 MB (~16,000 pages are written); with
+        # them, it starts over in its file every 500 frames or so.
         wal_bytes = await asyncio.to_thread(os.path.getsize, f"{path}-wal")
         assert wal_bytes < 16_000 * 4096 / 3, wal_bytes
         assert await store.count_memories(agent_id="a") == 1500
