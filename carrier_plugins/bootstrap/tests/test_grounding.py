@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from carrier_plugin_bootstrap.grounding import grounded, verbatim_facts
+from carrier_plugin_bootstrap.grounding import grounded, states_something, verbatim_facts
 
 NAMES = ("Ada", "Nova")
 
@@ -54,3 +54,19 @@ def test_verbatim_facts_skip_requests_to_the_agent() -> None:
         "My sister gave me a cat. I told my brother about it."
     )
     assert verbatim_facts(message) == ["My sister gave me a cat.", "I told my brother about it."]
+
+
+@pytest.mark.parametrize(
+    ("message", "states"),
+    [
+        ("My name is Ada.", True),
+        ("What is my name? I'm Ada.", True),
+        ("The train was late again", True),
+        ("What is my name?", False),
+        ("Message 7: tell me one short thing about the number 7.", False),
+        ("Please remind me at noon! Do cats like fish?", False),
+        ("hi", False),
+    ],
+)
+def test_states_something(message: str, states: bool) -> None:
+    assert states_something(message) is states

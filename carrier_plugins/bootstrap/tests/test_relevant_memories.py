@@ -70,3 +70,26 @@ async def test_earlier_words_beyond_the_history_are_recalled_once_and_only_for_t
     assert "Tom" not in system
     assert "cute" not in system
     assert "my cat is named Rex" in system
+
+
+@pytest.mark.parametrize("small", [True, False], ids=["small-model", "capable-model"])
+async def test_a_small_model_is_reminded_only_of_statements(
+    runtime: AgentRuntime, fake_model: FakeModel, say: Say, small: bool
+) -> None:
+    fake_model.small = small
+    for user, cat in (("ada", "Tom"), ("bob", "Rex")):
+        room = f"dm-{user}"
+        await runtime.handle(say(f"my cat is named {cat}", user=user, room=room))
+        await runtime.handle(say("tell me about my cat named", user=user, room=room))
+        await runtime.handle(say("is my cat named well?", user=user, room=room))
+        for number in range(4):  # pushes those out of the room's history
+            await runtime.handle(say(f"hello there number {number}", user=user, room=room))
+        await runtime.handle(say("what is my cat named?", user=user, room=room))
+
+        section = _section(prompt_text(fake_model.requests[-1]))
+        assert f"- my cat is named {cat}" in section  # a statement: always recalled
+        # an earlier request or question only for a model that can use it
+        assert ("- tell me about my cat named" in section) is not small
+        assert ("- is my cat named well?" in section) is not small
+        assert ("Tom" in section) is (user == "ada")  # only the sender's own words
+        assert ("Rex" in section) is (user == "bob")

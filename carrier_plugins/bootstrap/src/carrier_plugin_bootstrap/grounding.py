@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-__all__ = ["grounded", "verbatim_facts"]
+__all__ = ["grounded", "states_something", "verbatim_facts"]
 
 _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9'’-]*")
 _SENTENCE = re.compile(r"[^.!?\n]+[.!?]?")
@@ -123,3 +123,13 @@ def verbatim_facts(message: str, *, limit: int = 3) -> list[str]:
             if len(found) == limit:
                 break
     return found
+
+
+def states_something(message: str) -> bool:
+    """Whether the message holds a statement: a sentence of two words or more that is
+    neither a question nor a request ("tell me …")."""
+    for sentence in _SENTENCE.findall(message):
+        text = sentence.strip()
+        if len(text.split()) >= 2 and not text.endswith("?") and _REQUEST.match(text) is None:
+            return True
+    return False
