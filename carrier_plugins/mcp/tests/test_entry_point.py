@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from carrier_plugin_mcp import plugin
@@ -41,3 +43,40 @@ def test_importing_the_plugin_loads_no_mcp_sdk() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == ""
+
+
+def test_a_runtime_without_mcp_servers_never_loads_the_sdk(tmp_path: Path) -> None:
+    """`carrier chat` with no server configured: the SDK took ~1 s of its start-up."""
+    script = """
+import asyncio, sys
+import carrier_plugin_mcp.plugin
+from carrier import AgentRuntime, Character, IncomingMessage, PluginHost
+from carrier.builtin.memory_store import InMemoryStore
+from carrier.testing import FakeModel
+
+async def main():
+    host = PluginHost(autoload=False)
+    host.register(carrier_plugin_mcp.plugin, name="mcp")
+    async with AgentRuntime(
+        Character(name="Nova"), host=host, store=InMemoryStore(),
+        models={"large": FakeModel(), "small": FakeModel(), "embedding": None},
+    ) as agent:
+        assert "mcp" in [s.name for s in agent.actions.sources]
+        for user in ("ada", "bob"):
+            reply = await agent.handle(IncomingMessage(text="hi", user_id=user))
+            assert reply.texts, reply
+    print(",".join(m for m in ("mcp", "httpx2", "anyio") if m in sys.modules))
+
+asyncio.run(main())
+"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARRIER_MCP_")}
+    found = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,  # no .env file
+        check=False,
+    )
+    assert found.returncode == 0, found.stderr
+    assert found.stdout.strip() == ""

@@ -1,5 +1,9 @@
 """MCP tools as Carrier actions: one action source per runtime over the host's shared
-connections, one action per allowed tool, ``server__tool`` made safe."""
+connections, one action per allowed tool, ``server__tool`` made safe.
+
+The MCP SDK (~1 s to import) loads only when a runtime's character uses a configured
+server: the connections module is imported in :meth:`McpTools.setup`, after the check.
+"""
 
 from __future__ import annotations
 
@@ -16,13 +20,6 @@ from carrier.errors import ConfigurationError
 from carrier.protocols import Action, ActionSource, Provider
 from carrier.types import ActionResult, Memory, ProviderOutput, State
 from carrier_plugin_mcp.config import assign_action_names, load_servers, servers_for
-from carrier_plugin_mcp.connection import (
-    McpConnection,
-    McpManager,
-    ServerUnavailableError,
-    ToolCallError,
-    manager_for,
-)
 from carrier_plugin_mcp.schema import ToolArguments, arguments_model
 from carrier_plugin_mcp.settings import McpSettings
 
@@ -30,6 +27,7 @@ if TYPE_CHECKING:
     from mcp.types import CallToolResult, Tool
 
     from carrier.runtime import AgentRuntime
+    from carrier_plugin_mcp.connection import McpConnection, McpManager
 
 __all__ = ["McpResources", "McpToolAction", "McpTools", "render_result"]
 
@@ -72,6 +70,8 @@ class McpToolAction(Action):
     async def handler(
         self, runtime: AgentRuntime, message: Memory, state: State, arguments: BaseModel | None
     ) -> ActionResult:
+        from carrier_plugin_mcp.connection import ServerUnavailableError, ToolCallError
+
         values = arguments.arguments() if isinstance(arguments, ToolArguments) else {}
         data: dict[str, Any] = {"server": self.server, "tool": self.tool}
         try:
@@ -142,7 +142,9 @@ class McpTools(ActionSource):
             character=runtime.character.name,
         )
         if not selected:
-            return
+            return  # no server: the SDK is never imported
+        from carrier_plugin_mcp.connection import manager_for
+
         self._runtime = runtime
         self._manager = manager_for(runtime.host, settings)
         self._connections = [self._manager.connection(s) for s in selected]
