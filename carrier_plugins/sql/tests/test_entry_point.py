@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import subprocess
 import sys
+from pathlib import Path
 
 from carrier_plugin_sql import plugin
 
@@ -41,3 +42,35 @@ def test_importing_plugin_loads_no_driver() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert result.stdout.strip() == ""
+
+
+def test_an_up_to_date_sqlite_file_opens_without_the_table_definitions(tmp_path: Path) -> None:
+    """The SQLModel tables (SQLAlchemy, ~0.4 s to import) load when a file is created or
+    migrated, not at every start of `carrier chat` over an existing one."""
+    script = """
+import asyncio, sys
+from carrier.types import Content, Memory
+from carrier_plugin_sql.store import SqlStore
+
+async def main(url):
+    async with SqlStore(url) as store:
+        for user in ("ada", "bob"):
+            memory = Memory(agent_id="a", entity_id=user, room_id=f"dm-{user}",
+                            content=Content(text=f"I am {user}"))
+            assert await store.create_memory(memory)
+        texts = [m.content.text for m in await store.get_memories(agent_id="a", room_id="dm-bob")]
+    print(texts.count("I am bob"), texts.count("I am ada"), "sqlalchemy" in sys.modules)
+
+asyncio.run(main(sys.argv[1]))
+"""
+    url = f"sqlite:///{tmp_path / 'agent.db'}"
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", script, url], capture_output=True, text=True, timeout=60
+        )
+        for _ in range(2)
+    ]
+    assert [run.returncode for run in runs] == [0, 0], [run.stderr for run in runs]
+    # the first start creates the file (and needs the tables), the second only opens it;
+    # each finds Bob's messages in his room, never Ada's
+    assert [run.stdout.split() for run in runs] == [["1", "0", "True"], ["2", "0", "False"]]

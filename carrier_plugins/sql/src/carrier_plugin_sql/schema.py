@@ -8,7 +8,8 @@ that is never reused), and small triggers keep the queue of unanswered messages.
 
 The schema version lives in ``carrier_meta``; :func:`migrate` creates the current
 schema in an empty database, brings an older one up to :data:`SCHEMA_VERSION` when
-the store opens, and refuses a newer one.
+the store opens (:mod:`carrier_plugin_sql.opening`, which imports this module only
+then), and refuses a newer one.
 
 Version 2 added memories' ``scope`` (where a memory may reach a prompt, see
 ``carrier.types.MemoryScope``), copied with ``entity_id`` into ``embeddings``, and the
@@ -29,8 +30,7 @@ from sqlalchemy.types import UserDefinedType
 from sqlmodel import Field, SQLModel
 
 from carrier.errors import StoreError
-from carrier_plugin_sql.db import transaction
-from carrier_plugin_sql.ops import read_dimension
+from carrier_plugin_sql.opening import SCHEMA_VERSION
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -47,11 +47,7 @@ __all__ = [
     "RoomRow",
     "TaskRow",
     "migrate",
-    "open_schema",
 ]
-
-#: The version this code writes. Bump it and add a step to ``_MIGRATIONS``.
-SCHEMA_VERSION = 2
 
 
 class _Row(SQLModel, registry=registry()):
@@ -422,36 +418,3 @@ def migrate(execute: Callable[[str], Any], found: int, *, where: str) -> int:
     for version in range(found + 1, SCHEMA_VERSION + 1):
         _MIGRATIONS[version](execute)
     return SCHEMA_VERSION
-
-
-def open_schema(conn: Any, where: str) -> int | None:
-    """Create or migrate the schema (run in the store's connection); the recorded
-    embedding dimension."""
-
-    def version() -> int | None:
-        tables = {
-            row[0]
-            for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-            if not str(row[0]).startswith("sqlite_")
-        }
-        if "carrier_meta" not in tables:
-            return None if tables else 0
-        row = conn.execute("SELECT value FROM carrier_meta WHERE key = 'schema_version'").fetchone()
-        return int(row[0]) if row else 0
-
-    found = version()
-    if found is None:
-        raise StoreError(
-            f"The database {where} holds tables that are not Carrier's (no carrier_meta "
-            f"table); refusing to change it. Point CARRIER_DATABASE_URL at a new file."
-        )
-    if found != SCHEMA_VERSION:
-        with transaction(conn):
-            found = version() or 0  # another process may have migrated meanwhile
-            migrate(conn.execute, found, where=where)
-            conn.execute(
-                "INSERT INTO carrier_meta (key, value) VALUES ('schema_version', ?) "
-                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (str(SCHEMA_VERSION),),
-            )
-    return read_dimension(conn)

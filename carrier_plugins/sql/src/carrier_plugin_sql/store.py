@@ -27,7 +27,7 @@ from carrier.types import (
     ScoredMemory,
     SearchScope,
 )
-from carrier_plugin_sql import ops, schema
+from carrier_plugin_sql import opening, ops
 from carrier_plugin_sql.db import Database
 from carrier_plugin_sql.records import INLINE_ROWS, RecordsMixin, encode_cache
 from carrier_plugin_sql.rows import (
@@ -134,7 +134,7 @@ class SqlStore(RecordsMixin, MemoryStore):
         await self._db.open()
         try:
             self._dimension = await self._db.run(
-                schema.open_schema,
+                opening.open_schema,
                 self._db.where,
                 inline=False,
                 op="creating or migrating the schema",
