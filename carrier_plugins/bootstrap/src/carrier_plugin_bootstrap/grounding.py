@@ -23,7 +23,7 @@ message's own first-person statements, unchanged (requests to the agent are none
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 __all__ = ["grounded", "states_something", "verbatim_facts"]
 
@@ -106,19 +106,20 @@ def grounded(fact: str, message: str, *, names: Iterable[str] = (), share: float
     return matched / len(content) >= share
 
 
+def _statements(message: str) -> Iterator[str]:
+    """The message's sentences that are neither questions nor requests ("tell me …")."""
+    for sentence in _SENTENCE.findall(message):
+        text = sentence.strip()
+        if text and not text.endswith("?") and _REQUEST.match(text) is None:
+            yield text
+
+
 def verbatim_facts(message: str, *, limit: int = 3) -> list[str]:
     """The message's first-person statements, as written: no questions, no requests
     ("tell me …"), no fragments."""
     found: list[str] = []
-    for sentence in _SENTENCE.findall(message):
-        text = sentence.strip()
-        if (
-            text
-            and not text.endswith("?")
-            and len(text.split()) >= 3
-            and _FIRST_PERSON.search(text) is not None
-            and _REQUEST.match(text) is None
-        ):
+    for text in _statements(message):
+        if len(text.split()) >= 3 and _FIRST_PERSON.search(text) is not None:
             found.append(text)
             if len(found) == limit:
                 break
@@ -127,9 +128,5 @@ def verbatim_facts(message: str, *, limit: int = 3) -> list[str]:
 
 def states_something(message: str) -> bool:
     """Whether the message holds a statement: a sentence of two words or more that is
-    neither a question nor a request ("tell me …")."""
-    for sentence in _SENTENCE.findall(message):
-        text = sentence.strip()
-        if len(text.split()) >= 2 and not text.endswith("?") and _REQUEST.match(text) is None:
-            return True
-    return False
+    neither a question nor a request."""
+    return any(len(text.split()) >= 2 for text in _statements(message))
