@@ -51,9 +51,23 @@ class HistoryWindow:
         self.drops = 0
         self._starts: dict[str, str] = {}
 
-    def start(self, room_id: str, ids: list[str], costs: list[int], budget: int) -> int:
+    def start(
+        self,
+        room_id: str,
+        ids: list[str],
+        costs: list[int],
+        budget: int,
+        openers: list[bool] | None = None,
+    ) -> int:
         """The index in ``ids`` (oldest first, the room's history without the new
-        message) of the first message to send, within ``budget`` tokens (``costs`` each)."""
+        message) of the first message to send, within ``budget`` tokens (``costs`` each).
+
+        ``openers`` says which messages may open a window (not the agent's own): a
+        drop moves on to the next one, so a window never begins with an answer whose
+        question it left out. That is what chat templates expect, and it keeps
+        llama.cpp's chunk reuse on the kept half (a window opening with an answer the
+        dropped half also holds, word for word, made it re-read the whole history).
+        """
         known = self._starts.pop(room_id, None)
         if known is not None and known in ids:
             start = ids.index(known)
@@ -62,9 +76,10 @@ class HistoryWindow:
         else:  # the window's first message fell out of the fetched history: it is full
             start = len(ids) // 2
             self.drops += 1
+        start = _opener(openers, start) if start else 0
         total = sum(costs[start:])
         while start < len(ids) and total > budget:  # over budget: drop the older half
-            cut = start + max(1, (len(ids) - start) // 2)
+            cut = _opener(openers, start + max(1, (len(ids) - start) // 2))
             total -= sum(costs[start:cut])
             start = cut
             self.drops += 1
@@ -73,6 +88,13 @@ class HistoryWindow:
             if len(self._starts) > self.size:
                 del self._starts[next(iter(self._starts))]
         return start
+
+
+def _opener(openers: list[bool] | None, start: int) -> int:
+    """``start``, or the first index after it that may open a window (if any does)."""
+    if openers is None:
+        return start
+    return next((i for i in range(start, len(openers)) if openers[i]), start)
 
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s")
@@ -194,7 +216,10 @@ def compose_request(
     # what else shapes a turn: whose answers are the agent's, how they read, who speaks
     shape = (agent_id, short_answers, group, tuple(sorted(names.items())) if group else ())
     built = cache.rooms.build(state.room.id, shape, earlier, turn)
-    start = (window or HistoryWindow()).start(state.room.id, built.ids, built.costs, budget)
+    openers = [message.role != "assistant" for message in built.turns]
+    start = (window or HistoryWindow()).start(
+        state.room.id, built.ids, built.costs, budget, openers
+    )
     history = built.turns[start:]
     if state.facts:  # facts the history already shows are left out (a shorter turn)
         data = turn_data + _per_message_data(state, built.texts[start:])

@@ -139,3 +139,32 @@ def test_a_message_without_text_is_left_out_and_the_next_request_is_still_right(
         assert sent == _request(state, None, fresh)
         assert len(sent) == len(history)  # the text-less one is not a turn; the new one is
         history += [_memory(n, "r", "u"), _memory(n + 1, "r", "agent")]
+
+
+def test_a_window_over_its_token_budget_opens_at_a_users_message() -> None:
+    """Ada's and Bob's rooms, with a budget that drops a block every few turns: each
+    window's first turn is the user's, never an answer whose question was dropped (chat
+    templates expect it, and llama.cpp's chunk reuse kept missing without it)."""
+    window = HistoryWindow(limit=60)
+    rooms: dict[str, list[Memory]] = {"ada": [], "bob": []}
+    firsts: dict[str, set[str]] = {"ada": set(), "bob": set()}
+    for n in range(40):
+        for user, history in rooms.items():
+            room = f"room-{user}"
+            new = _memory(2 * n, room, user)
+            request = compose_request(
+                _state(room, history[-59:], new),
+                Character(name="Ada"),
+                max_prompt_tokens=120,  # about 9 exchanges of history, then a drop
+                count_tokens=_count,
+                window=window,
+            )
+            history_sent = request.messages[:-1]
+            if history_sent:
+                assert history_sent[0].role == "user"
+                assert history_sent[0].content.startswith("message")
+                firsts[user].add(history_sent[0].content)
+            assert all(room in m.content or "Thanks" in m.content for m in request.messages)
+            history.extend([new, _memory(2 * n + 1, room, "agent", f"Thanks {user}, {n}.")])
+    assert all(len(starts) > 3 for starts in firsts.values())  # the window dropped blocks
+    assert window.drops > 6

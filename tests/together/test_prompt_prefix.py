@@ -90,11 +90,20 @@ def check_prefixes(requests: list[tuple[Any, list[Any]]]) -> int:
             continue
         drops += 1
         history = after[:-1]
+        # a window opens with a user's turn, never an answer whose question it dropped
+        assert _role(history[0]) == "user"
         assert len(history) < len(stable)
         kept = history[:-2]  # the exchange answered last is not in the previous request
         assert kept == stable[len(stable) - len(kept) :], "a drop keeps the newest messages"
     assert 1 <= drops <= MAX_DROPS
     return drops
+
+
+def _role(message: Any) -> str:
+    """A message's role, whichever way a backend's requests spell messages."""
+    if isinstance(message, tuple):  # (role, text)
+        return str(message[0])
+    return str(message["role"] if isinstance(message, dict) else message.role)
 
 
 def by_room(requests: list[Any]) -> dict[str, list[Any]]:
@@ -113,6 +122,18 @@ def test_the_window_drops_its_older_half_only_when_full() -> None:
     assert window.start("r", ids[2:], costs[2:], 25) == 3  # over budget: half again
     assert window.start("other", ids, costs, 1000) == 3  # full, never seen: half
     assert window.drops == 3
+
+
+def test_a_dropped_window_opens_at_a_message_that_is_not_the_agents() -> None:
+    window = HistoryWindow(limit=8)
+    ids = [f"m{n}" for n in range(7)]  # m0 Ada, m1 the agent, m2 Ada, ...
+    openers = [n % 2 == 0 for n in range(7)]
+    assert window.start("ada", ids, [10] * 7, 1000, openers) == 4  # half: m3, an answer
+    assert window.start("ada", ids, [10] * 7, 25, openers) == 6  # over budget, then half
+    # a group: Ada and Bob speak in turn between the agent's answers
+    group = [True, True, False, True, True, False, True]
+    assert window.start("room", ids, [10] * 7, 1000, group) == 3  # half is m3, Bob's
+    assert window.start("bob", ids, [10] * 7, 1000, [False] * 7) == 3  # none opens: half
 
 
 def test_a_small_model_gets_earlier_answers_back_shortened() -> None:
