@@ -76,7 +76,8 @@ class HistoryWindow:
         else:  # the window's first message fell out of the fetched history: it is full
             start = len(ids) // 2
             self.drops += 1
-        start = _opener(openers, start) if start else 0
+        if start:  # a window that dropped a block opens at a user's message
+            start = _opener(openers, start)
         total = sum(costs[start:])
         while start < len(ids) and total > budget:  # over budget: drop the older half
             cut = _opener(openers, start + max(1, (len(ids) - start) // 2))
