@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 from abc import abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
@@ -188,33 +189,48 @@ class Runs(LoopStages):
         responses if it is stored but not answered yet; otherwise its stored
         responses (``ignored`` when the agent chose not to answer).
         """
-        message, responses = await self._stored(message_id, with_message=True)
-        if message is None:
-            return None
-        return _reply_of(message, responses) or Reply(message=message)
+        return (await self.stored_replies([message_id]))[message_id]
+
+    async def stored_replies(self, message_ids: Sequence[str]) -> dict[str, Reply | None]:
+        """:meth:`stored_reply` of each of ``message_ids``, in one read for them all
+        (and one more for each that has more than a few responses)."""
+        replies: dict[str, Reply | None] = {}
+        for message_id, (message, responses) in (await self._stored(message_ids)).items():
+            if message is None:
+                replies[message_id] = None
+            else:
+                replies[message_id] = _reply_of(message, responses) or Reply(message=message)
+        return replies
 
     async def _answer_to(self, message: Memory) -> Reply | None:
-        _, responses = await self._stored(message.id, with_message=False)
+        _, responses = (await self._stored([message.id]))[message.id]
         return _reply_of(message, responses)
 
     async def _stored(
-        self, message_id: str, *, with_message: bool
-    ) -> tuple[Memory | None, list[Memory]]:
-        """The message (if asked) and its responses ("{id}-{agent}", then "-1", "-2",
-        ...), in one read for the first few; one more for every few after them."""
-        stem = f"{message_id}-{self.agent_id}"
-        wanted = [message_id] if with_message else []
-        message: Memory | None = None
-        responses: list[Memory] = []
-        while True:
-            batch = [_response_id(stem, len(responses) + n) for n in range(_RESPONSES_READ)]
-            found = {m.id: m for m in await self.store.get_memories_by_id(wanted + batch)}
-            if wanted:
-                message, wanted = found.get(message_id), []
-            for response_id in batch:
-                if response_id not in found:
-                    return message, responses
-                responses.append(found[response_id])
+        self, message_ids: Sequence[str]
+    ) -> dict[str, tuple[Memory | None, list[Memory]]]:
+        """Each message and its responses ("{id}-{agent}", then "-1", "-2", ...): the
+        first few of every one in one read, then a few more at a time for any that has
+        that many."""
+        stems = {i: f"{i}-{self.agent_id}" for i in dict.fromkeys(message_ids)}
+        first = [_response_id(s, n) for s in stems.values() for n in range(_RESPONSES_READ)]
+        found = {m.id: m for m in await self.store.get_memories_by_id([*stems, *first])}
+        stored: dict[str, tuple[Memory | None, list[Memory]]] = {}
+        for message_id, stem in stems.items():
+            responses: list[Memory] = []
+            read = _RESPONSES_READ  # this message's responses looked for so far
+            while True:
+                index = len(responses)
+                if index == read:  # every one looked for was there: a few more
+                    batch = [_response_id(stem, index + n) for n in range(_RESPONSES_READ)]
+                    found.update((m.id, m) for m in await self.store.get_memories_by_id(batch))
+                    read += _RESPONSES_READ
+                response = found.get(_response_id(stem, index))
+                if response is None:
+                    break
+                responses.append(response)
+            stored[message_id] = (found.get(message_id), responses)
+        return stored
 
     async def recover(self, *, limit: int = 1000, in_process: bool = False) -> list[Reply]:
         """Finish what a crash cut off, once each, in order: runs whose lease was left

@@ -10,11 +10,13 @@ job being waited on at once, instead of one query per waiting client.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from carrier.emitting import trace_context
+from carrier.errors import StoreError
 from carrier.protocols import Executor
 from carrier.types import Reply
 from carrier_plugin_workers.queue import (
@@ -32,12 +34,15 @@ from carrier_plugin_workers.retries import checking_jobs, enqueueing, reading_an
 if TYPE_CHECKING:
     import procrastinate
     from carrier_plugin_sql.pg_url import PostgresTarget
+    from procrastinate.jobs import Job
 
     from carrier.runtime import AgentRuntime
     from carrier.types import IncomingMessage
     from carrier_plugin_workers.settings import WorkersSettings
 
 __all__ = ["Enqueued", "WorkersExecutor"]
+
+logger = logging.getLogger("carrier.workers")
 
 _FINAL = ("succeeded", "failed", "cancelled", "aborted")
 #: Finished jobs among ``ids``; a job that is gone succeeded (workers delete
@@ -50,6 +55,9 @@ _FINISHED_JOBS = (
 )
 
 
+_DONE = "succeeded"
+
+
 @dataclass(frozen=True, slots=True)
 class Enqueued:
     """A message handed to the queue: its id (as stored) and its job's id."""
@@ -57,6 +65,16 @@ class Enqueued:
     message_id: str
     room_id: str
     job_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Waiting:
+    """A job someone waits on: its future gets the job's final status and, when it
+    succeeded, its message's reply if the poller could read it."""
+
+    runtime: AgentRuntime
+    enqueued: Enqueued
+    future: asyncio.Future[tuple[str, Reply | None]]
 
 
 class WorkersExecutor(Executor):
@@ -72,8 +90,10 @@ class WorkersExecutor(Executor):
         self._app: procrastinate.App | None = None
         self._target: PostgresTarget | None = None
         self._opening = asyncio.Lock()
-        self._waiting: dict[int, asyncio.Future[str]] = {}
+        self._waiting: dict[int, _Waiting] = {}
         self._poller: asyncio.Task[None] | None = None
+        self._deferring: list[tuple[list[Job], asyncio.Future[list[int]]]] = []
+        self._deferrer: asyncio.Task[None] | None = None
 
     async def _open(self, runtime: AgentRuntime) -> procrastinate.App:
         async with self._opening:
@@ -101,6 +121,8 @@ class WorkersExecutor(Executor):
         self, runtime: AgentRuntime, messages: Sequence[IncomingMessage]
     ) -> list[Enqueued]:
         """Enqueue ``messages`` in one statement; a room's messages keep their order.
+        Callers enqueueing at the same time share a statement: while one is written,
+        the others' jobs gather, and go in the next.
 
         Raises:
             InputError: A message is too long (none is enqueued).
@@ -115,7 +137,7 @@ class WorkersExecutor(Executor):
             # tracing headers (carrier_trace_context), so one message is one trace
             headers = trace_context(runtime, with_id, self.name)
             shipped.append(with_id.model_copy(update={"trace_context": headers}))
-        app = await self._open(runtime)
+        await self._open(runtime)
         queue = queue_for(runtime.agent_id)
         jobs = [
             Job(
@@ -130,17 +152,54 @@ class WorkersExecutor(Executor):
             )
             for incoming, message in zip(shipped, stored, strict=True)
         ]
-        try:
-            async for attempt in enqueueing(self.settings.pool_size):
-                with attempt:
-                    deferred = await app.job_manager.batch_defer_jobs_async(jobs)
-        except QUEUE_ERRORS as exc:
-            assert self._target is not None
-            raise queue_error(self._target, f"enqueueing {len(jobs)} message(s)", exc) from exc
+        deferred = await self._defer(jobs)
         return [
-            Enqueued(message_id=message.id, room_id=message.room_id, job_id=int(job.id or 0))
-            for message, job in zip(stored, deferred, strict=True)
+            Enqueued(message_id=message.id, room_id=message.room_id, job_id=job_id)
+            for message, job_id in zip(stored, deferred, strict=True)
         ]
+
+    async def _defer(self, jobs: list[Job]) -> list[int]:
+        """The ids of ``jobs`` once deferred, with every other caller's jobs gathered
+        while the previous statement was written (a group commit: one statement a
+        round trip, whatever the number of callers)."""
+        future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
+        self._deferring.append((jobs, future))
+        if self._deferrer is None or self._deferrer.done():
+            self._deferrer = asyncio.create_task(self._defer_gathered(), name="carrier-defer")
+        return await future
+
+    async def _defer_gathered(self) -> None:
+        app, target = self._app, self._target
+        assert app is not None
+        assert target is not None
+        while self._deferring:
+            batch, self._deferring = self._deferring, []
+            jobs = [job for jobs, _ in batch for job in jobs]
+            try:
+                async for attempt in enqueueing(self.settings.pool_size):
+                    with attempt:
+                        deferred = await app.job_manager.batch_defer_jobs_async(jobs)
+            except QUEUE_ERRORS as exc:
+                for own, future in batch:
+                    error = queue_error(target, f"enqueueing {len(own)} message(s)", exc)
+                    error.__cause__ = exc
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            except BaseException as exc:  # cancelled, or a bug: every caller hears of it
+                for _, future in batch:
+                    if future.done():
+                        continue
+                    if isinstance(exc, asyncio.CancelledError):
+                        future.cancel()
+                    else:
+                        future.set_exception(exc)
+                raise
+            ids = iter([int(job.id or 0) for job in deferred])
+            for jobs, future in batch:
+                taken = [next(ids) for _ in jobs]
+                if not future.done():
+                    future.set_result(taken)
 
     async def wait(self, runtime: AgentRuntime, enqueued: Enqueued) -> Reply:
         """Wait until a worker has finished the message; its reply, read from the store.
@@ -148,15 +207,15 @@ class WorkersExecutor(Executor):
         A message no worker finished in ``CARRIER_WORKERS_REPLY_TIMEOUT_S`` stays
         queued; the reply says so in ``error``.
         """
-        loop = asyncio.get_running_loop()
-        future = self._waiting.get(enqueued.job_id)
-        if future is None:
-            future = self._waiting[enqueued.job_id] = loop.create_future()
+        waiting = self._waiting.get(enqueued.job_id)
+        if waiting is None:
+            future = asyncio.get_running_loop().create_future()
+            waiting = self._waiting[enqueued.job_id] = _Waiting(runtime, enqueued, future)
         if self._poller is None or self._poller.done():
             self._poller = asyncio.create_task(self._poll(), name="carrier-workers-poller")
         timeout = self.settings.reply_timeout_s
         try:
-            status = await asyncio.wait_for(asyncio.shield(future), timeout)
+            status, read = await asyncio.wait_for(asyncio.shield(waiting.future), timeout)
         except TimeoutError:
             self._waiting.pop(enqueued.job_id, None)
             return await self._reply(
@@ -167,7 +226,7 @@ class WorkersExecutor(Executor):
                 f"when a worker takes it. Is 'carrier worker' running?",
             )
         if status == "succeeded":
-            return await self._reply(runtime, enqueued, None)
+            return await self._reply(runtime, enqueued, None, read=read)
         return await self._reply(
             runtime,
             enqueued,
@@ -175,9 +234,19 @@ class WorkersExecutor(Executor):
             f"{status}); it stays stored unanswered. The workers' log says why.",
         )
 
-    async def _reply(self, runtime: AgentRuntime, enqueued: Enqueued, error: str | None) -> Reply:
-        reading = reading_answer(enqueued.message_id)
-        reply: Reply | None = await reading(runtime.stored_reply, enqueued.message_id)
+    async def _reply(
+        self,
+        runtime: AgentRuntime,
+        enqueued: Enqueued,
+        error: str | None,
+        *,
+        read: Reply | None = None,
+    ) -> Reply:
+        """The stored reply (``read`` if the poller read it already), with ``error``."""
+        reply = read
+        if reply is None:
+            reading = reading_answer(enqueued.message_id)
+            reply = await reading(runtime.stored_reply, enqueued.message_id)
         if reply is None:
             from carrier.types import Memory
 
@@ -193,20 +262,46 @@ class WorkersExecutor(Executor):
         return reply.model_copy(update={"error": error}) if error else reply
 
     async def _poll(self) -> None:
-        """Resolve the futures of finished jobs, in one query per tick for all of them.
+        """Resolve the futures of finished jobs, in one query per tick for all of them,
+        with the replies of those that succeeded read in one more (per agent).
 
         A loop, not a retry: it ticks while anyone waits. Its query is retried by
-        :func:`~carrier_plugin_workers.retries.checking_jobs`, whatever fails.
+        :func:`~carrier_plugin_workers.retries.checking_jobs`, whatever fails; a failed
+        read of the replies leaves each waiter to read its own (with its retries).
         """
         poll_s = self.settings.reply_poll_s
         checking = checking_jobs(poll_s, waited_on=lambda: bool(self._waiting))  # one caller
         while self._waiting:
             await asyncio.sleep(poll_s)
             rows: list[dict[str, Any]] = await checking(self._finished_jobs)
-            for row in rows:
-                future = self._waiting.pop(row["id"], None)
-                if future is not None and not future.done():
-                    future.set_result(str(row["status"]))
+            finished = [
+                (waiting, str(row["status"]))
+                for row in rows
+                if (waiting := self._waiting.pop(row["id"], None)) is not None
+            ]
+            replies = await self._read_replies([w for w, status in finished if status == _DONE])
+            for waiting, status in finished:
+                if not waiting.future.done():
+                    read = replies.get(waiting.enqueued.message_id)
+                    waiting.future.set_result((status, read))
+
+    @staticmethod
+    async def _read_replies(finished: list[_Waiting]) -> dict[str, Reply | None]:
+        """The replies of the messages of ``finished`` jobs, one read per agent; those
+        of an agent whose read failed are left out (their waiters read them)."""
+        by_runtime: dict[int, list[_Waiting]] = {}
+        for waiting in finished:
+            by_runtime.setdefault(id(waiting.runtime), []).append(waiting)
+        replies: dict[str, Reply | None] = {}
+        for group in by_runtime.values():
+            ids = [w.enqueued.message_id for w in group]
+            try:
+                replies |= await group[0].runtime.stored_replies(ids)
+            except StoreError as exc:
+                logger.info("Reading %d finished messages' replies failed: %s", len(ids), exc)
+            except Exception:  # a bug must not stop the poller: each waiter reads its own
+                logger.exception("Reading %d finished messages' replies failed", len(ids))
+        return replies
 
     async def _finished_jobs(self) -> list[dict[str, Any]]:
         app = self._app
@@ -230,8 +325,12 @@ class WorkersExecutor(Executor):
         if poller is not None:
             poller.cancel()
             await asyncio.gather(poller, return_exceptions=True)
-        for future in self._waiting.values():
-            future.cancel()
+        deferrer, self._deferrer = self._deferrer, None
+        if deferrer is not None:
+            deferrer.cancel()
+            await asyncio.gather(deferrer, return_exceptions=True)
+        for waiting in self._waiting.values():
+            waiting.future.cancel()
         self._waiting.clear()
         app, self._app = self._app, None
         if app is not None:
