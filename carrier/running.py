@@ -127,7 +127,12 @@ class Runs(LoopStages):
             return Reply(message=message, duplicate=not fresh, in_progress=True)
         try:
             reply = await self.respond(
-                message, room, role=incoming.role, on_text=on_text, replay=not fresh
+                message,
+                room,
+                role=incoming.role,
+                on_text=on_text,
+                replay=not fresh,
+                release=None if self._evaluators else lease,  # nothing runs after the reply
             )
         except (ModelError, StoreError, ConfigurationError) as exc:
             logger.info("Message %s was stored but not answered: %s", message.id, exc)

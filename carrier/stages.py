@@ -9,6 +9,7 @@ holds ``respond`` and the stages from the model's answer on.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from carrier.composing import Composing
 from carrier.plugin_calls import run_evaluators
 from carrier.prompts import json_object
-from carrier.steps import RECORD_TTL_S, idempotency_key
+from carrier.steps import RECORD_TTL_S, Lease, idempotency_key
 from carrier.streaming import SpeakerLabelFilter, after_break
 from carrier.types import (
     ActionCall,
@@ -56,19 +57,24 @@ class LoopStages(Composing):
         role: Role = Role.MEMBER,
         on_text: TextCallback | None = None,
         replay: bool = False,
+        release: Lease | None = None,
     ) -> Reply:
         """Stages 5-8 and 10 for a stored message: the responses are stored before any
         evaluator runs (``AgentRuntime.finish`` runs them; the reply carries the state).
 
         With ``replay`` (the message was handled before), recorded model responses and
-        action outcomes are reused (``carrier.steps``).
+        action outcomes are reused (``carrier.steps``). ``release``: the run's lease,
+        released with the reply (nothing runs after it).
         """
         decision = await self._runtime.approvals.from_message(message, role)
         if decision is not None:  # "approve" / "reject" from the room (docs/approvals.md)
             said = Content(text=decision, source=message.content.source, in_reply_to=message.id)
-            return Reply(message=message, responses=await self.remember(message, [said]))
+            responses = await self.remember(message, [said], release=release)
+            return Reply(message=message, responses=responses)
         if not await self.should_respond(message, room):
-            ignored = await self.remember(message, [Content(actions=["IGNORE"])], ignored=True)
+            ignored = await self.remember(
+                message, [Content(actions=["IGNORE"])], ignored=True, release=release
+            )
             return Reply(message=message, responses=ignored, ignored=True)
         state = await self.compose_state(message, room, role=role)
         started = time.perf_counter()
@@ -90,7 +96,7 @@ class LoopStages(Composing):
             replay=replay,
             unrecorded=unrecorded,
         )
-        responses = await self.remember(message, contents, records=unrecorded)
+        responses = await self.remember(message, contents, records=unrecorded, release=release)
         reply = Reply(
             message=message,
             responses=responses,
@@ -305,20 +311,28 @@ class LoopStages(Composing):
         *,
         ignored: bool = False,
         records: Sequence[tuple[str, str]] = (),
+        release: Lease | None = None,
     ) -> list[Memory]:
         """Stage 10: store the responses; the first has id ``"{message_id}-{agent_id}"``,
         which marks the message answered, so a replay never answers twice. ``records``
         (recorded steps' cache entries, from :meth:`act`) are added with it, in the same
-        store call."""
+        store call; the lease to ``release`` is deleted with the last."""
         started = time.perf_counter()
         if not contents:
             contents, ignored = [Content(actions=["IGNORE"])], True
         stored = []
+        last = len(contents) - 1
         for index, content in enumerate(contents):
             memory = self._response_memory(message, content, index, ignored=ignored)
-            if index == 0 and records:
+            entries = dict(records) if index == 0 else {}
+            if index == last and release is not None:
+                write = self.store.create_memory_with_cache
+                created = await release.release_with(
+                    functools.partial(write, memory, entries, ttl_s=RECORD_TTL_S)
+                )
+            elif entries:
                 created = await self.store.create_memory_with_cache(
-                    memory, dict(records), ttl_s=RECORD_TTL_S
+                    memory, entries, ttl_s=RECORD_TTL_S
                 )
             else:
                 created = await self.store.create_memory(memory)

@@ -19,11 +19,13 @@ processes and machines sharing the store:
 
 A fresh message's lease is added with the message itself, in one store call
 (``MemoryStore.create_memory_with_cache``: one round trip on PostgreSQL; a process that
-leased the message first keeps it), and deleted after its evaluators: one more write.
+leased the message first keeps it), and deleted after its evaluators: one more write;
+an agent without evaluators deletes it with the reply (``release``), in the same write.
 A step that chose actions costs one write before they run; each action call's outcome
 one write when it completes, except the message's last call, whose outcome is written
 with the reply (the next write anyway). So a message without
-actions costs one write beyond its own, one with one action call two. Records are
+actions costs one write beyond its own (none without evaluators), one with one action
+call two (one). Records are
 pydantic's JSON strings (dicts written by earlier versions still replay).
 """
 
@@ -38,6 +40,7 @@ import socket
 import time
 import uuid
 import weakref
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from carrier.types import ActionResult, ModelResponse
@@ -80,6 +83,7 @@ class Lease:
         self._renewals: _Renewals | None = None
         self._renewer: asyncio.Task[None] | None = None
         self.lost = False
+        self.released = False
 
     async def acquire_with(self, memory: Memory) -> bool:
         """Store ``memory`` (a message) and take the lease in the same write; ``False``
@@ -154,19 +158,36 @@ class Lease:
         if self._renewals is not None:
             self._renewals.discard(self)
             self._renewals = None
-        if self._renewer is not None:
-            self._renewer.cancel()
+        renewer, self._renewer = self._renewer, None
+        if renewer is not None:
+            renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._renewer
+                await renewer
 
     async def release(self) -> None:
-        """Stop renewing and delete the lease (the message is finished)."""
+        """Stop renewing and delete the lease (the message is finished); nothing if
+        :meth:`release_with` released it."""
+        if self.released:
+            return
         await self._stop_renewing()
         try:
             if not self.lost:
                 await self._store.compare_and_set_cache(self.key, self._value, None)
         finally:  # only now: until the entry is gone, it is a live run of this process
             _LIVE.discard(self._value["owner"])
+
+    async def release_with(self, write: Callable[..., Awaitable[bool]]) -> bool:
+        """Release the lease in the run's last write: stop renewing, then
+        ``write(release=entries)`` (a store call that deletes ``entries`` only if it
+        writes: ``create_memory_with_cache``). Returns what ``write`` returns;
+        if that is ``False`` (nothing written, or not everything), :meth:`release` still
+        deletes the entry, if it is there."""
+        await self._stop_renewing()
+        written = await write(release={} if self.lost else {self.key: self._value})
+        if written:
+            self.released = True
+            _LIVE.discard(self._value["owner"])
+        return written
 
     async def abandon(self) -> None:
         """Stop renewing but keep the entry: recovery finishes the run (at once in

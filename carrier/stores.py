@@ -152,12 +152,19 @@ class MemoryStore(ABC):
         """
 
     async def create_memory_with_cache(
-        self, memory: Memory, entries: Mapping[str, Any], *, ttl_s: float | None = None
+        self,
+        memory: Memory,
+        entries: Mapping[str, Any],
+        *,
+        ttl_s: float | None = None,
+        release: Mapping[str, Any] | None = None,
     ) -> bool:
         """Store ``memory`` and, only if this call created it, add the cache ``entries``
         as :meth:`add_cache` does (where the key is absent or expired; each expiring
-        after ``ttl_s``). Returns ``True`` only if the memory was created and every
-        entry added: ``False`` when its id existed (no entry written) and when a live
+        after ``ttl_s``) and delete the ``release`` entries as
+        ``compare_and_set_cache(key, value, None)`` does (only where the key holds that
+        value). Returns ``True`` only if the memory was created and every entry added:
+        ``False`` when its id existed (nothing else written or deleted) and when a live
         entry was in the way (that one kept). An entry that cannot be encoded, or a
         memory that cannot be stored, writes nothing.
 
@@ -167,15 +174,18 @@ class MemoryStore(ABC):
         leases it keeps its lease (nothing is overwritten; this call returns
         ``False``), and a crash in between leaves a message without its lease, which
         is still unanswered (``recover`` handles it), or a reply without its record,
-        which is never replayed. The default creates, then adds; a store overrides it
-        to save a round trip (PostgreSQL: one statement).
+        which is never replayed. A run with no evaluators releases its lease with its
+        reply (``release``). The default creates, then adds, then deletes; a store
+        overrides it to save round trips (PostgreSQL: one statement).
         """
-        for key, value in entries.items():
+        for key, value in {**entries, **(release or {})}.items():
             cache_json(key, value)  # a value that cannot be stored fails before any write
         created = await self.create_memory(memory)
         if not created:
             return False
         added = [await self.add_cache(key, value, ttl_s=ttl_s) for key, value in entries.items()]
+        for key, value in (release or {}).items():
+            await self.compare_and_set_cache(key, value, None)
         return all(added)
 
     @abstractmethod

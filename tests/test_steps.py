@@ -4,6 +4,7 @@ so an executor can checkpoint between stages."""
 from __future__ import annotations
 
 import asyncio
+import functools
 
 from carrier.builtin.memory_store import InMemoryStore
 from carrier.character import Character
@@ -182,3 +183,48 @@ async def test_a_run_longer_than_its_lease_keeps_it_by_renewing_it(character: Ch
         again = await second.handle(incoming)  # finished: answered from the store
         assert again.duplicate
         assert again.texts == ["done"]
+
+
+async def test_stored_replies_reads_many_messages_in_one_store_call(
+    host: PluginHost, character: Character
+) -> None:
+    store = MemoryReads()
+    async with AgentRuntime(character, host=host, store=store, models={}) as runtime:
+        counts = {"ada-1": ("ada", 1), "bob-1": ("bob", 6), "ada-2": ("ada", 0)}
+        for message_id, (user, count) in counts.items():
+            incoming = IncomingMessage(text="hi", user_id=user, message_id=message_id)
+            message = runtime.receive(incoming)
+            await runtime.connect(message, incoming)
+            await runtime.store_message(message)
+            texts = [f"{message_id} part {n}" for n in range(count)]
+            if texts:
+                await runtime.remember(message, [Content(text=t) for t in texts])
+        store.reads.clear()
+        replies = await runtime.stored_replies(["bob-1", "ada-1", "never-sent", "ada-2"])
+        assert len(store.reads) == 2, store.reads  # all at once, then Bob's later ones
+    assert list(replies) == ["bob-1", "ada-1", "never-sent", "ada-2"]
+    assert replies["never-sent"] is None
+    for message_id, (user, count) in counts.items():
+        reply = replies[message_id]
+        assert reply is not None
+        assert reply.message.entity_id == user
+        assert reply.texts == [f"{message_id} part {n}" for n in range(count)]
+
+
+async def test_a_lease_released_with_a_write_goes_with_it_and_stays_if_it_did_not(
+    runtime: AgentRuntime,
+) -> None:
+    store = runtime.store
+    steps = StepLog(store, "agent", ttl_s=30.0)
+    ada, bob = steps.lease("ada-1"), steps.lease("bob-1")
+    assert await ada.acquire()
+    assert await bob.acquire()
+    answer = Memory(id="ada-1-agent", agent_id="agent", entity_id="agent", room_id="ada")
+    write = functools.partial(store.create_memory_with_cache, answer, {})
+    assert await ada.release_with(write)
+    assert not await steps.in_progress("ada-1")  # deleted with the answer
+    await ada.release()  # released: nothing to do
+    assert await bob.release_with(write) is False  # the answer exists: nothing written
+    assert await steps.in_progress("bob-1")  # so Bob's lease stays ...
+    await bob.release()
+    assert not await steps.in_progress("bob-1")  # ... until it is released

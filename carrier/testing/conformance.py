@@ -201,6 +201,32 @@ class MemoryStoreConformance(ScopeConformance, CacheConformance):
         assert await store.get_cache("brief") is None
         assert await store.get_memory(f"m-{AGENT}-4") is not None
 
+    async def test_create_memory_with_cache_releases_the_entries_that_hold_their_value(
+        self, store: MemoryStore
+    ) -> None:
+        await store.set_cache("run:7", {"owner": "me", "until": 1.5})
+        await store.set_cache("run:8", {"owner": "other"})
+        release = {"run:7": {"owner": "me", "until": 1.5}, "run:8": {"owner": "me"}}
+        seventh = _memory(7, embedding=[1.0, 0.0])
+        assert await store.create_memory_with_cache(
+            seventh, {"act:7": 1}, ttl_s=60, release=release
+        )
+        assert await store.get_cache("run:7") is None  # it held that value: deleted
+        assert await store.get_cache("run:8") == {"owner": "other"}  # another's: kept
+        assert await store.get_cache("act:7") == 1
+        _assert_same(await store.get_memory(seventh.id), seventh)
+        # without an embedding, and without entries to add
+        await store.set_cache("run:9", "mine")
+        assert await store.create_memory_with_cache(_memory(9), {}, release={"run:9": "mine"})
+        assert await store.get_cache("run:9") is None
+        # the memory existed: nothing is deleted
+        await store.set_cache("run:10", "mine")
+        assert (
+            await store.create_memory_with_cache(_memory(9), {}, release={"run:10": "mine"})
+            is False
+        )
+        assert await store.get_cache("run:10") == "mine"
+
     async def test_concurrent_creates_with_cache_have_one_winner(self, store: MemoryStore) -> None:
         memory = _memory(1)
         results = await asyncio.gather(

@@ -2,13 +2,15 @@
 to a message, counted by asyncpg's query logger on a real server. A message's lease
 is written with the message, the last action call's outcome with the reply, so
 recording adds one round trip to a message without actions (the release) and two to a
-message with one action call (its step record and the release)."""
+message with one action call (its step record and the release); an agent without
+evaluators releases the lease with the reply, one round trip fewer."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import asyncpg
+import pytest
 from carrier_plugin_sql.postgres import PostgresStore, register_vector_codec
 from carrier_plugin_sql.testing import fresh_database
 from pydantic import BaseModel
@@ -16,7 +18,7 @@ from pydantic import BaseModel
 import carrier
 from carrier import AgentRuntime, IncomingMessage, PluginHost
 from carrier.character import Character
-from carrier.protocols import Action
+from carrier.protocols import Action, Evaluator
 from carrier.settings import CarrierSettings
 from carrier.testing.fakes import FunctionModel
 from carrier.types import (
@@ -24,6 +26,7 @@ from carrier.types import (
     ActionResult,
     Content,
     Entity,
+    EvaluatorResult,
     Memory,
     ModelRequest,
     ModelResponse,
@@ -47,6 +50,21 @@ class NotePlugin:
     @carrier.hookimpl
     def carrier_register_actions(self, actions: Any) -> None:
         actions.add("NOTE", NoteAction)
+
+
+class LengthEvaluator(Evaluator):
+    name = "length"
+
+    async def handler(
+        self, runtime: AgentRuntime, message: Memory, state: State, responses: list[Memory]
+    ) -> EvaluatorResult:
+        return EvaluatorResult(name=self.name, data={"length": len(message.content.text)})
+
+
+class EvaluatorPlugin:
+    @carrier.hookimpl
+    def carrier_register_evaluators(self, evaluators: Any) -> None:
+        evaluators.add("length", LengthEvaluator)
 
 
 def answering(request: ModelRequest) -> ModelResponse:
@@ -86,12 +104,16 @@ class _Logged:
         await self._inner.__aexit__(*exc)
 
 
-async def statements_per_message(url: str, *, record_steps: bool) -> dict[str, int]:
+async def statements_per_message(
+    url: str, *, record_steps: bool, evaluators: bool
+) -> dict[str, int]:
     """Statements of Ada's and Bob's second messages (their rooms already exist): Ada's
     asks for a note (one action call), Bob's does not."""
     settings = CarrierSettings(_env_file=None, record_steps=record_steps)
     host = PluginHost(settings=settings, autoload=False)
     host.register(NotePlugin(), name="notes")
+    if evaluators:
+        host.register(EvaluatorPlugin(), name="evaluators")
     model = FunctionModel(answering)
     counts: dict[str, int] = {}
     async with CountingStore(url) as store:
@@ -118,15 +140,19 @@ async def statements_per_message(url: str, *, record_steps: bool) -> dict[str, i
     return counts
 
 
-async def test_recording_adds_at_most_two_round_trips_per_message(postgres_url: str) -> None:
+@pytest.mark.parametrize("evaluators", [True, False], ids=["evaluators", "no-evaluators"])
+async def test_recording_adds_at_most_two_round_trips_per_message(
+    postgres_url: str, evaluators: bool
+) -> None:
     async with fresh_database(postgres_url) as url:
-        recorded = await statements_per_message(url, record_steps=True)
+        recorded = await statements_per_message(url, record_steps=True, evaluators=evaluators)
     async with fresh_database(postgres_url) as url:
-        plain = await statements_per_message(url, record_steps=False)
-    # Ada's message calls one action: its step record and the release
-    assert recorded["ada"] - plain["ada"] == 2, (recorded, plain)
+        plain = await statements_per_message(url, record_steps=False, evaluators=evaluators)
+    release = 1 if evaluators else 0  # after the evaluators, else with the reply
+    # Ada's message calls one action: its step record (and the release)
+    assert recorded["ada"] - plain["ada"] == 1 + release, (recorded, plain)
     # Bob's has no action: the release only
-    assert recorded["bob"] - plain["bob"] == 1, (recorded, plain)
+    assert recorded["bob"] - plain["bob"] == release, (recorded, plain)
 
 
 def said_by(user: str, memory_id: str, text: str, vector: list[float]) -> Memory:

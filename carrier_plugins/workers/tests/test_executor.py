@@ -12,10 +12,10 @@ import pytest
 from carrier_plugin_workers.executor import WorkersExecutor
 from carrier_plugin_workers.queue import build_app, ensure_schema, queue_target
 
-from carrier.errors import InputError
+from carrier.errors import InputError, StoreError
 from carrier.host import PluginHost
 from carrier.runtime import AgentRuntime
-from carrier.types import IncomingMessage
+from carrier.types import IncomingMessage, Reply
 
 if TYPE_CHECKING:
     from conftest import Script  # the fixture's class; conftest is not importable
@@ -146,3 +146,73 @@ async def test_queue_calls_run_in_autocommit(host: PluginHost) -> None:
     assert isinstance(app.connector, procrastinate.PsycopgConnector)
     async with app.open_async(), app.connector.pool.connection() as conn:
         assert conn.autocommit
+
+
+class _Counted:
+    """Calls through to ``method``, counting the calls."""
+
+    def __init__(self, method: Callable[..., Awaitable[object]]) -> None:
+        self.method, self.calls = method, 0
+
+    async def __call__(self, *args: object, **kwargs: object) -> object:
+        self.calls += 1
+        return await self.method(*args, **kwargs)
+
+
+async def test_callers_enqueueing_at_once_share_one_statement_and_read_their_replies_at_once(
+    client: AgentRuntime,
+    script: Script,
+    start_worker: Callable[[], Awaitable[None]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    executor = client.executor
+    assert isinstance(executor, WorkersExecutor)
+    await executor.enqueue(client, IncomingMessage(text="open", room_id="warm", user_id="ada"))
+    app = executor._app
+    assert app is not None
+    defers = _Counted(app.job_manager.batch_defer_jobs_async)
+    monkeypatch.setattr(app.job_manager, "batch_defer_jobs_async", defers)
+    messages = [
+        IncomingMessage(text=f"{user} {n}", room_id=f"{user}-{n % 2}", user_id=user)
+        for user in ("ada", "bob")
+        for n in range(4)
+    ]
+    enqueued = await asyncio.gather(*(executor.enqueue(client, m) for m in messages))
+    assert defers.calls == 1  # eight callers, one statement
+    assert len({e.job_id for e in enqueued}) == len(messages)
+    await start_worker()
+    for e in enqueued:  # every job done before anyone waits
+        for _ in range(200):
+            done = await client.stored_reply(e.message_id)
+            if done is not None and done.texts:
+                break
+            await asyncio.sleep(0.05)
+    reads = _Counted(client.store.get_memories_by_id)
+    monkeypatch.setattr(client.store, "get_memories_by_id", reads)
+    replies = await asyncio.gather(*(executor.wait(client, e) for e in enqueued))
+    assert reads.calls == 1  # eight replies, one read
+    for message, reply in zip(messages, replies, strict=True):
+        assert reply.error is None
+        assert reply.message.entity_id == message.user_id
+        assert reply.texts == [f"re: {message.text}"]  # its own answer, not another's
+
+
+async def test_a_message_postgres_refuses_fails_alone_when_enqueued_with_others(
+    client: AgentRuntime, script: Script, start_worker: Callable[[], Awaitable[None]]
+) -> None:
+    """PostgreSQL refuses a NUL character in a job's arguments: the statement the
+    callers shared fails, then each caller's jobs go alone, so only Ada's fails."""
+    await start_worker()
+    executor = client.executor
+    assert isinstance(executor, WorkersExecutor)
+    await client.handle(IncomingMessage(text="open", room_id="warm", user_id="bob"))
+    bad = IncomingMessage(text="a\x00b", room_id="ada-room", user_id="ada")
+    good = IncomingMessage(text="hello", room_id="bob-room", user_id="bob")
+    refused, answered = await asyncio.gather(
+        client.handle(bad), client.handle(good), return_exceptions=True
+    )
+    assert isinstance(refused, StoreError)
+    assert "enqueueing 1 message(s)" in str(refused)
+    assert isinstance(answered, Reply)
+    assert answered.texts == ["re: hello"]
+    assert "a\x00b" not in script.seen

@@ -80,11 +80,13 @@ def create_memory(
     params: tuple[Any, ...],
     embedding: Sequence[float] | None,
     entries: Sequence[tuple[str, str, float | None]] = (),
+    release: Sequence[tuple[str, str]] = (),
 ) -> tuple[bool, int | None]:
     """Insert a memory (and its embedding), and keep its row in ``cache`` (the next
     read of a room's history then neither fetches nor validates it again); with
     ``entries`` (key, encoded value, expiry), then add those cache entries where their
-    key is absent or expired. Returns ``(created and every entry added, recorded
+    key is absent or expired, and delete the ``release`` ones (key, encoded value)
+    where the key holds that value. Returns ``(created and every entry added, recorded
     dimension)``."""
     if embedding is None:
         # Two statements, each its own commit: on this SQLite one transaction around
@@ -95,7 +97,7 @@ def create_memory(
         if cursor.rowcount != 1:
             return False, None
         cache.add(stored_row(cursor.lastrowid, params, None))
-        return _add_entries(conn, entries), None
+        return _write_entries(conn, entries, release), None
     found = len(embedding)
     vector = vectors.encode(embedding)
     with transaction(conn):
@@ -123,18 +125,29 @@ def create_memory(
                 params[11],
             ),
         )
-        added = _add_entries(conn, entries)
+        added = _write_entries(conn, entries, release)
     cache.add(stored_row(cursor.lastrowid, params, vector))
     return added, found
 
 
-def _add_entries(conn: Any, entries: Sequence[tuple[str, str, float | None]]) -> bool:
-    """Add each entry where its key is absent or expired; whether all were added."""
+def _write_entries(
+    conn: Any,
+    entries: Sequence[tuple[str, str, float | None]],
+    release: Sequence[tuple[str, str]],
+) -> bool:
+    """Add each entry where its key is absent or expired, then delete each ``release``
+    entry that holds its value; whether all were added."""
     now = time.time()
     added = True
     for key, value, expires_at in entries:
         if conn.execute(ADD_CACHE, (key, value, expires_at, now)).rowcount != 1:
             added = False
+    for key, value in release:
+        conn.execute(
+            "DELETE FROM cache WHERE key = ? AND value = ? "
+            "AND (expires_at IS NULL OR expires_at > ?)",
+            (key, value, now),
+        )
     return added
 
 

@@ -96,6 +96,17 @@ _CREATE_MEMORY_WITH_CACHE = _CREATE_MEMORY.replace(
 SELECT seq FROM new WHERE (SELECT count(*) FROM cached) = cardinality($16::text[])
 """,
 )
+# The same, then the entries ($20 keys, $21 JSON texts) deleted where they hold that
+# value, as compare_and_set_cache(key, value, None) does: a run's lease, with its reply.
+_CREATE_MEMORY_RELEASING = _CREATE_MEMORY_WITH_CACHE.replace(
+    "\nSELECT seq FROM new WHERE",
+    """, released AS (
+    DELETE FROM cache AS c USING unnest($20::text[], $21::text[]) AS r(key, value)
+    WHERE c.key = r.key AND c.value::text = r.value
+        AND (c.expires_at IS NULL OR c.expires_at > $19::float8) AND EXISTS (SELECT 1 FROM new)
+)
+SELECT seq FROM new WHERE""",
+)
 # Puts a message back on the queue (its answer was deleted).
 _ADD_PENDING = (
     "INSERT INTO pending_messages (memory_id, agent_id, created_at, memory_seq) "
@@ -420,16 +431,24 @@ class PostgresStore(PgCacheMixin, RecordsMixin, MemoryStore):
         return await self._create_memory(memory, _CREATE_MEMORY, ())
 
     async def create_memory_with_cache(
-        self, memory: Memory, entries: Mapping[str, Any], *, ttl_s: float | None = None
+        self,
+        memory: Memory,
+        entries: Mapping[str, Any],
+        *,
+        ttl_s: float | None = None,
+        release: Mapping[str, Any] | None = None,
     ) -> bool:
         now = time.time()
-        extra = (
+        extra: tuple[Any, ...] = (
             list(entries),
             [encode_cache(key, value) for key, value in entries.items()],
             None if ttl_s is None else now + ttl_s,
             now,
         )
-        return await self._create_memory(memory, _CREATE_MEMORY_WITH_CACHE, extra)
+        if not release:
+            return await self._create_memory(memory, _CREATE_MEMORY_WITH_CACHE, extra)
+        released = (list(release), [encode_cache(k, v) for k, v in release.items()])
+        return await self._create_memory(memory, _CREATE_MEMORY_RELEASING, (*extra, *released))
 
     async def _create_memory(self, memory: Memory, sql: str, extra: tuple[Any, ...]) -> bool:
         """One statement (one round trip) once the embedding's dimension is known."""

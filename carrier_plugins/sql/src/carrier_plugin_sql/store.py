@@ -299,16 +299,23 @@ class SqlStore(RecordsMixin, MemoryStore):
         return created
 
     async def create_memory_with_cache(
-        self, memory: Memory, entries: Mapping[str, Any], *, ttl_s: float | None = None
+        self,
+        memory: Memory,
+        entries: Mapping[str, Any],
+        *,
+        ttl_s: float | None = None,
+        release: Mapping[str, Any] | None = None,
     ) -> bool:
         expires_at = None if ttl_s is None else time.time() + ttl_s
         rows = [(key, encode_cache(key, value), expires_at) for key, value in entries.items()]
+        released = [(key, encode_cache(key, value)) for key, value in (release or {}).items()]
         created, dimension = await self._db.run(
             ops.create_memory,
             self._memories,
             ops.memory_params(memory),
             memory.embedding,
             rows,
+            released,
             op="storing a memory",
         )
         if dimension is not None:

@@ -24,6 +24,7 @@ from carrier_plugin_workers.queue import (
     TASK,
     build_app,
     ensure_schema,
+    is_connection_error,
     queue_error,
     queue_for,
     queue_target,
@@ -169,37 +170,48 @@ class WorkersExecutor(Executor):
         return await future
 
     async def _defer_gathered(self) -> None:
+        while self._deferring:
+            batch, self._deferring = self._deferring, []
+            try:
+                await self._defer_batch(batch)
+            except asyncio.CancelledError:
+                for _, future in batch:
+                    future.cancel()
+                raise
+
+    async def _defer_batch(self, batch: list[tuple[list[Job], asyncio.Future[list[int]]]]) -> None:
+        """Defer every caller's jobs in one statement. If PostgreSQL refuses it (not a
+        lost server), each caller's go alone, so that one caller's bad job fails only
+        that caller."""
         app, target = self._app, self._target
         assert app is not None
         assert target is not None
-        while self._deferring:
-            batch, self._deferring = self._deferring, []
-            jobs = [job for jobs, _ in batch for job in jobs]
-            try:
-                async for attempt in enqueueing(self.settings.pool_size):
-                    with attempt:
-                        deferred = await app.job_manager.batch_defer_jobs_async(jobs)
-            except QUEUE_ERRORS as exc:
-                for own, future in batch:
-                    error = queue_error(target, f"enqueueing {len(own)} message(s)", exc)
-                    error.__cause__ = exc
-                    if not future.done():
-                        future.set_exception(error)
-                continue
-            except BaseException as exc:  # cancelled, or a bug: every caller hears of it
-                for _, future in batch:
-                    if future.done():
-                        continue
-                    if isinstance(exc, asyncio.CancelledError):
-                        future.cancel()
-                    else:
-                        future.set_exception(exc)
-                raise
-            ids = iter([int(job.id or 0) for job in deferred])
-            for jobs, future in batch:
-                taken = [next(ids) for _ in jobs]
+        jobs = [job for own, _ in batch for job in own]
+        try:
+            async for attempt in enqueueing(self.settings.pool_size):
+                with attempt:
+                    deferred = await app.job_manager.batch_defer_jobs_async(jobs)
+        except QUEUE_ERRORS as exc:
+            if len(batch) > 1 and not is_connection_error(exc):
+                for caller in batch:
+                    await self._defer_batch([caller])
+                return
+            for own, future in batch:
+                error = queue_error(target, f"enqueueing {len(own)} message(s)", exc)
+                error.__cause__ = exc
                 if not future.done():
-                    future.set_result(taken)
+                    future.set_exception(error)
+            return
+        except Exception as exc:  # a bug: every caller hears of it
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        ids = iter([int(job.id or 0) for job in deferred])
+        for own, future in batch:
+            taken = [next(ids) for _ in own]
+            if not future.done():
+                future.set_result(taken)
 
     async def wait(self, runtime: AgentRuntime, enqueued: Enqueued) -> Reply:
         """Wait until a worker has finished the message; its reply, read from the store.
@@ -329,6 +341,9 @@ class WorkersExecutor(Executor):
         if deferrer is not None:
             deferrer.cancel()
             await asyncio.gather(deferrer, return_exceptions=True)
+        for _, future in self._deferring:
+            future.cancel()
+        self._deferring.clear()
         for waiting in self._waiting.values():
             waiting.future.cancel()
         self._waiting.clear()
