@@ -173,13 +173,8 @@ class Admission(Emitting):
             Participant(room_id=room.id, entity_id=message.entity_id, role=incoming.role),
             Participant(room_id=room.id, entity_id=self.agent_id),
         ]
-        if created:  # a room this call created has no participants yet: nothing to read
-            await store.upsert_entity(user)
-            for member in members:
-                await store.upsert_participant(member)
-            self._actors.pop(room.id, None)
-        else:
-            await self._join(room, user, members, participants, actors)
+        # a room this call created has no participants yet: both join it
+        await self._join(room, user, members, [] if created else participants, actors)
         if len(self._connected) > _CACHE_LIMIT:
             self._connected.clear()
             self._rooms.clear()
@@ -196,10 +191,10 @@ class Admission(Emitting):
         participants: list[Participant],
         actors: list[Entity],
     ) -> None:
-        """A room that exists, first met here (another process may have created it),
-        with its ``participants`` and their entities (``actors``) as read with it: they
-        fill the actors cache; a write only for a missing participant or a renamed
-        sender (whose other entity data stays)."""
+        """A room first met here (created now, or by another process before), with its
+        ``participants`` and their entities (``actors``) as read with it: they fill the
+        actors cache; a write only for a missing participant or a new or renamed sender
+        (whose other entity data stays)."""
         store = self.store
         ids = [p.entity_id for p in participants]
         missing = [m for m in members if m.entity_id not in ids]

@@ -644,16 +644,16 @@ async def test_a_room_is_connected_with_the_fewest_reads_and_writes(
         agent = runtime.agent_id
         store.reads.clear()
         await runtime.handle(msg(f"hello {name}", user_id="ada", user_name="Ada", **group))
-        # connecting Ada created the room: no participant is looked up; composing reads
-        # the actors (should-respond reads the agent's participation, for every message)
+        # connecting Ada created the room: no participant is looked up, her entity and
+        # the agent's are (the actors, not read again in composing; should-respond
+        # reads the agent's participation, for every message)
         assert store.reads == [
             ("room with actors", "team"),  # none yet
+            ("entities", "ada", agent),
             ("write entity", "ada"),
             ("write participant", "ada"),
             ("write participant", agent),
             ("participant", "team", agent),
-            ("participants", "team"),
-            ("entities", "ada", agent),
         ]
         store.reads.clear()
         await runtime.handle(msg(f"hi {name}", user_id="bob", user_name="Bob", **group))
@@ -682,6 +682,10 @@ async def test_a_room_is_connected_with_the_fewest_reads_and_writes(
         await other.handle(msg(f"hey {name}", user_id="bob", user_name="Robert", **group))
         assert ("write entity", "bob") in store.reads
         assert ("write participant", "bob") not in store.reads
+        # Ada, known, opens a room of her own: her entity is not written again
+        store.reads.clear()
+        await other.handle(msg("hi", user_id="ada", user_name="Ada", room_id="dm-ada"))
+        assert ("write entity", "ada") not in store.reads
         renamed = {e.id: e for e in await store.get_entities(["ada", "bob"])}
     assert renamed["bob"].names == ["Robert"]
     assert renamed["ada"].metadata == {"tz": "UTC"}
@@ -692,12 +696,12 @@ async def test_a_room_is_connected_with_the_fewest_reads_and_writes(
 class LeasedInBetween(InMemoryStore):
     """Another process leases each new message between its write and its lease's."""
 
-    async def create_memory_with_cache(self, memory, entries, *, ttl_s=None):  # type: ignore[no-untyped-def]
+    async def create_memory_with_cache(self, memory, entries, **options):  # type: ignore[no-untyped-def]
         for key in entries:
             if key.startswith("run:"):
                 other = {"owner": "other", "host": "elsewhere", "pid": 1, "until": 4e9}
                 await self.set_cache(key, other)
-        return await super().create_memory_with_cache(memory, entries, ttl_s=ttl_s)
+        return await super().create_memory_with_cache(memory, entries, **options)
 
 
 async def test_a_message_leased_by_another_process_as_it_is_stored_is_left_to_it(
