@@ -30,6 +30,9 @@ __all__ = ["Choice", "Choices"]
 
 logger = logging.getLogger("carrier.choices")
 
+#: ``Choices.answer``'s ``opened`` when the caller did not read the marker.
+_UNREAD: Any = object()
+
 
 class Choice(CarrierModel):
     """A question put to a room, and its answer once given."""
@@ -104,16 +107,17 @@ class Choices:
         )
         key = self._prefix(room_id) + choice.id
         if await runtime.store.add_cache(key, choice.model_dump(mode="json")):
-            await runtime.store.increment_cache(self._open_key(room_id))
+            await runtime.store.increment_cache(self.open_key(room_id))
             listed = "\n".join(f"{n}. {option}" for n, option in enumerate(options, 1))
             await runtime.send_message(
                 room_id, Content(text=f"{question}\n{listed}", choice_id=choice.id)
             )
         return choice
 
-    def _open_key(self, room_id: str) -> str:
+    def open_key(self, room_id: str) -> str:
         """How many choices of the room were asked and not answered: one point lookup
-        per message decides whether the room's choices need reading at all."""
+        per message decides whether the room's choices need reading at all (the
+        runtime reads it with the rest of a turn's reads, ``MemoryStore.read_turn``)."""
         return f"choices-open:{self._runtime.agent_id}:{room_id}"
 
     async def get(self, room_id: str, choice_id: str) -> Choice | None:
@@ -133,12 +137,15 @@ class Choices:
             ]
         return sorted(found, key=lambda c: c.created_at)
 
-    async def answer(self, message: Memory) -> Choice | None:
+    async def answer(self, message: Memory, *, opened: Any = _UNREAD) -> Choice | None:
         """Resolve the room's oldest open choice that ``message`` answers, if its sender
-        may answer it; the resolved choice, or ``None``."""
+        may answer it; the resolved choice, or ``None``. ``opened``: the value of the
+        room's :meth:`open_key` if it was read already (``None``: absent)."""
         if message.entity_id == self._runtime.agent_id or not message.content.text:
             return None
-        if not await self._runtime.store.get_cache(self._open_key(message.room_id)):
+        if opened is _UNREAD:
+            opened = await self._runtime.store.get_cache(self.open_key(message.room_id))
+        if not opened:
             return None
         for choice in await self.list(message.room_id):
             if choice.allowed and message.entity_id not in choice.allowed:
@@ -156,7 +163,7 @@ class Choices:
             )
             if not won:
                 continue
-            await self._runtime.store.increment_cache(self._open_key(choice.room_id), -1)
+            await self._runtime.store.increment_cache(self.open_key(choice.room_id), -1)
             logger.info("Choice %s: %s chose %r", choice.id, message.entity_id, option)
             if choice.worker is not None:
                 await self._runtime.tasks.schedule(

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from carrier.runtime import AgentRuntime
     from carrier.settings import CarrierSettings
     from carrier.steps import Lease, StepLog
+    from carrier.stores import TurnReads
 
 __all__ = ["Composing"]
 
@@ -148,10 +149,16 @@ class Composing(Admission):
             raise
         return message, fresh
 
-    async def should_respond(self, message: Memory, room: Room) -> bool:
-        """Ask ``carrier_choose_should_respond``; ``ASK_MODEL`` asks the small model."""
+    async def should_respond(
+        self, message: Memory, room: Room, *, reads: TurnReads | None = None
+    ) -> bool:
+        """Ask ``carrier_choose_should_respond``; ``ASK_MODEL`` asks the small model.
+        ``reads``: the turn's reads, if made (else the agent's participant is read)."""
         started = time.perf_counter()
-        participant = await self.store.get_participant(room.id, self.agent_id)
+        if reads is not None:
+            participant = reads.participant
+        else:
+            participant = await self.store.get_participant(room.id, self.agent_id)
         decision = self.host.choose(
             "carrier_choose_should_respond",
             runtime=self,
@@ -203,28 +210,36 @@ class Composing(Admission):
         return RespondDecision.RESPOND if decision else RespondDecision.IGNORE
 
     async def compose_state(
-        self, message: Memory, room: Room, *, role: Role = Role.MEMBER
+        self,
+        message: Memory,
+        room: Room,
+        *,
+        role: Role = Role.MEMBER,
+        reads: TurnReads | None = None,
     ) -> State:
-        """Stage 5: history, actors, goals, facts, knowledge and providers."""
+        """Stage 5: history, actors, goals, facts, knowledge and providers (history and
+        goals from ``reads``, the turn's reads, if made)."""
         started = time.perf_counter()
         store, settings = self.store, self.settings
-        # History is messages only: facts, reflections and knowledge have sections.
-        recent = await store.get_memories(
-            agent_id=self.agent_id,
-            room_id=room.id,
-            type=MemoryType.MESSAGE,
-            limit=settings.history_limit,
-        )
+        if reads is None:
+            # History is messages only: facts, reflections and knowledge have sections.
+            recent = await store.get_memories(
+                agent_id=self.agent_id,
+                room_id=room.id,
+                type=MemoryType.MESSAGE,
+                limit=settings.history_limit,
+            )
+            in_progress = await store.get_goals(
+                agent_id=self.agent_id, status=GoalStatus.IN_PROGRESS
+            )
+        else:
+            recent, in_progress = reads.history, reads.goals
         actors = self._actors.get(room.id)
         if actors is None:
             ids = [p.entity_id for p in await store.get_participants(room.id)]
             actors = self._actors[room.id] = await self._actors_of(ids)
         # A goal set in a room stays there; only the agent's own (no room) are agent-wide.
-        goals = [
-            g
-            for g in await store.get_goals(agent_id=self.agent_id, status=GoalStatus.IN_PROGRESS)
-            if g.room_id in (None, room.id)
-        ]
+        goals = [g for g in in_progress if g.room_id in (None, room.id)]
         scope = self.scope_for(message, room)
         state = State(
             agent_id=self.agent_id,

@@ -35,6 +35,7 @@ from carrier.types import (
 )
 
 if TYPE_CHECKING:
+    from carrier.stores import TurnReads
     from carrier.types import EvaluatorResult
 
 __all__ = ["LoopStages", "TextCallback"]
@@ -58,25 +59,27 @@ class LoopStages(Composing):
         on_text: TextCallback | None = None,
         replay: bool = False,
         release: Lease | None = None,
+        reads: TurnReads | None = None,
     ) -> Reply:
         """Stages 5-8 and 10 for a stored message: the responses are stored before any
         evaluator runs (``AgentRuntime.finish`` runs them; the reply carries the state).
 
         With ``replay`` (the message was handled before), recorded model responses and
         action outcomes are reused (``carrier.steps``). ``release``: the run's lease,
-        released with the reply (nothing runs after it).
+        released with the reply (nothing runs after it). ``reads``: the turn's reads
+        (``MemoryStore.read_turn``), if made.
         """
         decision = await self._runtime.approvals.from_message(message, role)
         if decision is not None:  # "approve" / "reject" from the room (docs/approvals.md)
             said = Content(text=decision, source=message.content.source, in_reply_to=message.id)
             responses = await self.remember(message, [said], release=release)
             return Reply(message=message, responses=responses)
-        if not await self.should_respond(message, room):
+        if not await self.should_respond(message, room, reads=reads):
             ignored = await self.remember(
                 message, [Content(actions=["IGNORE"])], ignored=True, release=release
             )
             return Reply(message=message, responses=ignored, ignored=True)
-        state = await self.compose_state(message, room, role=role)
+        state = await self.compose_state(message, room, role=role, reads=reads)
         started = time.perf_counter()
         request = self.compose_context(state)
         await self.emit(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
@@ -27,7 +28,21 @@ from carrier.types import (
     Task,
 )
 
-__all__ = ["MemoryStore", "StoreFactory"]
+__all__ = ["MemoryStore", "StoreFactory", "TurnReads"]
+
+
+@dataclass(frozen=True, slots=True)
+class TurnReads:
+    """What answering a message reads before its prompt (:meth:`MemoryStore.read_turn`)."""
+
+    #: The agent's own participant record in the room (muted, followed), if any.
+    participant: Participant | None
+    #: The agent's goals in progress, every room's, oldest first.
+    goals: list[Goal]
+    #: The room's last messages, oldest first.
+    history: list[Memory]
+    #: The live values of the cache keys asked for; a key absent or expired is left out.
+    cache: dict[str, Any]
 
 
 class MemoryStore(ABC):
@@ -141,6 +156,33 @@ class MemoryStore(ABC):
         ids = [p.entity_id for p in participants]
         found = {e.id: e for e in await self.get_entities(ids)}
         return room, participants, [found[i] for i in ids if i in found]
+
+    async def read_turn(
+        self,
+        *,
+        agent_id: str,
+        room_id: str,
+        history_limit: int,
+        cache_keys: Sequence[str] = (),
+    ) -> TurnReads:
+        """What the runtime reads to answer a message in ``room_id``: the agent's
+        participant record there, its goals in progress, the room's last
+        ``history_limit`` messages (type ``message``) and the values of ``cache_keys``,
+        as :meth:`get_participant`, :meth:`get_goals`, :meth:`get_memories` and
+        :meth:`get_cache` return them. The default makes those reads one by one; a
+        store over a network should override it with one round trip (every message
+        makes it)."""
+        participant = await self.get_participant(room_id, agent_id)
+        goals = await self.get_goals(agent_id=agent_id, status=GoalStatus.IN_PROGRESS)
+        history = await self.get_memories(
+            agent_id=agent_id, room_id=room_id, type=MemoryType.MESSAGE, limit=history_limit
+        )
+        cache: dict[str, Any] = {}
+        for key in dict.fromkeys(cache_keys):
+            value = await self.get_cache(key)
+            if value is not None:
+                cache[key] = value
+        return TurnReads(participant, goals, history, cache)
 
     # memories
     @abstractmethod

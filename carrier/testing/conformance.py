@@ -581,6 +581,57 @@ class MemoryStoreConformance(ScopeConformance, CacheConformance):
 
     # ---- goals and tasks ------------------------------------------------------------------
 
+    async def test_read_turn_returns_what_the_reads_it_stands_for_return(
+        self, store: MemoryStore
+    ) -> None:
+        # Ada's room (5 messages of hers and a fact; the agent muted there) and Bob's
+        for n in range(5):
+            await store.create_memory(_memory(n, room="ada-room", entity="ada"))
+        fact = _memory(9, room="ada-room", entity="ada", type=MemoryType.FACT)
+        await store.create_memory(fact)
+        await store.create_memory(_memory(20, room="bob-room", entity="bob"))
+        await store.create_memory(_memory(21, room="ada-room", entity="ada", agent=OTHER_AGENT))
+        await store.upsert_participant(
+            Participant(room_id="ada-room", entity_id=AGENT, state=ParticipantState.MUTED)
+        )
+        await store.upsert_participant(Participant(room_id="ada-room", entity_id="ada"))
+        goals = [
+            Goal(id="g1", agent_id=AGENT, room_id="ada-room", name="a", created_at=T0 + 2),
+            Goal(id="g2", agent_id=AGENT, room_id="bob-room", name="b", created_at=T0 + 1),
+            Goal(id="g3", agent_id=AGENT, name="c", status=GoalStatus.DONE, created_at=T0),
+            Goal(id="g4", agent_id=OTHER_AGENT, room_id="ada-room", name="d", created_at=T0),
+        ]
+        for goal in goals:
+            await store.upsert_goal(goal)
+        await store.set_cache("open:ada-room", 2)
+        await store.set_cache("open:bob-room", 1, ttl_s=0.01)
+        await asyncio.sleep(0.05)
+        keys = ["open:ada-room", "open:bob-room", "open:nowhere", "open:ada-room"]
+        for room, limit in (("ada-room", 3), ("bob-room", 32), ("empty-room", 32)):
+            reads = await store.read_turn(
+                agent_id=AGENT, room_id=room, history_limit=limit, cache_keys=keys
+            )
+            history = await store.get_memories(
+                agent_id=AGENT, room_id=room, type=MemoryType.MESSAGE, limit=limit
+            )
+            assert _ids(reads.history) == _ids(history)
+            for read, direct in zip(reads.history, history, strict=True):
+                _assert_same(read, direct)
+            assert reads.participant == await store.get_participant(room, AGENT)
+            assert [g.id for g in reads.goals] == ["g2", "g1"]  # in progress, every room
+            assert reads.goals == await store.get_goals(
+                agent_id=AGENT, status=GoalStatus.IN_PROGRESS
+            )
+            assert reads.cache == {"open:ada-room": 2}  # expired and absent left out
+        ada = await store.read_turn(agent_id=AGENT, room_id="ada-room", history_limit=3)
+        assert _ids(ada.history) == [f"m-{AGENT}-{n}" for n in (2, 3, 4)]  # oldest first
+        assert ada.participant is not None
+        assert ada.participant.state is ParticipantState.MUTED
+        assert ada.cache == {}
+        bob = await store.read_turn(agent_id=AGENT, room_id="bob-room", history_limit=0)
+        assert bob.history == []
+        assert bob.participant is None
+
     async def test_goals(self, store: MemoryStore) -> None:
         goals = [
             Goal(id="g1", agent_id=AGENT, room_id="r1", name="a", created_at=T0 + 2),

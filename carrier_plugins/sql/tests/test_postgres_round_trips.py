@@ -155,6 +155,15 @@ async def test_recording_adds_at_most_two_round_trips_per_message(
     assert recorded["bob"] - plain["bob"] == release, (recorded, plain)
 
 
+async def test_a_message_in_a_room_met_before_is_three_round_trips(postgres_url: str) -> None:
+    """Bob's message: the message with its lease, the turn's read (the agent's
+    participation, goals, history, open choices: MemoryStore.read_turn) and the reply
+    with the lease's release. Ada's calls one action: its step record is one more."""
+    async with fresh_database(postgres_url) as url:
+        counts = await statements_per_message(url, record_steps=True, evaluators=False)
+    assert counts == {"ada": 4, "bob": 3}
+
+
 def said_by(user: str, memory_id: str, text: str, vector: list[float]) -> Memory:
     """``user``'s message in their direct room, with an embedding."""
     return Memory(
@@ -227,12 +236,15 @@ async def test_a_process_meets_a_room_that_exists_in_one_read(postgres_url: str)
             before = len(store.statements)
             reply = await second.handle(said("ada", "Nova, who is here?"))
             await reply.evaluated()
-            met = [
+            met = [  # not the turn's read (the agent's participation, with every message)
                 q
                 for q in store.statements[before:]
-                if "FROM rooms" in q
-                or "FROM entities" in q
-                or ("FROM participants" in q and "entity_id = $2" not in q)
+                if "AS cached" not in q
+                and (
+                    "FROM rooms" in q
+                    or "FROM entities" in q
+                    or ("FROM participants" in q and "entity_id = $2" not in q)
+                )
             ]
     assert reply.texts == ["Hello."]
     assert len(met) == 1, met

@@ -24,8 +24,11 @@ from pgvector import Vector
 
 from carrier.errors import CarrierError, ConfigurationError, EmbeddingDimensionError, StoreError
 from carrier.protocols import MemoryStore
+from carrier.stores import TurnReads
 from carrier.types import (
     Entity,
+    Goal,
+    GoalStatus,
     Memory,
     MemoryType,
     Participant,
@@ -107,6 +110,25 @@ _CREATE_MEMORY_RELEASING = _CREATE_MEMORY_WITH_CACHE.replace(
 )
 SELECT seq FROM new WHERE""",
 )
+# What answering a message reads (MemoryStore.read_turn), in one statement: the room's
+# last messages ($1 agent, $2 room, $3 type, $4 limit; one row of NULLs for none), each
+# row also carrying the agent's participant record, its goals in progress ($5 status)
+# and the cache entries of $6 keys that have not expired ($7 now).
+_READ_TURN = f"""
+SELECT h.*,
+    (SELECT json_build_array(p.state, p.role) FROM participants AS p
+        WHERE p.room_id = $2 AND p.entity_id = $1) AS participant,
+    (SELECT coalesce(json_agg(g.data ORDER BY g.created_at, g.id), '[]') FROM goals AS g
+        WHERE g.agent_id = $1 AND g.status = $5) AS goals,
+    (SELECT coalesce(json_object_agg(c.key, c.value), '{{}}') FROM cache AS c
+        WHERE c.key = ANY($6::text[]) AND (c.expires_at IS NULL OR c.expires_at > $7))
+        AS cached
+FROM (SELECT 1) AS one LEFT JOIN LATERAL (
+    {_MEMORY} WHERE m.agent_id = $1 AND m.room_id = $2 AND m.type = $3
+    ORDER BY m.created_at DESC, m.seq DESC LIMIT $4
+) AS h ON true
+ORDER BY h.created_at DESC, h.seq DESC
+"""
 # Puts a message back on the queue (its answer was deleted).
 _ADD_PENDING = (
     "INSERT INTO pending_messages (memory_id, agent_id, created_at, memory_seq) "
@@ -486,6 +508,39 @@ class PostgresStore(PgCacheMixin, RecordsMixin, MemoryStore):
             )
         self._dimension = int(recorded)
         return self._dimension
+
+    async def read_turn(
+        self,
+        *,
+        agent_id: str,
+        room_id: str,
+        history_limit: int,
+        cache_keys: Sequence[str] = (),
+    ) -> TurnReads:
+        async with self._connection("reading a room's state") as conn:
+            rows = await conn.fetch(
+                _READ_TURN,
+                agent_id,
+                room_id,
+                MemoryType.MESSAGE.value,
+                max(history_limit, 0),
+                GoalStatus.IN_PROGRESS.value,
+                list(dict.fromkeys(cache_keys)),
+                time.time(),
+            )
+        first = rows[0]
+        found = json.loads(first["participant"]) if first["participant"] else None
+        participant = (
+            None
+            if found is None
+            else Participant(room_id=room_id, entity_id=agent_id, state=found[0], role=found[1])
+        )
+        return TurnReads(
+            participant=participant,
+            goals=[Goal.model_validate(goal) for goal in json.loads(first["goals"])],
+            history=[_memory(row) for row in reversed(rows) if row["id"] is not None],
+            cache=json.loads(first["cached"]),
+        )
 
     async def get_memory(self, memory_id: str) -> Memory | None:
         async with self._connection("reading a memory") as conn:
