@@ -152,6 +152,12 @@ class Admission(Emitting):
         # one read where the store can: the room, its participants and their entities
         room, participants, actors = await store.get_room_with_actors(message.room_id)
         created = False
+        names = [incoming.user_name] if incoming.user_name else [message.entity_id]
+        user = Entity(id=message.entity_id, agent_id=self.agent_id, names=names)
+        members = [
+            Participant(room_id=message.room_id, entity_id=message.entity_id, role=incoming.role),
+            Participant(room_id=message.room_id, entity_id=self.agent_id),
+        ]
         if room is None:
             room = Room(
                 id=message.room_id,
@@ -162,19 +168,13 @@ class Admission(Emitting):
                 name=incoming.room_id,
                 owner_id=message.entity_id if incoming.room_type in DIRECT_ROOM_TYPES else None,
             )
-            created = await store.create_room(room)
+            created = await store.create_room_with(room, members)
             if not created:  # the race's winner: its room and whoever joined since
                 found, participants, actors = await store.get_room_with_actors(room.id)
                 room = found or room
         await self._check_access(room, message.entity_id, participants)
-        names = [incoming.user_name] if incoming.user_name else [message.entity_id]
-        user = Entity(id=message.entity_id, agent_id=self.agent_id, names=names)
-        members = [
-            Participant(room_id=room.id, entity_id=message.entity_id, role=incoming.role),
-            Participant(room_id=room.id, entity_id=self.agent_id),
-        ]
-        # a room this call created has no participants yet: both join it
-        await self._join(room, user, members, [] if created else participants, actors)
+        # a room this call created has its members already, and no actors read yet
+        await self._join(room, user, members, members if created else participants, actors)
         if len(self._connected) > _CACHE_LIMIT:
             self._connected.clear()
             self._rooms.clear()
@@ -199,8 +199,11 @@ class Admission(Emitting):
         ids = [p.entity_id for p in participants]
         missing = [m for m in members if m.entity_id not in ids]
         ids += [m.entity_id for m in missing]
-        if missing:  # the sender or the agent joins: their entities may exist already
-            joining = await store.get_entities([m.entity_id for m in missing])
+        known = {a.id for a in actors}
+        unread = [m.entity_id for m in members if m.entity_id not in known]
+        if unread:  # the sender or the agent joins, or the room was just created: their
+            # entities may exist already
+            joining = await store.get_entities(unread)
             found = {a.id: a for a in actors} | {e.id: e for e in joining}
             actors = [found[i] for i in ids if i in found]
         stored = next((a for a in actors if a.id == user.id), None)

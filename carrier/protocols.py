@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import BaseModel
 
 from carrier.services import Client  # re-exported: plugins import it from here
-from carrier.stores import MemoryStore, StoreFactory  # re-exported, as Client
+from carrier.stores import MemoryStore, StoreFactory, TurnReads  # re-exported, as Client
 from carrier.types import (
     ActionResult,
     ActionSpec,
@@ -52,6 +52,7 @@ __all__ = [
     "StoreFactory",
     "TaskWorker",
     "TaskWorkerFactory",
+    "TurnReads",
 ]
 
 

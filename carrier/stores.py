@@ -113,6 +113,17 @@ class MemoryStore(ABC):
         created it. Atomic: of two concurrent calls for one id exactly one returns
         ``True`` and the stored room is that call's (its ``owner_id`` included)."""
 
+    async def create_room_with(self, room: Room, participants: Sequence[Participant]) -> bool:
+        """:meth:`create_room`, and only if this call created it, add ``participants``
+        (as :meth:`upsert_participant` does): a room the runtime creates for a message
+        has its sender and the agent in it. The default makes those calls one by one; a
+        store over a network should override it with one round trip."""
+        created = await self.create_room(room)
+        if created:
+            for participant in participants:
+                await self.upsert_participant(participant)
+        return created
+
     @abstractmethod
     async def upsert_participant(self, participant: Participant) -> None:
         """Add an entity to a room, or update its state and role."""

@@ -644,15 +644,16 @@ async def test_a_room_is_connected_with_the_fewest_reads_and_writes(
         agent = runtime.agent_id
         store.reads.clear()
         await runtime.handle(msg(f"hello {name}", user_id="ada", user_name="Ada", **group))
-        # connecting Ada created the room: no participant is looked up, her entity and
-        # the agent's are (the actors, not read again in composing; should-respond
-        # reads the agent's participation, for every message)
+        # connecting Ada created the room with her and the agent in it (one call:
+        # create_room_with); no participant is looked up, their entities are (the
+        # actors, not read again in composing; the turn's read has the agent's
+        # participation, for every message)
         assert store.reads == [
             ("room with actors", "team"),  # none yet
-            ("entities", "ada", agent),
-            ("write entity", "ada"),
             ("write participant", "ada"),
             ("write participant", agent),
+            ("entities", "ada", agent),
+            ("write entity", "ada"),
             ("participant", "team", agent),
         ]
         store.reads.clear()

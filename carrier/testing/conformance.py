@@ -581,6 +581,40 @@ class MemoryStoreConformance(ScopeConformance, CacheConformance):
 
     # ---- goals and tasks ------------------------------------------------------------------
 
+    async def test_create_room_with_writes_the_members_only_of_a_room_it_created(
+        self, store: MemoryStore
+    ) -> None:
+        room = Room(id="lounge", agent_id=AGENT, type=RoomType.GROUP, owner_id="ada")
+        members = [
+            Participant(room_id="lounge", entity_id="ada", role=Role.ADMIN),
+            Participant(room_id="lounge", entity_id=AGENT),
+        ]
+        assert await store.create_room_with(room, members) is True
+        assert await store.get_room("lounge") == room
+        found = {p.entity_id: p for p in await store.get_participants("lounge")}
+        assert found == {p.entity_id: p for p in members}
+        # the room exists: Bob's call changes nothing, not even the participants
+        bobs = room.model_copy(update={"owner_id": "bob"})
+        bob = [Participant(room_id="lounge", entity_id="bob")]
+        assert await store.create_room_with(bobs, bob) is False
+        assert await store.get_room("lounge") == room
+        assert {p.entity_id for p in await store.get_participants("lounge")} == {"ada", AGENT}
+        # of concurrent calls, one creates the room, and its members are the ones in it
+        rivals = [
+            store.create_room_with(
+                Room(id="race", agent_id=AGENT, owner_id=user),
+                [Participant(room_id="race", entity_id=user)],
+            )
+            for user in ("ada", "bob", "cy", "dee")
+        ]
+        results = await asyncio.gather(*rivals)
+        assert sorted(results) == [False, False, False, True]
+        winner = ("ada", "bob", "cy", "dee")[results.index(True)]
+        stored = await store.get_room("race")
+        assert stored is not None
+        assert stored.owner_id == winner
+        assert [p.entity_id for p in await store.get_participants("race")] == [winner]
+
     async def test_read_turn_returns_what_the_reads_it_stands_for_return(
         self, store: MemoryStore
     ) -> None:

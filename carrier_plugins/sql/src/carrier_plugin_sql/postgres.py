@@ -129,6 +129,21 @@ FROM (SELECT 1) AS one LEFT JOIN LATERAL (
 ) AS h ON true
 ORDER BY h.created_at DESC, h.seq DESC
 """
+# A room ($1 id, $2 agent, $3 data) unless one has its id, and only then its
+# participants ($4 entities, $5 states, $6 roles): one statement, so of concurrent
+# calls one creates the room and writes its members.
+_CREATE_ROOM_WITH = """
+WITH room AS (
+    INSERT INTO rooms (id, agent_id, data) VALUES ($1, $2, $3)
+    ON CONFLICT (id) DO NOTHING RETURNING id
+), joined AS (
+    INSERT INTO participants (room_id, entity_id, state, role)
+    SELECT r.id, p.entity_id, p.state, p.role
+    FROM room AS r, unnest($4::text[], $5::text[], $6::text[]) AS p(entity_id, state, role)
+    ON CONFLICT (room_id, entity_id) DO UPDATE SET state = excluded.state, role = excluded.role
+)
+SELECT count(*) > 0 FROM room
+"""
 # Puts a message back on the queue (its answer was deleted).
 _ADD_PENDING = (
     "INSERT INTO pending_messages (memory_id, agent_id, created_at, memory_seq) "
@@ -416,6 +431,19 @@ class PostgresStore(PgCacheMixin, RecordsMixin, MemoryStore):
     set_participant_state = SqlStore.set_participant_state
     get_rooms_for_entity = SqlStore.get_rooms_for_entity
     count_memories = SqlStore.count_memories
+
+    async def create_room_with(self, room: Room, participants: Sequence[Participant]) -> bool:
+        async with self._connection("creating a room") as conn:
+            created = await conn.fetchval(
+                _CREATE_ROOM_WITH,
+                room.id,
+                room.agent_id,
+                room.model_dump_json(),
+                [p.entity_id for p in participants],
+                [p.state.value for p in participants],
+                [p.role.value for p in participants],
+            )
+        return bool(created)
 
     async def get_participants(self, room_id: str) -> list[Participant]:
         rows = await self._fetch(
