@@ -37,7 +37,7 @@ class TurnReads:
 
     #: The agent's own participant record in the room (muted, followed), if any.
     participant: Participant | None
-    #: The agent's goals in progress, every room's, oldest first.
+    #: The agent's goals in progress in the room or of no room, oldest first.
     goals: list[Goal]
     #: The room's last messages, oldest first.
     history: list[Memory]
@@ -177,14 +177,15 @@ class MemoryStore(ABC):
         cache_keys: Sequence[str] = (),
     ) -> TurnReads:
         """What the runtime reads to answer a message in ``room_id``: the agent's
-        participant record there, its goals in progress, the room's last
-        ``history_limit`` messages (type ``message``) and the values of ``cache_keys``,
-        as :meth:`get_participant`, :meth:`get_goals`, :meth:`get_memories` and
-        :meth:`get_cache` return them. The default makes those reads one by one; a
-        store over a network should override it with one round trip (every message
-        makes it)."""
+        participant record there, its goals in progress in that room or of no room,
+        the room's last ``history_limit`` messages (type ``message``) and the values
+        of ``cache_keys``, as :meth:`get_participant`, :meth:`get_goals`,
+        :meth:`get_memories` and :meth:`get_cache` return them. The default makes
+        those reads one by one; a store over a network should override it with one
+        round trip (every message makes it)."""
         participant = await self.get_participant(room_id, agent_id)
-        goals = await self.get_goals(agent_id=agent_id, status=GoalStatus.IN_PROGRESS)
+        in_progress = await self.get_goals(agent_id=agent_id, status=GoalStatus.IN_PROGRESS)
+        goals = [g for g in in_progress if g.room_id in (None, room_id)]
         history = await self.get_memories(
             agent_id=agent_id, room_id=room_id, type=MemoryType.MESSAGE, limit=history_limit
         )

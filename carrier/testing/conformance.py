@@ -634,6 +634,7 @@ class MemoryStoreConformance(ScopeConformance, CacheConformance):
             Goal(id="g2", agent_id=AGENT, room_id="bob-room", name="b", created_at=T0 + 1),
             Goal(id="g3", agent_id=AGENT, name="c", status=GoalStatus.DONE, created_at=T0),
             Goal(id="g4", agent_id=OTHER_AGENT, room_id="ada-room", name="d", created_at=T0),
+            Goal(id="g5", agent_id=AGENT, name="e", created_at=T0 + 3),  # of no room
         ]
         for goal in goals:
             await store.upsert_goal(goal)
@@ -641,6 +642,7 @@ class MemoryStoreConformance(ScopeConformance, CacheConformance):
         await store.set_cache("open:bob-room", 1, ttl_s=0.01)
         await asyncio.sleep(0.05)
         keys = ["open:ada-room", "open:bob-room", "open:nowhere", "open:ada-room"]
+        in_rooms = {"ada-room": ["g1", "g5"], "bob-room": ["g2", "g5"], "empty-room": ["g5"]}
         for room, limit in (("ada-room", 3), ("bob-room", 32), ("empty-room", 32)):
             reads = await store.read_turn(
                 agent_id=AGENT, room_id=room, history_limit=limit, cache_keys=keys
@@ -652,10 +654,10 @@ class MemoryStoreConformance(ScopeConformance, CacheConformance):
             for read, direct in zip(reads.history, history, strict=True):
                 _assert_same(read, direct)
             assert reads.participant == await store.get_participant(room, AGENT)
-            assert [g.id for g in reads.goals] == ["g2", "g1"]  # in progress, every room
-            assert reads.goals == await store.get_goals(
-                agent_id=AGENT, status=GoalStatus.IN_PROGRESS
-            )
+            # in progress, of this room or of none, oldest first
+            assert [g.id for g in reads.goals] == in_rooms[room]
+            every = await store.get_goals(agent_id=AGENT, status=GoalStatus.IN_PROGRESS)
+            assert reads.goals == [g for g in every if g.id in in_rooms[room]]
             assert reads.cache == {"open:ada-room": 2}  # expired and absent left out
         ada = await store.read_turn(agent_id=AGENT, room_id="ada-room", history_limit=3)
         assert _ids(ada.history) == [f"m-{AGENT}-{n}" for n in (2, 3, 4)]  # oldest first

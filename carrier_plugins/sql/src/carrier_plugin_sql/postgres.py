@@ -113,13 +113,15 @@ SELECT seq FROM new WHERE""",
 # What answering a message reads (MemoryStore.read_turn), in one statement: the room's
 # last messages ($1 agent, $2 room, $3 type, $4 limit; one row of NULLs for none), each
 # row also carrying the agent's participant record, its goals in progress ($5 status)
-# and the cache entries of $6 keys that have not expired ($7 now).
+# in the room or of no room, and the cache entries of $6 keys that have not expired
+# ($7 now).
 _READ_TURN = f"""
 SELECT h.*,
     (SELECT json_build_array(p.state, p.role) FROM participants AS p
         WHERE p.room_id = $2 AND p.entity_id = $1) AS participant,
     (SELECT coalesce(json_agg(g.data ORDER BY g.created_at, g.id), '[]') FROM goals AS g
-        WHERE g.agent_id = $1 AND g.status = $5) AS goals,
+        WHERE g.agent_id = $1 AND g.status = $5 AND (g.room_id IS NULL OR g.room_id = $2))
+        AS goals,
     (SELECT coalesce(json_object_agg(c.key, c.value), '{{}}') FROM cache AS c
         WHERE c.key = ANY($6::text[]) AND (c.expires_at IS NULL OR c.expires_at > $7))
         AS cached
