@@ -10,6 +10,8 @@ import pytest
 import carrier
 from carrier.types import ChatMessage, ModelRequest
 
+from .conftest import NOVA
+
 REQUEST = ModelRequest(messages=[ChatMessage(role="user", content="Hi")], max_tokens=4)
 
 
@@ -52,3 +54,37 @@ async def test_embedding_needs_no_chat_model(
     assert len(vector) == 384
     assert not model.chat.loaded  # type: ignore[attr-defined]
     await model.aclose()
+
+
+def test_an_unknown_flash_attention_value_names_the_setting_and_its_values(
+    host: carrier.PluginHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CARRIER_LOCAL_FLASH_ATTENTION", "sometimes")
+    host.register(carrier_plugin_local.plugin, name="local")
+    with pytest.raises(carrier.ConfigurationError) as caught:
+        host.models.create("local")
+    assert "CARRIER_LOCAL_FLASH_ATTENTION: Input should be 'off', 'on' or 'auto'" in str(
+        caught.value
+    )
+
+
+@pytest.mark.parametrize("flash_attention", ["on", "auto"])
+async def test_flash_attention_turned_on_still_answers_in_persona(
+    host: carrier.PluginHost, monkeypatch: pytest.MonkeyPatch, flash_attention: str
+) -> None:
+    """Off is the default (faster on a CPU); the other values reach llama.cpp and work."""
+    monkeypatch.setenv("CARRIER_LOCAL_FLASH_ATTENTION", flash_attention)
+    monkeypatch.setenv("CARRIER_LOCAL_CONTEXT_SIZE", "1024")
+    host.register(carrier_plugin_local.plugin, name="local")
+    model = host.models.create("local")
+    request = ModelRequest(
+        system=NOVA,
+        messages=[ChatMessage(role="user", content="What is your name?")],
+        max_tokens=24,
+        seed=1,
+    )
+    try:
+        response = await model.generate(request)
+    finally:
+        await model.aclose()
+    assert "nova" in response.text.lower()

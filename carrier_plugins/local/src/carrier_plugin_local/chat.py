@@ -35,6 +35,8 @@ _TEMPLATE_MARGIN = 8
 #: Extra margin when the template inserts its own system prompt.
 _DEFAULT_SYSTEM_MARGIN = 40
 _PER_MESSAGE_ESTIMATE = 8
+# ``CARRIER_LOCAL_FLASH_ATTENTION`` → llama.cpp's ``llama_flash_attn_type``
+_FLASH_ATTENTION = {"auto": -1, "off": 0, "on": 1}
 
 
 def default_model_path() -> Path:
@@ -169,6 +171,9 @@ class ChatEngine:
             params.n_parallel = 1
             params.cpuparams.n_threads = self.settings.threads or -1
             params.cpuparams_batch.n_threads = self.settings.threads or -1
+            params.flash_attn_type = xllamacpp.llama_flash_attn_type(
+                _FLASH_ATTENTION[self.settings.flash_attention]
+            )
             params.warmup = False
             params.verbosity = -1
             # The engine also listens on 127.0.0.1; a random key keeps that port closed
