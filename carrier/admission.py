@@ -8,6 +8,7 @@ room (docs/scope.md).
 
 from __future__ import annotations
 
+import re
 import time
 from abc import abstractmethod
 from typing import TYPE_CHECKING, Any
@@ -35,6 +36,20 @@ if TYPE_CHECKING:
 __all__ = ["Admission"]
 
 _CACHE_LIMIT = 50_000
+#: What no store can keep in a text: NUL (PostgreSQL refuses it) and a lone surrogate
+#: (no UTF-8 encoding: storing it failed with a serialization error).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+#: The fields of ``IncomingMessage`` a sender may fill; metadata is the client's own.
+_SENT_FIELDS = (
+    "text",
+    "user_id",
+    "user_name",
+    "room_id",
+    "world_id",
+    "message_id",
+    "in_reply_to",
+    "source",
+)
 
 
 class Admission(Emitting):
@@ -78,13 +93,21 @@ class Admission(Emitting):
                 f"most {limit:,} (CARRIER_MAX_MESSAGE_CHARS). Split it or send it as a file."
             )
 
+    def refuse_unstorable(self, incoming: IncomingMessage) -> None:
+        """Raise ``InputError`` if a field the sender filled (its text, ids, name,
+        source, an attachment's fields) holds a character no store can keep, as
+        :meth:`receive` does: NUL (PostgreSQL refuses it) or a lone surrogate (UTF-8
+        cannot encode it). The metadata is the client's own and is not checked."""
+        _refuse_unstorable(incoming)
+
     def receive(self, incoming: IncomingMessage) -> Memory:
         """Stage 2: a client's message becomes a ``Memory``.
 
         Raises ``InputError`` (nothing stored) for a message over
-        ``CARRIER_MAX_MESSAGE_CHARS``.
+        ``CARRIER_MAX_MESSAGE_CHARS``, or with a character no store can keep.
         """
         self.refuse_oversized(incoming.text)
+        self.refuse_unstorable(incoming)
         room_id = self.room_id_for(incoming)
         if incoming.user_id != self.agent_id and self.is_reserved_room(room_id):
             raise AccessError(
@@ -244,3 +267,25 @@ class Admission(Emitting):
     def scope_for(self, message: Memory, room: Room) -> SearchScope:
         """What a prompt answering ``message`` in ``room`` may see (``docs/scope.md``)."""
         return SearchScope(room_id=room.id, entity_id=message.entity_id, direct=room.direct)
+
+
+def _refuse_unstorable(incoming: IncomingMessage) -> None:
+    fields: list[tuple[str, Any]] = [(name, getattr(incoming, name)) for name in _SENT_FIELDS]
+    for index, attachment in enumerate(incoming.attachments):
+        fields.extend(
+            (f"attachments[{index}].{name}", value)
+            for name, value in attachment.model_dump().items()
+        )
+    for name, value in fields:
+        found = _UNSTORABLE.search(value) if isinstance(value, str) else None
+        if found is not None:
+            character = found.group()
+            what = (
+                "a NUL character (\\x00)"
+                if character == "\x00"
+                else f"a lone surrogate (\\u{ord(character):04x})"
+            )
+            raise InputError(
+                f"The message's {name} holds {what} at position {found.start()}, which "
+                f"cannot be stored. Remove it and send the message again."
+            )

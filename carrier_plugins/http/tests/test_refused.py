@@ -109,3 +109,27 @@ async def test_a_message_the_store_cannot_take_is_503_and_its_file_is_not_kept(
             for m in await runtime.store.get_memories(agent_id=runtime.agent_id, room_id="r")
         ]
         assert texts == ["hello", "noted"]
+
+
+@pytest.mark.parametrize("path", ["/Testy/message", "/Testy/message/stream"])
+async def test_a_message_with_a_nul_character_is_400_and_the_next_users_is_answered(
+    serve_agents, http_settings, path
+) -> None:
+    """PostgreSQL cannot store a NUL character: whatever the store, Ada's message is
+    refused before anything is kept, with what and where, and Bob's is answered."""
+    async with serve_agents() as served, served.client() as client:
+        response = await client.post(
+            path, data={"text": "a\x00b", "userId": "ada", "roomId": "ada-room"}, files=FILE
+        )
+        assert response.status_code == 400
+        assert response.json()["error"] == (
+            "The message's text holds a NUL character (\\x00) at position 1, which cannot "
+            "be stored. Remove it and send the message again."
+        )
+        assert uploads(http_settings) == []
+        agent_id = served.runtimes[0].agent_id
+        assert await served.store.get_memories(agent_id=agent_id, room_id="ada-room") == []
+        ok = await client.post(path, data={"text": "hello", "userId": "bob", "roomId": "bob-room"})
+        assert ok.status_code == 200
+        stored = await served.store.get_memories(agent_id=agent_id, room_id="bob-room")
+        assert [m.content.text for m in stored if m.entity_id == "bob"] == ["hello"]

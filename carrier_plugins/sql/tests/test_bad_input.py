@@ -7,6 +7,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from carrier_plugin_sql.plugin import build_store
 from carrier_plugin_sql.schema import SCHEMA_VERSION
 from carrier_plugin_sql.settings import SqlSettings
 from carrier_plugin_sql.store import SqlStore
+from carrier_plugin_sql.testing import fresh_database
 
 from carrier.errors import ConfigurationError, StoreError
 from carrier.types import Memory
@@ -162,3 +164,68 @@ def test_read_only_directory(tmp_path: Path, name: str) -> None:
     assert out.startswith("StoreError:"), out
     assert str(folder) in out
     assert "Cannot write the database" in out or "Cannot create the folder" in out
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/agent.db"
+        return
+    async with fresh_database(request.getfixturevalue("postgres_url")) as url:
+        yield url
+
+
+async def test_a_message_no_store_can_keep_is_refused_and_the_next_ones_are_answered(
+    store_url: str,
+) -> None:
+    """PostgreSQL refuses a NUL character, UTF-8 cannot encode a lone surrogate: either
+    is an ``InputError`` naming the field and the position, before anything is stored,
+    and Ada's and Bob's next messages are answered as usual."""
+    from carrier import AgentRuntime, PluginHost
+    from carrier.errors import InputError
+    from carrier.settings import CarrierSettings
+    from carrier.testing import FakeModel, prompt_text
+    from carrier.types import Attachment, IncomingMessage
+
+    host = PluginHost(
+        settings=CarrierSettings(database_url=store_url, plugins="sql", _env_file=None)
+    )
+    model = FakeModel(keep_requests=True)
+    refused = [
+        (IncomingMessage(text="a\x00b", user_id="ada", room_id="ada-room"), "text", "NUL", 1),
+        (
+            IncomingMessage(text="hi", user_id="bob", user_name="B\ud800b", room_id="bob-room"),
+            "user_name",
+            "lone surrogate (\\ud800)",
+            1,
+        ),
+        (
+            IncomingMessage(
+                text="see file",
+                user_id="ada",
+                room_id="ada-room",
+                attachments=[Attachment(title="notes\x00.txt")],
+            ),
+            "attachments[0].title",
+            "NUL",
+            5,
+        ),
+    ]
+    async with AgentRuntime(host=host, models={"large": model, "embedding": None}) as runtime:
+        for incoming, field, what, position in refused:
+            with pytest.raises(InputError) as caught:
+                await runtime.handle(incoming)
+            message = str(caught.value)
+            assert f"The message's {field} holds" in message
+            assert what in message
+            assert f"at position {position}," in message
+        ada = await runtime.handle(IncomingMessage(text="hello", user_id="ada", room_id="ada-room"))
+        bob = await runtime.handle(IncomingMessage(text="hey", user_id="bob", room_id="bob-room"))
+        assert ada.error is None
+        assert bob.error is None
+        for room, sent in (("ada-room", "hello"), ("bob-room", "hey")):
+            stored = await runtime.store.get_memories(agent_id=runtime.agent_id, room_id=room)
+            assert [m.content.text for m in stored if m.entity_id != runtime.agent_id] == [sent]
+    prompts = [prompt_text(request) for request in model.requests]
+    assert len(prompts) == 2
+    assert not any("\x00" in p or "\ud800" in p for p in prompts)

@@ -158,7 +158,8 @@ class Status(BaseModel):
 MESSAGE_ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": Error, "description": what}
     for code, what in {
-        400: "Missing 'text', a field of the wrong type, or a body that cannot be read.",
+        400: "Missing 'text', a field of the wrong type, a character no store can keep "
+        "(NUL, a lone surrogate), or a body that cannot be read.",
         403: "The room is reserved for the agent or belongs to another user, or the "
         "token speaks for another user.",
         404: "No such agent.",

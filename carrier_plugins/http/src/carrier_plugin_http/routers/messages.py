@@ -75,6 +75,10 @@ async def _received(
             source="http",
             role=identity.role,
         )
+        try:
+            runtime.refuse_unstorable(incoming)  # before its file is written, too
+        except InputError as exc:
+            raise HTTPException(400, str(exc)) from None
         room_id = runtime.room_id_for(incoming)
         await check_room_for_post(hub, runtime, room_id, user_id)
         if upload is None:
