@@ -8,13 +8,13 @@ room (docs/scope.md).
 
 from __future__ import annotations
 
-import re
 import time
 from abc import abstractmethod
 from typing import TYPE_CHECKING, Any
 
 from carrier.emitting import Emitting
 from carrier.errors import AccessError, InputError
+from carrier.storable import UNSTORABLE
 from carrier.types import (
     DIRECT_ROOM_TYPES,
     Content,
@@ -36,9 +36,6 @@ if TYPE_CHECKING:
 __all__ = ["Admission"]
 
 _CACHE_LIMIT = 50_000
-#: What no store can keep in a text: NUL (PostgreSQL refuses it) and a lone surrogate
-#: (no UTF-8 encoding: storing it failed with a serialization error).
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 #: The fields of ``IncomingMessage`` a sender may fill; metadata is the client's own.
 _SENT_FIELDS = (
     "text",
@@ -277,7 +274,7 @@ def _refuse_unstorable(incoming: IncomingMessage) -> None:
             for name, value in attachment.model_dump().items()
         )
     for name, value in fields:
-        found = _UNSTORABLE.search(value) if isinstance(value, str) else None
+        found = UNSTORABLE.search(value) if isinstance(value, str) else None
         if found is not None:
             character = found.group()
             what = (

@@ -38,6 +38,7 @@ from tenacity import (
 
 from carrier.errors import ModelError, ModelRejectedError, TransientModelError
 from carrier.protocols import Model
+from carrier.storable import storable, storable_response
 from carrier.types import ModelRequest, ModelResponse
 
 __all__ = ["ModelChain", "RetryPolicy", "parse_model_spec", "parse_retry_after"]
@@ -195,7 +196,8 @@ class ModelChain:
         on_text: TextSink | None = None,
         validate: Callable[[ModelResponse], str | None] | None = None,
     ) -> ModelResponse:
-        """Answer with the first link that succeeds.
+        """Answer with the first link that succeeds; its texts (and the streamed
+        deltas) without what no store can keep (:mod:`carrier.storable`).
 
         Args:
             request: The request.
@@ -228,6 +230,7 @@ class ModelChain:
                 errors.append(f"{link.name}: {exc}")
                 reason = str(exc)
             else:
+                response = storable_response(response)  # NUL, lone surrogates
                 problem = validate(response) if validate is not None else None
                 if problem is None:
                     return response
@@ -295,6 +298,9 @@ class _Sent:
 
     async def send(self, text: str) -> None:
         assert self._on_text is not None
+        text = storable(text)  # as the stored answer will be (storable_response)
+        if not text:
+            return
         # Counted before the await: text a failing sink may have shown is never resent.
         self.chars += len(text)
         await self._on_text(text)

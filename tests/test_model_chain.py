@@ -137,3 +137,32 @@ async def test_without_streaming_transient_failures_are_still_retried() -> None:
     response = await ModelChain([model], policy=FAST).generate(REQUEST)
     assert response.text == "fine"
     assert len(model.requests) == 3
+
+
+async def test_answers_lose_what_no_store_can_keep_and_a_clean_one_is_left_as_it_is() -> None:
+    """NUL characters go, each lone surrogate becomes U+FFFD: in the streamed deltas,
+    the text, the thought, action arguments and the structured value alike."""
+    from carrier.types import ActionCall
+
+    dirty = ModelResponse(
+        text="a\x00b \ud800",
+        thought="th\x00ought",
+        action_calls=[ActionCall(name="NOTE", arguments={"t\x00": ["x\udfff", 3]})],
+        structured={"k": "v\x00"},
+    )
+    model = FakeModel().queue(response=dirty)
+    clean = ModelResponse(text="plain answer")
+    model.queue(response=clean)
+    chain = ModelChain([model], policy=FAST)
+    deltas: list[str] = []
+
+    async def on_text(delta: str) -> None:
+        deltas.append(delta)
+
+    cleaned = await chain.generate(REQUEST, on_text=on_text)
+    assert cleaned.text == "ab \ufffd"
+    assert "".join(deltas) == "ab \ufffd"
+    assert cleaned.thought == "thought"
+    assert cleaned.action_calls[0].arguments == {"t": ["x\ufffd", 3]}
+    assert cleaned.structured == {"k": "v"}
+    assert await chain.generate(REQUEST) is clean

@@ -229,3 +229,80 @@ async def test_a_message_no_store_can_keep_is_refused_and_the_next_ones_are_answ
     prompts = [prompt_text(request) for request in model.requests]
     assert len(prompts) == 2
     assert not any("\x00" in p or "\ud800" in p for p in prompts)
+
+
+class _Echo:
+    """A plugin with one action, ECHO, that answers with its ``text`` argument."""
+
+    @staticmethod
+    def action() -> type:
+        from pydantic import BaseModel
+
+        from carrier.protocols import Action
+        from carrier.types import ActionResult, Content
+
+        class EchoArgs(BaseModel):
+            text: str
+
+        class EchoAction(Action):
+            name = "ECHO"
+            description = "Say the text again."
+            parameters = EchoArgs
+
+            async def handler(self, runtime, message, state, arguments):  # type: ignore[no-untyped-def]
+                return ActionResult(name=self.name, messages=[Content(text=arguments.text)])
+
+        return EchoAction
+
+    def __init__(self) -> None:
+        import carrier
+
+        echo = self.action()
+
+        class Plugin:
+            @carrier.hookimpl
+            def carrier_register_actions(self, actions):  # type: ignore[no-untyped-def]
+                actions.add("ECHO", echo)
+
+        self.plugin = Plugin()
+
+
+async def test_a_model_answer_no_store_could_keep_is_cleaned_then_streamed_and_stored(
+    store_url: str,
+) -> None:
+    """A model (or a misbehaving compatible server) that answers with a NUL character
+    or a lone surrogate made the run fail on both stores, and recovery failed the same
+    way: the answer, its action arguments and what is streamed lose the NULs and get
+    U+FFFD for each surrogate. Bob's answer is his own."""
+    from carrier import AgentRuntime, PluginHost
+    from carrier.settings import CarrierSettings
+    from carrier.testing import FakeModel
+    from carrier.types import IncomingMessage
+
+    host = PluginHost(
+        settings=CarrierSettings(database_url=store_url, plugins="sql", _env_file=None)
+    )
+    host.register(_Echo().plugin, name="echo")
+    model = FakeModel()
+    model.queue("an\x00swer \ud800 end", actions=[("ECHO", {"text": "ec\x00ho \udc00"})])
+    model.queue("fine, Bob")
+    streamed: list[str] = []
+
+    async def on_text(delta: str) -> None:
+        streamed.append(delta)
+
+    async with AgentRuntime(host=host, models={"large": model, "embedding": None}) as runtime:
+        ada = await runtime.handle(
+            IncomingMessage(text="hello", user_id="ada", room_id="ada-room"), on_text=on_text
+        )
+        bob = await runtime.handle(IncomingMessage(text="hey", user_id="bob", room_id="bob-room"))
+        assert ada.error is None
+        assert ada.texts == ["answer \ufffd end", "echo \ufffd"]
+        assert "".join(streamed) == "answer \ufffd end"
+        assert bob.texts == ["fine, Bob"]
+        stored = await runtime.store.get_memories(agent_id=runtime.agent_id, room_id="ada-room")
+        answers = [m.content.text for m in stored if m.entity_id == runtime.agent_id]
+        assert sorted(answers) == ["answer \ufffd end", "echo \ufffd"]
+        again = await runtime.stored_reply(ada.message.id)
+        assert again is not None
+        assert sorted(again.texts) == ["answer \ufffd end", "echo \ufffd"]
