@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from abc import abstractmethod
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from carrier.emitting import Emitting
@@ -266,13 +267,22 @@ class Admission(Emitting):
         return SearchScope(room_id=room.id, entity_id=message.entity_id, direct=room.direct)
 
 
+def _texts(name: str, value: Any) -> Iterator[tuple[str, str]]:
+    """Every string in ``value`` (nested in dicts and lists too), with where it is."""
+    if isinstance(value, str):
+        yield name, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _texts(f"{name}.{key}", item)
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            yield from _texts(f"{name}[{index}]", item)
+
+
 def _refuse_unstorable(incoming: IncomingMessage) -> None:
     fields: list[tuple[str, Any]] = [(name, getattr(incoming, name)) for name in _SENT_FIELDS]
     for index, attachment in enumerate(incoming.attachments):
-        fields.extend(
-            (f"attachments[{index}].{name}", value)
-            for name, value in attachment.model_dump().items()
-        )
+        fields.extend(_texts(f"attachments[{index}]", attachment.model_dump()))
     for name, value in fields:
         found = UNSTORABLE.search(value) if isinstance(value, str) else None
         if found is not None:

@@ -210,6 +210,17 @@ async def test_a_message_no_store_can_keep_is_refused_and_the_next_ones_are_answ
             "NUL",
             5,
         ),
+        (
+            IncomingMessage(
+                text="see file",
+                user_id="bob",
+                room_id="bob-room",
+                attachments=[Attachment.model_validate({"exif": {"tags": ["ok", "c\x00"]}})],
+            ),
+            "attachments[0].exif.tags[1]",
+            "NUL",
+            1,
+        ),
     ]
     async with AgentRuntime(host=host, models={"large": model, "embedding": None}) as runtime:
         for incoming, field, what, position in refused:
