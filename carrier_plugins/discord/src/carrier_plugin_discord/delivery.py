@@ -95,6 +95,21 @@ class Delivery:
             if isinstance(wanted, dict) and wanted.get("message_id"):
                 await self._react(wanted)
 
+    async def refused(
+        self,
+        error: str,
+        channel_id: int,
+        *,
+        reply_to: int | None,
+        ref: str | None = None,
+        followup: dict[str, Any] | None = None,
+    ) -> None:
+        """Tell the sender why their message was refused (``InputError``: too long, a
+        character no store can keep), where its answer would have gone."""
+        bodies = bodies_for(channel_id, split_text(error), reply_to=reply_to, followup=followup)
+        chat = str(channel_id) if followup is None else f"interaction:{followup['interaction_id']}"
+        await self.sender.send(chat, bodies, ref=ref)
+
     async def _react(self, wanted: dict[str, Any]) -> None:
         try:
             await self.http.add_reaction(

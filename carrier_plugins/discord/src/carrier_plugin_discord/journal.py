@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from carrier.errors import InputError
 from carrier.types import IncomingMessage
 from carrier_plugin_discord.delivery import Delivery
 from carrier_plugin_discord.sending import expired, typing
@@ -75,26 +76,38 @@ class Journal(Delivery):
         its journal entry may go (``False``: the agent failed; the next start retries)."""
         channel_id = int(entry["channel_id"])
         target: dict[str, Any] | None = entry.get("followup")
-        if target is None:
-            async with typing(self.http, channel_id, interval_s=self.settings.typing_interval_s):
+        reply_to = entry.get("reply_to")
+        ref = incoming.message_id
+        try:
+            if target is None:
+                interval_s = self.settings.typing_interval_s
+                async with typing(self.http, channel_id, interval_s=interval_s):
+                    reply = await self.runtime.handle(incoming)
+                if reply.error is not None:
+                    return False
+            elif expired(target):
+                logger.warning(
+                    "Discord: %s was not answered within the 15 minutes its interaction "
+                    "token lives (dropped)",
+                    incoming.message_id,
+                )
+                return True
+            else:  # the deferred interaction shows "thinking…"; a failure is answered too
                 reply = await self.runtime.handle(incoming)
-            if reply.error is not None:
-                return False
-        elif expired(target):
-            logger.warning(
-                "Discord: %s was not answered within the 15 minutes its interaction token "
-                "lives (dropped)",
-                incoming.message_id,
+        except InputError as exc:  # refused, nothing stored: the sender is told why
+            logger.info("Discord: message %s refused: %s", ref, exc)
+            await self.refused(
+                str(exc),
+                channel_id,
+                reply_to=None if reply_to is None else int(reply_to),
+                ref=ref,
+                followup=target,
             )
             return True
-        else:  # the deferred interaction shows "thinking…"; a failure is answered too
-            reply = await self.runtime.handle(incoming)
         if reply.in_progress:
             return True
-        ref = incoming.message_id
         if reply.duplicate and ref is not None and await self.sender.outbox.recorded(ref):
             return True  # a replayed event: its answer is in the outbox already
-        reply_to = entry.get("reply_to")
         await self.answer(
             reply,
             channel_id,

@@ -16,6 +16,7 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
+from carrier.errors import InputError
 from carrier.lanes import Lanes
 from carrier.outbox import Deliveries
 from carrier.pairing import PairingBook
@@ -192,7 +193,10 @@ class BotService(Journal):
         if addressed:
             incoming.metadata["mentions"] = [self.runtime.agent_id]
         if not respond:
-            await self.runtime.handle(incoming)
+            try:
+                await self.runtime.handle(incoming)
+            except InputError as exc:  # not addressed to the agent: nobody is told
+                logger.info("Discord: message %s refused: %s", incoming.message_id, exc)
             return
         item = await self.journal(incoming, channel_id=message.channel.id, reply_to=message.id)
         if await self._respond(incoming, item.entry):

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from telegram import Update
 from telegram.error import TelegramError
 
+from carrier.errors import InputError
 from carrier.lanes import Lanes
 from carrier.outbox import Deliveries
 from carrier.types import Attachment, EventType, IncomingMessage, Role, RoomType
@@ -156,11 +157,18 @@ class BotService:
                 **({"mentions": [self.runtime.agent_id]} if addressed else {}),
             },
         )
-        if respond:
-            async with typing(self.bot, address, interval_s=self.settings.typing_interval_s):
+        try:
+            if respond:
+                async with typing(self.bot, address, interval_s=self.settings.typing_interval_s):
+                    reply = await self.runtime.handle(incoming)
+            else:
                 reply = await self.runtime.handle(incoming)
-        else:
-            reply = await self.runtime.handle(incoming)
+        except InputError as exc:  # refused, nothing stored: the sender is told why
+            logger.info("Telegram: message %s refused: %s", key, exc)
+            if respond:
+                bodies = bodies_for(address, split_text(str(exc)), reply_to=message.message_id)
+                await self.sender.send(address.chat, bodies, ref=key)
+            return True
         if reply.error is not None or reply.in_progress:
             return reply.error is None
         if reply.duplicate and not recovered:
