@@ -143,6 +143,12 @@ async def test_http_answers_each_token_as_its_own_user(served: str) -> None:
             await bob.read_resource(f"carrier://rooms/{alice_room}")
         refused = await bob.call_tool("send_message", {"text": "hi", "room": alice_room})
         assert refused.is_error
+        unstorable = await bob.call_tool("send_message", {"text": "a\x00b"})
+        assert unstorable.is_error
+        (block,) = unstorable.content
+        assert isinstance(block, TextContent)
+        assert "text holds a NUL character (\\x00) at position 1" in block.text
+        assert "Earlier: hello." in text_of(await bob.call_tool("send_message", {"text": "hi"}))
 
 
 async def test_http_refuses_a_request_without_a_valid_token(served: str) -> None:

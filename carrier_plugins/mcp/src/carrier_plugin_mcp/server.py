@@ -24,7 +24,7 @@ from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 
-from carrier.errors import AccessError
+from carrier.errors import AccessError, InputError
 from carrier.prompts import character_system_prompt
 from carrier.types import IncomingMessage, Role, RoomType
 
@@ -116,7 +116,7 @@ def build_agent_server(
         )
         try:
             reply = await runtime.handle(incoming)
-        except AccessError as exc:
+        except (AccessError, InputError) as exc:  # refused: the reason is the user's
             raise ToolError(str(exc)) from exc
         except Exception as exc:
             logger.exception("send_message for user %r failed", principal.user)
