@@ -58,6 +58,9 @@ class Admission(Emitting):
     _connected: set[tuple[str, str]]
     _rooms: dict[str, Room]
     _actors: dict[str, list[Entity]]
+    #: Entities read or written here, by id: a room first met here reads only the
+    #: entities of members not among them (a user opening many rooms is read once).
+    _entities: dict[str, Entity]
 
     @property
     @abstractmethod
@@ -200,6 +203,7 @@ class Admission(Emitting):
             self._connected.clear()
             self._rooms.clear()
             self._actors.clear()
+            self._entities.clear()
         self._connected.add((message.entity_id, room.id))
         self._rooms[room.id] = room
         return room
@@ -215,28 +219,35 @@ class Admission(Emitting):
         """A room first met here (created now, or by another process before), with its
         ``participants`` and their entities (``actors``) as read with it: they fill the
         actors cache; a write only for a missing participant or a new or renamed sender
-        (whose other entity data stays)."""
+        (whose other entity data stays: the write starts from the stored entity, read
+        again if it came from this process's cache)."""
         store = self.store
         ids = [p.entity_id for p in participants]
         missing = [m for m in members if m.entity_id not in ids]
         ids += [m.entity_id for m in missing]
         known = {a.id for a in actors}
         unread = [m.entity_id for m in members if m.entity_id not in known]
+        cached = {i: self._entities[i] for i in unread if i in self._entities}
         if unread:  # the sender or the agent joins, or the room was just created: their
             # entities may exist already
-            joining = await store.get_entities(unread)
+            uncached = [i for i in unread if i not in cached]
+            joining = [*cached.values(), *(await store.get_entities(uncached) if uncached else [])]
             found = {a.id: a for a in actors} | {e.id: e for e in joining}
             actors = [found[i] for i in ids if i in found]
         stored = next((a for a in actors if a.id == user.id), None)
-        if stored is None or (stored.names, stored.agent_id) != (user.names, user.agent_id):
+        if stored is not None and user.id in cached and _renamed(stored, user):
+            stored = next(iter(await store.get_entities([user.id])), None)  # as it is now
+        if stored is None or _renamed(stored, user):
             if stored is not None:
                 user = user.model_copy(update={"metadata": stored.metadata})
             await store.upsert_entity(user)
-            found = {a.id: a for a in actors} | {user.id: user}
-            actors = [found[i] for i in ids if i in found]
+            stored = user
+        found = {a.id: a for a in actors} | {user.id: stored}
+        actors = [found[i] for i in ids if i in found]
         for member in missing:
             await store.upsert_participant(member)
         self._actors[room.id] = actors
+        self._entities.update((a.id, a) for a in actors)
 
     async def _actors_of(self, entity_ids: list[str]) -> list[Entity]:
         """The entities of ``entity_ids`` that exist, in that order (a room's actors are
@@ -296,3 +307,8 @@ def _refuse_unstorable(incoming: IncomingMessage) -> None:
                 f"The message's {name} holds {what} at position {found.start()}, which "
                 f"cannot be stored. Remove it and send the message again."
             )
+
+
+def _renamed(stored: Entity, user: Entity) -> bool:
+    """Whether the sender's names (or agent) differ from its stored entity's."""
+    return (stored.names, stored.agent_id) != (user.names, user.agent_id)

@@ -127,6 +127,7 @@ class AgentRuntime(Runs):
         self._connected: set[tuple[str, str]] = set()
         self._rooms: dict[str, Room] = {}
         self._actors: dict[str, list[Entity]] = {}
+        self._entities: dict[str, Entity] = {}
         self._persona = character_system_prompt(self.character)
         self._turns = None
         self._window = HistoryWindow()

@@ -683,13 +683,28 @@ async def test_a_room_is_connected_with_the_fewest_reads_and_writes(
         await other.handle(msg(f"hey {name}", user_id="bob", user_name="Robert", **group))
         assert ("write entity", "bob") in store.reads
         assert ("write participant", "bob") not in store.reads
-        # Ada, known, opens a room of her own: her entity is not written again
+        # Ada, known, opens a room of her own: her entity and the agent's, read with
+        # the team's room, are neither read nor written again
         store.reads.clear()
         await other.handle(msg("hi", user_id="ada", user_name="Ada", room_id="dm-ada"))
-        assert ("write entity", "ada") not in store.reads
+        assert store.reads == [
+            ("room with actors", "dm-ada"),  # none yet
+            ("write participant", "ada"),
+            ("write participant", agent),
+            ("participant", "dm-ada", agent),
+        ]
+        # ... and renamed in another room of hers, the write starts from her entity as
+        # stored (what another process wrote since kept), not from this process's copy
+        ada = (await store.get_entities(["ada"]))[0]
+        await store.upsert_entity(ada.model_copy(update={"metadata": {"tz": "UTC", "lang": "fr"}}))
+        store.reads.clear()
+        await other.handle(msg("hello", user_id="ada", user_name="Ada L.", room_id="dm-ada-2"))
+        assert ("entities", "ada") in store.reads
+        assert ("write entity", "ada") in store.reads
         renamed = {e.id: e for e in await store.get_entities(["ada", "bob"])}
     assert renamed["bob"].names == ["Robert"]
-    assert renamed["ada"].metadata == {"tz": "UTC"}
+    assert renamed["ada"].names == ["Ada L."]
+    assert renamed["ada"].metadata == {"tz": "UTC", "lang": "fr"}
     participants = await store.get_participants("team")
     assert sorted(p.entity_id for p in participants) == sorted(["ada", "bob", agent])
 
