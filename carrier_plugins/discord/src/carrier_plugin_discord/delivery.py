@@ -88,8 +88,7 @@ class Delivery:
         bodies = bodies_for(channel_id, pieces, reply_to=reply_to, files=files, followup=followup)
         for index, approval in notices.items():
             bodies[index]["approval_id"] = approval
-        chat = str(channel_id) if followup is None else f"interaction:{followup['interaction_id']}"
-        await self.sender.send(chat, bodies, ref=ref)
+        await self.sender.send(_chat(channel_id, followup), bodies, ref=ref)
         for result in reply.action_results:
             wanted = result.data.get(REACT_KEY) if result.success else None
             if isinstance(wanted, dict) and wanted.get("message_id"):
@@ -107,8 +106,7 @@ class Delivery:
         """Tell the sender why their message was refused (``InputError``: too long, a
         character no store can keep), where its answer would have gone."""
         bodies = bodies_for(channel_id, split_text(error), reply_to=reply_to, followup=followup)
-        chat = str(channel_id) if followup is None else f"interaction:{followup['interaction_id']}"
-        await self.sender.send(chat, bodies, ref=ref)
+        await self.sender.send(_chat(channel_id, followup), bodies, ref=ref)
 
     async def _react(self, wanted: dict[str, Any]) -> None:
         try:
@@ -171,3 +169,8 @@ class Delivery:
         task = asyncio.get_running_loop().create_task(run())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+
+def _chat(channel_id: int, followup: dict[str, Any] | None) -> str:
+    """The outbox's chat of an answer: its channel, or the interaction it follows up."""
+    return str(channel_id) if followup is None else f"interaction:{followup['interaction_id']}"

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from telegram import Bot, Message
 
     from carrier.runtime import AgentRuntime
-    from carrier.types import Event, Reply
+    from carrier.types import Event
     from carrier_plugin_telegram.sending import Sender
     from carrier_plugin_telegram.settings import TelegramSettings
 
@@ -166,8 +166,7 @@ class BotService:
         except InputError as exc:  # refused, nothing stored: the sender is told why
             logger.info("Telegram: message %s refused: %s", key, exc)
             if respond:
-                bodies = bodies_for(address, split_text(str(exc)), reply_to=message.message_id)
-                await self.sender.send(address.chat, bodies, ref=key)
+                await self._answer([str(exc)], address, message.message_id, ref=key)
             return True
         if reply.error is not None or reply.in_progress:
             return reply.error is None
@@ -175,13 +174,13 @@ class BotService:
             return True  # a redelivery: answered (and delivered) before
         if recovered and await self.sender.outbox.recorded(key):
             return True  # the crash came after the answer was recorded: it is sent from there
-        await self._answer(reply, address, message.message_id, ref=key)
+        await self._answer(reply.texts, address, message.message_id, ref=key)
         return True
 
     async def _answer(
-        self, reply: Reply, address: convert.ChatAddress, reply_to: int, *, ref: str
+        self, texts: list[str], address: convert.ChatAddress, reply_to: int, *, ref: str
     ) -> None:
-        pieces = [piece for text in reply.texts for piece in split_text(text)]
+        pieces = [piece for text in texts for piece in split_text(text)]
         bodies = bodies_for(address, pieces, reply_to=reply_to)
         await self.sender.send(address.chat, bodies, ref=ref)
 
