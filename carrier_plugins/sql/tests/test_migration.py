@@ -46,6 +46,10 @@ _EMBEDDING = (
     "INSERT INTO embeddings (memory_seq, memory_id, agent_id, room_id, type, dimension, vector) "
     "VALUES ({}, {}, 'a', {}, {}, 3, {})"
 )
+_CACHE_ENTRY = (
+    """INSERT INTO cache (key, value, expires_at) VALUES ('plugin:weather:calls', """
+    """'{"count": 2}', NULL)"""
+)
 _ROOM = """INSERT INTO rooms (id, agent_id, data) VALUES ('dm-bob', 'a', '{"id": "dm-bob",
     "agent_id": "a", "type": "direct", "source": "direct", "metadata": {}}')"""
 
@@ -91,13 +95,18 @@ async def _check_store(store: Any) -> None:
 
 
 def _sqlite_schema(path: Path) -> tuple[dict[str, list[str]], set[str]]:
-    """Each table's columns (in order) and every index's name."""
+    """Each table's columns (in order, then ``WITHOUT ROWID`` or not) and every
+    index's name."""
     conn = sqlean.connect(path)
     try:
         tables = [
             row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
         ]
-        columns = {t: [row[1] for row in conn.execute(f"PRAGMA table_info({t})")] for t in tables}
+        columns = {
+            t: [row[1] for row in conn.execute(f"PRAGMA table_info({t})")]
+            + [str(conn.execute("SELECT * FROM pragma_table_list(?)", (t,)).fetchone()[4])]
+            for t in tables
+        }
         indexes = {
             row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
         }
@@ -118,11 +127,16 @@ async def test_sqlite_version_1_is_migrated(tmp_path: Path, vector_search: Vecto
         conn.execute("INSERT INTO carrier_meta VALUES ('embedding_dimension', '3')")
         for statement in _old_rows(lambda v: f"X'{vectors.encode(v).hex()}'"):
             conn.execute(statement)
+        conn.execute(_CACHE_ENTRY)
         conn.execute("COMMIT")
     finally:
         conn.close()
     async with SqlStore(f"sqlite:///{path}", vector_search=vector_search) as store:
         await _check_store(store)
+        # version 3 rebuilt the cache table: the entry is still there and still atomic
+        assert await store.get_cache("plugin:weather:calls") == {"count": 2}
+        assert not await store.add_cache("plugin:weather:calls", {"count": 0})
+        assert await store.increment_cache("plugin:weather:n") == 1
     conn = sqlean.connect(path)
     try:
         assert conn.execute(
@@ -137,6 +151,7 @@ async def test_sqlite_version_1_is_migrated(tmp_path: Path, vector_search: Vecto
     async with SqlStore(f"sqlite:///{tmp_path / 'new.db'}"):
         pass
     assert _sqlite_schema(path) == _sqlite_schema(tmp_path / "new.db")
+    assert _sqlite_schema(path)[0]["cache"][-1] == "1"  # WITHOUT ROWID
 
 
 async def _pg_schema(conn: Any) -> tuple[set[tuple[str, str, str]], set[tuple[str, str]]]:

@@ -17,7 +17,7 @@ from carrier_plugin_sql.ops import read_dimension
 __all__ = ["SCHEMA_VERSION", "open_schema"]
 
 #: The version this code writes. Bump it and add a step to ``schema._MIGRATIONS``.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def open_schema(conn: Any, where: str) -> int | None:

@@ -76,9 +76,13 @@ async def _scopes(conn: Any) -> None:
         await conn.execute(statement)
 
 
+async def _nothing(conn: Any) -> None:
+    """Version 3 changed only SQLite's cache table (``WITHOUT ROWID``)."""
+
+
 #: ``version -> step`` from ``version - 1``; an empty database gets the current
 #: schema at once (:func:`postgres_ddl`).
-_MIGRATIONS = {2: _scopes}
+_MIGRATIONS = {2: _scopes, 3: _nothing}
 
 
 async def open_schema(conn: Any, where: str, *, hnsw: HnswOptions) -> int | None:
