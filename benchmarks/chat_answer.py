@@ -127,21 +127,21 @@ async def warm_session(database: Path, turns: int) -> dict[str, object]:
 
 
 def medians(sessions: list[dict[str, object]]) -> dict[str, object]:
-    """Each numeric figure's median over the sessions, and every session's own."""
+    """Each figure that differs between the sessions as its median over them, and
+    every session's own figures and ratio."""
     result: dict[str, object] = {}
     for key, value in sessions[0].items():
-        values = [s[key] for s in sessions if isinstance(s.get(key), int | float)]
-        if len(set(values)) == 1:
-            result[key] = value
-        elif isinstance(value, int | float) and len(values) == len(sessions):
-            result[key] = round(statistics.median(values), 3)  # type: ignore[type-var]
+        numbers = [float(v) for s in sessions if isinstance(v := s.get(key), int | float)]
+        if len(numbers) == len(sessions) and len(set(numbers)) > 1:
+            result[key] = round(statistics.median(numbers), 3)
         else:
             result[key] = value
     result["sessions"] = sessions
     result["ratio_by_session"] = [
-        round(float(s["first_byte_100_s"]) / float(s["first_byte_0_s"]), 2)  # type: ignore[arg-type]
+        round(last / first, 2)
         for s in sessions
-        if "first_byte_100_s" in s
+        if isinstance(last := s.get("first_byte_100_s"), float)
+        and isinstance(first := s.get("first_byte_0_s"), float)
     ]
     return result
 
