@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from carrier.acting import ActionTable
 from carrier.admission import Admission
@@ -25,6 +25,7 @@ from carrier.prompts import (
     parse_should_respond,
     render,
 )
+from carrier.stores import TurnQuery, TurnReads
 from carrier.types import (
     ChatMessage,
     Entity,
@@ -48,11 +49,21 @@ if TYPE_CHECKING:
     from carrier.runtime import AgentRuntime
     from carrier.settings import CarrierSettings
     from carrier.steps import Lease, StepLog
-    from carrier.stores import TurnReads
 
-__all__ = ["Composing"]
+__all__ = ["Composing", "StoredMessage"]
 
 logger = logging.getLogger("carrier.runtime")
+
+
+class StoredMessage(NamedTuple):
+    """What :meth:`Composing.store_message` returns."""
+
+    #: The stored message (the earlier copy if it was stored before).
+    message: Memory
+    #: Whether this call stored it.
+    fresh: bool
+    #: The turn's reads, made with the write; ``None`` if not fresh or if they failed.
+    reads: TurnReads | None
 
 
 class Composing(Admission):
@@ -105,11 +116,11 @@ class Composing(Admission):
 
     # ---- stages 4-6 ------------------------------------------------------------------
 
-    async def store_message(
-        self, message: Memory, *, lease: Lease | None = None
-    ) -> tuple[Memory, bool]:
-        """Stage 4: embed (when configured) and store. Returns the stored memory and
-        whether it is new. The message is durable before any model is called. A new
+    async def store_message(self, message: Memory, *, lease: Lease | None = None) -> StoredMessage:
+        """Stage 4: embed (when configured) and store. Returns the stored memory,
+        whether it is new and, if it is, the turn's reads (``None`` if they failed):
+        the write reads them too (``MemoryStore.create_memory_reading_turn``, one round
+        trip on PostgreSQL). The message is durable before any model is called. A new
         message's run ``lease`` is taken in the same write (``Lease.acquire_with``)."""
         started = time.perf_counter()
         await self.emit(EventType.MESSAGE_RECEIVED, message)
@@ -128,10 +139,11 @@ class Composing(Admission):
                 "embed_ms": (time.perf_counter() - started) * 1000,
                 "embedded": message.embedding is not None,
             }
+        turn = self._turn_query(message.room_id)
         if lease is not None:
-            fresh = await lease.acquire_with(message)
+            fresh, reads = await lease.acquire_with(message, turn)
         else:
-            fresh = await self.store.create_memory(message)
+            fresh, reads = await self.store.create_memory_reading_turn(message, {}, turn)
         if not fresh:
             stored = await self.store.get_memory(message.id)
             message = stored or message
@@ -147,7 +159,18 @@ class Composing(Admission):
             if fresh and lease is not None:
                 await lease.abandon()
             raise
-        return message, fresh
+        return StoredMessage(message, fresh, reads)
+
+    def _turn_query(self, room_id: str) -> TurnQuery:
+        """What answering a message in ``room_id`` reads before its prompt
+        (``MemoryStore.read_turn``): the agent's participation, goals, the room's
+        history and its open-choices marker."""
+        return TurnQuery(
+            agent_id=self.agent_id,
+            room_id=room_id,
+            history_limit=self.settings.history_limit,
+            cache_keys=(self._runtime.choices.open_key(room_id),),
+        )
 
     async def should_respond(
         self, message: Memory, room: Room, *, reads: TurnReads | None = None

@@ -21,7 +21,6 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 from carrier.errors import ConfigurationError, ModelError, StoreError
 from carrier.stages import LoopStages, TextCallback
 from carrier.steps import Lease
-from carrier.stores import TurnReads
 from carrier.types import EventType, IncomingMessage, Memory, Reply, Role, Room, State
 
 __all__ = ["Runs"]
@@ -84,15 +83,14 @@ class Runs(LoopStages):
         room = await self.connect(message, incoming)
         recording = self.settings.record_steps
         lease = self._steps.lease(message.id) if recording else None
-        message, fresh = await self.store_message(message, lease=lease)  # a new one: leased
-        reads: TurnReads | None = None
-        if fresh:  # an answer to a choice put to the room (carrier.choices)
+        # a new message is leased, and its turn read, in the same write
+        message, fresh, reads = await self.store_message(message, lease=lease)
+        if reads is not None:  # an answer to a choice put to the room (carrier.choices)
             choices = self._runtime.choices
             try:
-                reads = await self._read_turn(message, room)
                 await choices.answer(message, opened=reads.cache.get(choices.open_key(room.id)))
-            except StoreError as exc:  # respond reads again what it needs
-                logger.warning("Message %s: reading the room's state failed: %s", message.id, exc)
+            except StoreError as exc:
+                logger.warning("Message %s: answering a choice failed: %s", message.id, exc)
             except BaseException:  # the lease stays, unrenewed: recovery finishes the run
                 if lease is not None:
                     await lease.abandon()
@@ -163,17 +161,6 @@ class Runs(LoopStages):
             ignored=reply.ignored,
         )
         return reply
-
-    async def _read_turn(self, message: Memory, room: Room) -> TurnReads:
-        """What answering ``message`` reads before its prompt, in one store call (one
-        round trip on PostgreSQL): the agent's participation, goals, the room's history
-        and its open-choices marker."""
-        return await self.store.read_turn(
-            agent_id=self.agent_id,
-            room_id=room.id,
-            history_limit=self.settings.history_limit,
-            cache_keys=[self._runtime.choices.open_key(room.id)],
-        )
 
     @staticmethod
     def _pend(reply: Reply, pending: _Pending) -> None:

@@ -17,10 +17,11 @@ processes and machines sharing the store:
   ``"{message_id}:{step}:{index}"``, which its handler receives in
   ``state.idempotency_key`` and passes on to anything with external effects.
 
-A fresh message's lease is added with the message itself, in one store call
-(``MemoryStore.create_memory_with_cache``: one round trip on PostgreSQL; a process that
-leased the message first keeps it), and deleted after its evaluators: one more write;
-an agent without evaluators deletes it with the reply (``release``), in the same write.
+A fresh message's lease is added with the message itself, in one store call that also
+reads the turn (``MemoryStore.create_memory_reading_turn``: one round trip on
+PostgreSQL; a process that leased the message first keeps it), and deleted after its
+evaluators: one more write; an agent without evaluators deletes it with the reply
+(``release``), in the same write.
 A step that chose actions costs one write before they run; each action call's outcome
 one write when it completes, except the message's last call, whose outcome is written
 with the reply (the next write anyway). So a message without
@@ -47,6 +48,7 @@ from carrier.types import ActionResult, ModelResponse
 
 if TYPE_CHECKING:
     from carrier.protocols import MemoryStore
+    from carrier.stores import TurnQuery, TurnReads
     from carrier.types import Memory
 
 __all__ = ["Lease", "StepLog", "idempotency_key"]
@@ -85,22 +87,25 @@ class Lease:
         self.lost = False
         self.released = False
 
-    async def acquire_with(self, memory: Memory) -> bool:
-        """Store ``memory`` (a message) and take the lease in the same write; ``False``
-        (no lease taken) if the memory was stored before: then :meth:`acquire` decides.
+    async def acquire_with(self, memory: Memory, turn: TurnQuery) -> tuple[bool, TurnReads | None]:
+        """Store ``memory`` (a message), take the lease in the same write and read
+        ``turn`` (``MemoryStore.create_memory_reading_turn``); ``False`` (no lease
+        taken) if the memory was stored before: then :meth:`acquire` decides.
         Raises what ``create_memory`` raises."""
         owner = self._value["owner"]
         _LIVE.add(owner)  # live from the write on: a recovery here never takes it over
         try:
-            created = await self._store.create_memory_with_cache(memory, {self.key: self._value})
+            created, reads = await self._store.create_memory_reading_turn(
+                memory, {self.key: self._value}, turn
+            )
         except BaseException:
             _LIVE.discard(owner)
             raise
         if not created:
             _LIVE.discard(owner)
-            return False
+            return False, None
         self._start_renewing()
-        return True
+        return True, reads
 
     async def acquire(self) -> bool:
         """Take the lease if it is free or expired; ``False`` if a live run holds it."""

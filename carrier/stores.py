@@ -7,6 +7,7 @@ Importable as ``carrier.protocols.MemoryStore``, beside the other interfaces.
 from __future__ import annotations
 
 import json
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,7 +29,9 @@ from carrier.types import (
     Task,
 )
 
-__all__ = ["MemoryStore", "StoreFactory", "TurnReads"]
+__all__ = ["MemoryStore", "StoreFactory", "TurnQuery", "TurnReads", "with_new_memory"]
+
+logger = logging.getLogger("carrier.stores")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +46,34 @@ class TurnReads:
     history: list[Memory]
     #: The live values of the cache keys asked for; a key absent or expired is left out.
     cache: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class TurnQuery:
+    """What :meth:`MemoryStore.read_turn` is asked: its arguments, to pass along."""
+
+    agent_id: str
+    room_id: str
+    history_limit: int
+    cache_keys: tuple[str, ...] = ()
+
+
+def with_new_memory(history: list[Memory], memory: Memory, turn: TurnQuery) -> list[Memory]:
+    """``history`` (the room's last messages, oldest first, read just before ``memory``
+    was stored) as :meth:`MemoryStore.read_turn` would read it just after: ``memory``
+    in its place if it belongs there (the turn's agent and room, a message), after
+    those of its time (it is the newest row), then the last ``turn.history_limit``.
+    For a store whose write and read are one statement that cannot see its own write."""
+    if turn.history_limit <= 0 or (memory.agent_id, memory.room_id, memory.type) != (
+        turn.agent_id,
+        turn.room_id,
+        MemoryType.MESSAGE,
+    ):
+        return history
+    index = len(history)
+    while index and history[index - 1].created_at > memory.created_at:
+        index -= 1
+    return [*history[:index], memory, *history[index:]][-turn.history_limit :]
 
 
 class MemoryStore(ABC):
@@ -241,6 +272,38 @@ class MemoryStore(ABC):
         for key, value in (release or {}).items():
             await self.compare_and_set_cache(key, value, None)
         return all(added)
+
+    async def create_memory_reading_turn(
+        self,
+        memory: Memory,
+        entries: Mapping[str, Any],
+        turn: TurnQuery,
+        *,
+        ttl_s: float | None = None,
+    ) -> tuple[bool, TurnReads | None]:
+        """Store ``memory`` with the cache ``entries`` as :meth:`create_memory_with_cache`
+        does, then, if that returned ``True``, read ``turn`` as :meth:`read_turn` does
+        once the write is done (``memory`` in the history if it belongs there, the
+        entries in ``cache`` if asked for). Returns what the write returned and the
+        reads: ``None`` if nothing was written or if the read failed after the write.
+
+        The runtime stores each new message this way (with its run's lease) and
+        answers it from the reads. The default makes the two calls; a store over a
+        network overrides it with one round trip (PostgreSQL: one statement).
+        """
+        if not await self.create_memory_with_cache(memory, entries, ttl_s=ttl_s):
+            return False, None
+        try:
+            reads = await self.read_turn(
+                agent_id=turn.agent_id,
+                room_id=turn.room_id,
+                history_limit=turn.history_limit,
+                cache_keys=turn.cache_keys,
+            )
+        except StoreError as exc:  # stored: the caller reads again what it needs
+            logger.warning("Memory %s stored; reading its turn failed: %s", memory.id, exc)
+            return True, None
+        return True, reads
 
     @abstractmethod
     async def get_memory(self, memory_id: str) -> Memory | None:

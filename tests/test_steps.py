@@ -35,7 +35,7 @@ async def test_stages_run_one_by_one_through_json(
     message = runtime.receive(incoming)
     message = Memory.model_validate_json(message.model_dump_json())
     room = await runtime.connect(message, incoming)
-    message, fresh = await runtime.store_message(message)
+    message, fresh, _ = await runtime.store_message(message)
     assert fresh
 
     state = await runtime.compose_state(message, room)

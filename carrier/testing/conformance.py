@@ -26,6 +26,7 @@ import pytest
 
 from carrier.errors import EmbeddingDimensionError, StoreError
 from carrier.protocols import MemoryStore
+from carrier.stores import TurnQuery
 from carrier.testing.cache_conformance import CacheConformance
 from carrier.testing.scope_conformance import ScopeConformance
 from carrier.types import (
@@ -667,6 +668,89 @@ class MemoryStoreConformance(ScopeConformance, CacheConformance):
         bob = await store.read_turn(agent_id=AGENT, room_id="bob-room", history_limit=0)
         assert bob.history == []
         assert bob.participant is None
+
+    async def test_create_memory_reading_turn_reads_as_read_turn_does_after_the_write(
+        self, store: MemoryStore
+    ) -> None:
+        # Ada's room: three messages; Bob's room: one; the agent muted in Ada's room
+        for n in range(3):
+            await store.create_memory(_memory(n, room="ada-room", entity="ada"))
+        await store.create_memory(_memory(10, room="bob-room", entity="bob"))
+        await store.upsert_participant(
+            Participant(room_id="ada-room", entity_id=AGENT, state=ParticipantState.MUTED)
+        )
+        await store.upsert_goal(Goal(id="g1", agent_id=AGENT, room_id="ada-room", name="a"))
+        await store.set_cache("open:ada-room", 2)
+        keys = ("open:ada-room", "run:ada-5")
+        turn = TurnQuery(agent_id=AGENT, room_id="ada-room", history_limit=3, cache_keys=keys)
+        new = _memory(5, room="ada-room", entity="ada", embedding=[1.0, 0.0])
+        lease = {"owner": "me", "until": 9.5}
+        created, reads = await store.create_memory_reading_turn(
+            new, {"run:ada-5": lease}, turn, ttl_s=60
+        )
+        assert created
+        assert reads is not None
+        after = await store.read_turn(
+            agent_id=AGENT, room_id="ada-room", history_limit=3, cache_keys=keys
+        )
+        assert (
+            _ids(reads.history)
+            == _ids(after.history)
+            == [
+                f"m-{AGENT}-1",
+                f"m-{AGENT}-2",
+                new.id,
+            ]
+        )
+        for read, direct in zip(reads.history, after.history, strict=True):
+            assert (read.id, read.content, read.created_at) == (
+                direct.id,
+                direct.content,
+                direct.created_at,
+            )
+        assert reads.participant == after.participant
+        assert reads.participant is not None
+        assert reads.participant.state is ParticipantState.MUTED
+        assert reads.goals == after.goals
+        assert [g.id for g in reads.goals] == ["g1"]
+        assert reads.cache == after.cache == {"open:ada-room": 2, "run:ada-5": lease}
+        assert await store.get_cache("run:ada-5") == lease
+        # a message stored with an earlier time takes its place in the history
+        late = _memory(4, room="ada-room", entity="ada", created_at=T0 + 1.5)
+        created, reads = await store.create_memory_reading_turn(late, {}, turn)
+        assert created
+        assert reads is not None
+        assert _ids(reads.history) == [late.id, f"m-{AGENT}-2", new.id]
+        # Bob's turn reads only his room: nothing of Ada's
+        bobs = TurnQuery(agent_id=AGENT, room_id="bob-room", history_limit=32)
+        created, reads = await store.create_memory_reading_turn(
+            _memory(11, room="bob-room", entity="bob"), {}, bobs
+        )
+        assert created
+        assert reads is not None
+        assert _ids(reads.history) == [f"m-{AGENT}-10", f"m-{AGENT}-11"]
+        assert reads.participant is None
+        assert reads.cache == {}
+        # stored before: nothing written, nothing read
+        assert await store.create_memory_reading_turn(new, {"run:again": 1}, turn) == (
+            False,
+            None,
+        )
+        assert await store.get_cache("run:again") is None
+        # a live entry in the way (another process's lease): stored, kept, not read
+        await store.set_cache("run:ada-6", {"owner": "other"})
+        sixth = _memory(6, room="ada-room", entity="ada")
+        assert await store.create_memory_reading_turn(
+            sixth, {"run:ada-6": {"owner": "me"}}, turn
+        ) == (False, None)
+        assert await store.get_memory(sixth.id) is not None
+        assert await store.get_cache("run:ada-6") == {"owner": "other"}
+        # a memory of another type or room is stored but not in the history read
+        fact = _memory(7, room="ada-room", entity="ada", type=MemoryType.FACT)
+        created, reads = await store.create_memory_reading_turn(fact, {}, turn)
+        assert created
+        assert reads is not None
+        assert fact.id not in _ids(reads.history)
 
     async def test_goals(self, store: MemoryStore) -> None:
         goals = [

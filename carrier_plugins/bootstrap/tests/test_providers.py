@@ -50,7 +50,7 @@ def _big_character() -> Character:
 async def _state(agent: AgentRuntime, incoming: IncomingMessage) -> State:
     message = agent.receive(incoming)
     room = await agent.connect(message, incoming)
-    message, _ = await agent.store_message(message)
+    message, _, _ = await agent.store_message(message)
     return await agent.compose_state(message, room, role=incoming.role)
 
 

@@ -155,13 +155,14 @@ async def test_recording_adds_at_most_two_round_trips_per_message(
     assert recorded["bob"] - plain["bob"] == release, (recorded, plain)
 
 
-async def test_a_message_in_a_room_met_before_is_three_round_trips(postgres_url: str) -> None:
-    """Bob's message: the message with its lease, the turn's read (the agent's
-    participation, goals, history, open choices: MemoryStore.read_turn) and the reply
-    with the lease's release. Ada's calls one action: its step record is one more."""
+async def test_a_message_in_a_room_met_before_is_two_round_trips(postgres_url: str) -> None:
+    """Bob's message: the message with its lease and the turn's read (the agent's
+    participation, goals, history, open choices: MemoryStore.create_memory_reading_turn,
+    one statement), then the reply with the lease's release. Ada's calls one action:
+    its step record is one more."""
     async with fresh_database(postgres_url) as url:
         counts = await statements_per_message(url, record_steps=True, evaluators=False)
-    assert counts == {"ada": 4, "bob": 3}
+    assert counts == {"ada": 3, "bob": 2}
 
 
 def said_by(user: str, memory_id: str, text: str, vector: list[float]) -> Memory:

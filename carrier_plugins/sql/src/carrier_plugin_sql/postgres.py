@@ -24,7 +24,7 @@ from pgvector import Vector
 
 from carrier.errors import CarrierError, ConfigurationError, EmbeddingDimensionError, StoreError
 from carrier.protocols import MemoryStore
-from carrier.stores import TurnReads
+from carrier.stores import TurnQuery, TurnReads, with_new_memory
 from carrier.types import (
     Entity,
     Goal,
@@ -131,6 +131,21 @@ FROM (SELECT 1) AS one LEFT JOIN LATERAL (
 ) AS h ON true
 ORDER BY h.created_at DESC, h.seq DESC
 """
+# A memory with its cache entries (_CREATE_MEMORY_WITH_CACHE, $1-$19), then the turn's
+# reads (_READ_TURN, its parameters from $20): one statement. The reads see the database
+# as it was before the write (a statement's own changes are not visible to it), so the
+# caller adds the memory and the entries; each row's "created" is the memory's seq if it
+# was created and every entry added.
+_CREATE_MEMORY_READING_TURN = _CREATE_MEMORY_WITH_CACHE.replace(
+    "\nSELECT seq FROM new WHERE (SELECT count(*) FROM cached) = cardinality($16::text[])\n",
+    ", turn AS ("
+    + re.sub(r"\$(\d+)", lambda found: f"${int(found.group(1)) + 19}", _READ_TURN)
+    + """)
+SELECT t.*, (SELECT seq FROM new WHERE (SELECT count(*) FROM cached) = cardinality($16::text[]))
+    AS created
+FROM turn AS t ORDER BY t.created_at DESC, t.seq DESC
+""",
+)
 # A room ($1 id, $2 agent, $3 data) unless one has its id, and only then its
 # participants ($4 entities, $5 states, $6 roles): one statement, so of concurrent
 # calls one creates the room and writes its members.
@@ -191,6 +206,48 @@ def _question_of(memory_id: str, agent_id: str) -> str | None:
     if len(memory_id) > len(suffix) and memory_id.endswith(suffix):
         return memory_id[: -len(suffix)]
     return None
+
+
+def _entry_params(entries: Mapping[str, Any], ttl_s: float | None, now: float) -> tuple[Any, ...]:
+    """The cache entries' parameters of :data:`_CREATE_MEMORY_WITH_CACHE` ($16-$19)."""
+    return (
+        list(entries),
+        [encode_cache(key, value) for key, value in entries.items()],
+        None if ttl_s is None else now + ttl_s,
+        now,
+    )
+
+
+def _turn_params(turn: TurnQuery, now: float) -> tuple[Any, ...]:
+    """The parameters of :data:`_READ_TURN`."""
+    return (
+        turn.agent_id,
+        turn.room_id,
+        MemoryType.MESSAGE.value,
+        max(turn.history_limit, 0),
+        GoalStatus.IN_PROGRESS.value,
+        list(dict.fromkeys(turn.cache_keys)),
+        now,
+    )
+
+
+def _turn_reads(rows: Sequence[Any], turn: TurnQuery) -> TurnReads:
+    """The reads of :data:`_READ_TURN`'s rows."""
+    first = rows[0]
+    found = json.loads(first["participant"]) if first["participant"] else None
+    participant = (
+        None
+        if found is None
+        else Participant(
+            room_id=turn.room_id, entity_id=turn.agent_id, state=found[0], role=found[1]
+        )
+    )
+    return TurnReads(
+        participant=participant,
+        goals=[Goal.model_validate(goal) for goal in json.loads(first["goals"])],
+        history=[_memory(row) for row in reversed(rows) if row["id"] is not None],
+        cache=json.loads(first["cached"]),
+    )
 
 
 def _memory(row: Sequence[Any]) -> Memory:
@@ -490,19 +547,40 @@ class PostgresStore(PgCacheMixin, RecordsMixin, MemoryStore):
         ttl_s: float | None = None,
         release: Mapping[str, Any] | None = None,
     ) -> bool:
-        now = time.time()
-        extra: tuple[Any, ...] = (
-            list(entries),
-            [encode_cache(key, value) for key, value in entries.items()],
-            None if ttl_s is None else now + ttl_s,
-            now,
-        )
+        extra = _entry_params(entries, ttl_s, time.time())
         if not release:
             return await self._create_memory(memory, _CREATE_MEMORY_WITH_CACHE, extra)
         released = (list(release), [encode_cache(k, v) for k, v in release.items()])
         return await self._create_memory(memory, _CREATE_MEMORY_RELEASING, (*extra, *released))
 
+    async def create_memory_reading_turn(
+        self,
+        memory: Memory,
+        entries: Mapping[str, Any],
+        turn: TurnQuery,
+        *,
+        ttl_s: float | None = None,
+    ) -> tuple[bool, TurnReads | None]:
+        now = time.time()
+        extra = (*_entry_params(entries, ttl_s, now), *_turn_params(turn, now))
+        rows = await self._create_memory_rows(memory, _CREATE_MEMORY_READING_TURN, extra)
+        if rows[0]["created"] is None:
+            return False, None
+        reads = _turn_reads(rows, turn)
+        return True, TurnReads(
+            participant=reads.participant,
+            goals=reads.goals,
+            history=with_new_memory(reads.history, memory, turn),
+            cache=reads.cache | {k: v for k, v in entries.items() if k in turn.cache_keys},
+        )
+
     async def _create_memory(self, memory: Memory, sql: str, extra: tuple[Any, ...]) -> bool:
+        """One statement (one round trip): whether it returned the new memory's seq."""
+        return bool(await self._create_memory_rows(memory, sql, extra))
+
+    async def _create_memory_rows(
+        self, memory: Memory, sql: str, extra: tuple[Any, ...]
+    ) -> list[Any]:
         """One statement (one round trip) once the embedding's dimension is known."""
         embedding = memory.embedding
         values = (
@@ -518,9 +596,11 @@ class PostgresStore(PgCacheMixin, RecordsMixin, MemoryStore):
                 recorded = await self._record_dimension(conn, len(embedding))
                 if recorded != len(embedding):
                     raise EmbeddingDimensionError(recorded=recorded, found=len(embedding))
-                return await conn.fetchval(sql, *values) is not None
+                rows: list[Any] = await conn.fetch(sql, *values)
+                return rows
         async with self._connection("storing a memory") as conn:
-            return await conn.fetchval(sql, *values) is not None
+            rows = await conn.fetch(sql, *values)
+        return rows
 
     async def _record_dimension(self, conn: Any, found: int) -> int:
         """The recorded dimension; records ``found`` (and fixes the column) if none."""
@@ -547,30 +627,10 @@ class PostgresStore(PgCacheMixin, RecordsMixin, MemoryStore):
         history_limit: int,
         cache_keys: Sequence[str] = (),
     ) -> TurnReads:
+        turn = TurnQuery(agent_id, room_id, history_limit, tuple(cache_keys))
         async with self._connection("reading a room's state") as conn:
-            rows = await conn.fetch(
-                _READ_TURN,
-                agent_id,
-                room_id,
-                MemoryType.MESSAGE.value,
-                max(history_limit, 0),
-                GoalStatus.IN_PROGRESS.value,
-                list(dict.fromkeys(cache_keys)),
-                time.time(),
-            )
-        first = rows[0]
-        found = json.loads(first["participant"]) if first["participant"] else None
-        participant = (
-            None
-            if found is None
-            else Participant(room_id=room_id, entity_id=agent_id, state=found[0], role=found[1])
-        )
-        return TurnReads(
-            participant=participant,
-            goals=[Goal.model_validate(goal) for goal in json.loads(first["goals"])],
-            history=[_memory(row) for row in reversed(rows) if row["id"] is not None],
-            cache=json.loads(first["cached"]),
-        )
+            rows = await conn.fetch(_READ_TURN, *_turn_params(turn, time.time()))
+        return _turn_reads(rows, turn)
 
     async def get_memory(self, memory_id: str) -> Memory | None:
         async with self._connection("reading a memory") as conn:
