@@ -72,7 +72,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import carrier
-from carrier import AgentRuntime, IncomingMessage, PluginHost
+from carrier import AgentRuntime, IncomingMessage, PluginHost, composing
 from carrier.character import Character
 from carrier.protocols import Action
 from carrier.settings import CarrierSettings
@@ -99,7 +99,7 @@ def rss_mb() -> float:
 
 
 #: ``--history-limit`` (the kernel's default unless given).
-HISTORY_LIMIT = [CarrierSettings.model_fields["history_limit"].default]
+HISTORY_LIMIT = [composing.HISTORY_LIMIT]
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -50,9 +50,15 @@ if TYPE_CHECKING:
     from carrier.settings import CarrierSettings
     from carrier.steps import Lease, StepLog
 
-__all__ = ["Composing", "StoredMessage"]
+__all__ = ["HISTORY_LIMIT", "SMALL_MODEL_HISTORY_LIMIT", "Composing", "StoredMessage"]
 
 logger = logging.getLogger("carrier.runtime")
+
+#: Messages of a room's history in the state when ``CARRIER_HISTORY_LIMIT`` is unset.
+HISTORY_LIMIT = 32
+#: The same for a small large model (``Model.small``): a window half as long, which its
+#: next prefix's prefill (``carrier.lookahead``) keeps from costing a turn at each drop.
+SMALL_MODEL_HISTORY_LIMIT = 16
 
 
 class StoredMessage(NamedTuple):
@@ -114,6 +120,15 @@ class Composing(Admission):
             )
         return chain
 
+    def _history_limit(self) -> int:
+        """``CARRIER_HISTORY_LIMIT``, else :data:`HISTORY_LIMIT`, or
+        :data:`SMALL_MODEL_HISTORY_LIMIT` when the large model is small."""
+        if self.settings.history_limit is not None:
+            return self.settings.history_limit
+        chain = self._chains.get(ModelClass.LARGE)
+        small = chain is not None and chain.primary.small
+        return SMALL_MODEL_HISTORY_LIMIT if small else HISTORY_LIMIT
+
     # ---- stages 4-6 ------------------------------------------------------------------
 
     async def store_message(self, message: Memory, *, lease: Lease | None = None) -> StoredMessage:
@@ -168,7 +183,7 @@ class Composing(Admission):
         return TurnQuery(
             agent_id=self.agent_id,
             room_id=room_id,
-            history_limit=self.settings.history_limit,
+            history_limit=self._history_limit(),
             cache_keys=(self._runtime.choices.open_key(room_id),),
         )
 
@@ -250,7 +265,7 @@ class Composing(Admission):
                 agent_id=self.agent_id,
                 room_id=room.id,
                 type=MemoryType.MESSAGE,
-                limit=settings.history_limit,
+                limit=self._history_limit(),
             )
             in_progress = await store.get_goals(
                 agent_id=self.agent_id, status=GoalStatus.IN_PROGRESS
@@ -323,7 +338,7 @@ class Composing(Admission):
         model, limit = self.model(ModelClass.LARGE).primary, self.settings.max_prompt_tokens
         if self._turns is None or self._turns.count_tokens != model.count_tokens:
             self._turns = TurnCache(model.count_tokens, int(self.settings.turn_cache_mb * 2**20))
-        self._window.limit = self.settings.history_limit
+        self._window.limit = self._history_limit()
         return compose_context(
             state,
             self.character,

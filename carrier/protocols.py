@@ -125,6 +125,19 @@ class Model(ABC):
         stops the runtime; the first request reports it again. The default does nothing.
         """
 
+    async def prefill(self, prefix: ModelRequest) -> None:  # noqa: B027 - optional hook
+        """Process ``prefix``, the stable start of a room's next request, so a prompt
+        cache holds it before that request comes (:mod:`carrier.lookahead`).
+
+        The runtime calls it in the background after each answer of the large model:
+        ``prefix`` has the system prompt, the offered actions and the room's history
+        with the answer just given (``metadata`` has ``room_id``, ``history_ids`` and
+        ``prefix_messages``), and no new message. A model may skip it (while busy
+        with a request, say); it must not delay a request by more than its own work.
+        Errors are logged, never raised to a user. The default does nothing: hosted
+        APIs cache the prefix of the request itself.
+        """
+
     async def aclose(self) -> None:  # noqa: B027 - optional hook, default does nothing
         """Release connections, threads and weights."""
 

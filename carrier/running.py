@@ -19,9 +19,21 @@ from dataclasses import dataclass
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from carrier.errors import ConfigurationError, ModelError, StoreError
+from carrier.lookahead import next_turn_state, prefix_request
+from carrier.protocols import Model
 from carrier.stages import LoopStages, TextCallback
 from carrier.steps import Lease
-from carrier.types import EventType, IncomingMessage, Memory, Reply, Role, Room, State
+from carrier.types import (
+    EventType,
+    IncomingMessage,
+    Memory,
+    ModelClass,
+    ModelRequest,
+    Reply,
+    Role,
+    Room,
+    State,
+)
 
 __all__ = ["Runs"]
 
@@ -44,6 +56,9 @@ class _Pending:
 
 class Runs(LoopStages):
     """The entry points of a message's run; the base of ``AgentRuntime``."""
+
+    _warm_up: bool
+    _prefills: set[asyncio.Task[None]]
 
     @abstractmethod
     async def handle(
@@ -188,7 +203,28 @@ class Runs(LoopStages):
         finally:
             reply._finished.set()
         await _release(pending.lease)
+        if pending.state is not None and reply.responses:
+            self._prefill_next(pending.state, reply.responses)
         return reply
+
+    def _prefill_next(self, state: State, responses: list[Memory]) -> None:
+        """Start the prefill of the room's next prefix (:mod:`carrier.lookahead`) when
+        the large model has one and the runtime warms its models."""
+        chain = self._chains.get(ModelClass.LARGE)
+        limit = self._history_limit()
+        if not self._warm_up or chain is None or limit <= 0:
+            return
+        model = chain.primary
+        if type(model).prefill is Model.prefill:
+            return
+        try:
+            prefix = prefix_request(self.compose_context(next_turn_state(state, responses, limit)))
+        except Exception:  # the next message composes its own request anyway
+            logger.exception("Composing the next prefix of room %s failed", state.room.id)
+            return
+        task = asyncio.create_task(_prefill(model, prefix))
+        self._prefills.add(task)
+        task.add_done_callback(self._prefills.discard)
 
     async def stored_reply(self, message_id: str) -> Reply | None:
         """The stored outcome of a message handled here or by another process.
@@ -293,6 +329,15 @@ class Runs(LoopStages):
             attachments=memory.content.attachments,
             room_type=meta.get("room_type", "direct"),
             role=meta.get("role", Role.MEMBER),
+        )
+
+
+async def _prefill(model: Model, prefix: ModelRequest) -> None:
+    try:
+        await model.prefill(prefix)
+    except Exception as exc:  # only a cache missed: the next message reads its prompt
+        logger.info(
+            "Prefilling room %s's next prefix failed: %s", prefix.metadata.get("room_id"), exc
         )
 
 

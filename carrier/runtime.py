@@ -90,7 +90,8 @@ class AgentRuntime(Runs):
             ``CARRIER_DATABASE_URL`` and closed with the runtime.
         models: Models or specs by class (``"large"``, ``"small"``, ``"embedding"``),
             overriding settings; ``None`` for ``"embedding"`` disables embeddings.
-        warm_up: Warm the models in the background once started (``carrier.warming``);
+        warm_up: Warm the models in the background once started (``carrier.warming``)
+            and, after each answer, for the room's next message (``carrier.lookahead``);
             ``False`` for a command that never asks a model.
     """
 
@@ -138,6 +139,7 @@ class AgentRuntime(Runs):
         self._plugin_settings: dict[str, Any] = {}
         self._warm_up = warm_up
         self._warming: asyncio.Task[None] | None = None
+        self._prefills: set[asyncio.Task[None]] = set()
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -224,10 +226,13 @@ class AgentRuntime(Runs):
         self._started = True
 
     async def warmed(self) -> None:
-        """Wait until the background warm-up of the models is over (at once when there
-        is none); a failed warm-up was logged and raises nothing here."""
+        """Wait until the background warm-up of the models is over, and the prefills of
+        rooms' next prefixes in flight (``carrier.lookahead``); at once when there are
+        none. A failed warm-up was logged and raises nothing here."""
         if self._warming is not None:
             await asyncio.shield(self._warming)
+        if self._prefills:
+            await asyncio.wait(set(self._prefills))
 
     async def stop(self) -> None:
         """Close the executor, the action sources, the models and the store (if this
@@ -237,6 +242,10 @@ class AgentRuntime(Runs):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._warming
             self._warming = None
+        for prefill in list(self._prefills):  # a model waits for its own work to end
+            prefill.cancel()
+        if self._prefills:
+            await asyncio.wait(set(self._prefills))
         if self._executor is not None:
             await self._executor.aclose()
         await self._actions.aclose()

@@ -75,7 +75,12 @@ class CarrierSettings(BaseSettings):
     disable_plugins: str | None = Field(default=None, description="Comma-separated blocklist.")
     disable_plugin_autoload: bool = False
     trace_plugins: bool = False
-    history_limit: int = Field(default=32, ge=0, description="Recent messages in the state.")
+    history_limit: int | None = Field(
+        default=None,
+        ge=0,
+        description="Recent messages in the state; unset: 32, or 16 when the large model "
+        "is small (Model.small, such as the default local one).",
+    )
     max_prompt_tokens: int = Field(default=6000, ge=256)
     gc_gen0_threshold: int = Field(
         default=10_000,

@@ -3,6 +3,9 @@ and never across rooms or over a message deleted from the middle of the history.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 import carrier_plugin_local.plugin
 import pytest
 from carrier_plugin_local.chat import _continues
@@ -103,18 +106,27 @@ async def test_no_chunk_after_a_deleted_message_is_reused(model: LocalModel) -> 
     assert cached <= before_deleted + 8, (cached, before_deleted)
 
 
-async def test_a_running_agent_reads_the_kept_history_from_the_cache_after_a_drop(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@asynccontextmanager
+async def short_window_agent(
+    monkeypatch: pytest.MonkeyPatch, events: EventRecorder
+) -> AsyncIterator[AgentRuntime]:
+    """A running agent on the local model whose window of 8 messages drops its older
+    half every few turns, short answers, its events to ``events``."""
     monkeypatch.setenv("CARRIER_LOCAL_MAX_TOKENS", "12")
-    # a short window, so that it drops its older half every few turns
     host = PluginHost(autoload=False, settings=CarrierSettings(_env_file=None, history_limit=8))
-    events = EventRecorder()
     host.register(events, name="events")
     host.register(carrier_plugin_local.plugin, name="local")
     nova = Character(name="Nova", bio=["Nova is a small assistant built with Carrier."])
     models = {"large": "local", "embedding": None}
     async with AgentRuntime(nova, host=host, store=InMemoryStore(), models=models) as runtime:
+        yield runtime
+
+
+async def test_a_running_agent_reads_the_kept_history_from_the_cache_after_a_drop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    events = EventRecorder()
+    async with short_window_agent(monkeypatch, events) as runtime:
         await runtime.warmed()
         for turn in range(8):
             text = f"Note {turn}: the ferry left pier {turn} at {turn + 6} o'clock with cargo."
@@ -152,3 +164,28 @@ def test_a_history_continues_only_by_dropping_its_front(
     before: list[str], after: list[str], continues: bool
 ) -> None:
     assert _continues(before, after) is continues
+
+
+async def test_after_the_next_prefix_is_prefilled_each_message_reads_only_itself(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    events = EventRecorder()
+    async with short_window_agent(monkeypatch, events) as runtime:
+        await runtime.warmed()
+        for turn in range(8):
+            text = f"Note {turn}: the barge left dock {turn} at {turn + 6} o'clock with coal."
+            reply = await runtime.handle(IncomingMessage(text=text, user_id="ada", room_id="dm"))
+            assert reply.error is None
+            await reply.evaluated()
+            await runtime.warmed()  # the room's next prefix, prefilled: a user reading
+        first = "Note 0: the barge left dock 0 at 6 o'clock with coal."  # Ada's first
+        await runtime.handle(IncomingMessage(text=first, user_id="bob", room_id="dm-bob"))
+        drops = runtime._window.drops
+    used = [e.data for e in events.of(EventType.MODEL_USED) if e.data["model_class"] == "large"]
+    read = [int(d["input_tokens"]) - int(d["cache_read_input_tokens"]) for d in used]
+    assert drops >= 2
+    # the first message reads its user turn after the warmed persona; every later one,
+    # drops included, no more than that: the answer before it is in the cache already
+    assert all(0 < n <= read[0] for n in read[1:8]), read
+    # Bob's first message: the persona and his message, as Ada's first was (none of hers)
+    assert used[8]["input_tokens"] == used[0]["input_tokens"], used

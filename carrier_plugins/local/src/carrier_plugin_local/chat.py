@@ -247,12 +247,22 @@ class ChatEngine:
 
     # ---- Generation (blocking) -------------------------------------------------------
 
-    def complete(self, prompt: Prompt) -> dict[str, Any]:
-        """One whole chat completion: the engine's OpenAI-style result."""
+    @property
+    def busy(self) -> bool:
+        """Whether a request holds the slot now."""
+        return self._slot_lock.locked()
+
+    def complete(self, prompt: Prompt, *, idle: bool = False) -> dict[str, Any]:
+        """One whole chat completion: the engine's OpenAI-style result. With ``idle``,
+        only if no request holds the slot (else ``{}`` at once): a prefill."""
         self.load()
-        with self._slot_lock:
+        if not self._slot_lock.acquire(blocking=not idle):
+            return {}
+        try:
             self._reuse_for(prompt)
             result = self._server.handle_chat_completions(prompt.payload())
+        finally:
+            self._slot_lock.release()
         return _checked(result)
 
     def stream(

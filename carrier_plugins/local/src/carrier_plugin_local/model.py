@@ -275,6 +275,26 @@ class LocalModel(Model):
         prompt, _mode = self.prepare(prefix)
         self.chat.complete(prompt)
 
+    async def prefill(self, prefix: ModelRequest) -> None:
+        """Run a room's next prefix (``carrier.lookahead``) through llama.cpp's slot,
+        one greedy token, unless the engine is not loaded or is busy with a request.
+
+        The prefix ends with the agent's answer; an empty user turn follows it, so the
+        slot holds the answer's end and the start of the next user turn as the next
+        request renders them (it then reads its message alone). Does nothing with
+        ``CARRIER_LOCAL_WARM_UP=false``. Requests that come meanwhile wait for it.
+        """
+        if not self.settings.warm_up or not self.chat.loaded or self.chat.busy:
+            return
+        prompt, _mode = self.prepare(prefix)
+        if prompt.messages and prompt.messages[-1]["role"] == "assistant":
+            prompt.messages.append({"role": "user", "content": ""})
+        prompt.max_tokens, prompt.temperature, prompt.json_schema = 1, 0.0, None
+        work = asyncio.ensure_future(asyncio.to_thread(self.chat.complete, prompt, idle=True))
+        self._warming.add(work)
+        work.add_done_callback(self._warming.discard)
+        await asyncio.shield(work)
+
     async def _warmed(self) -> None:
         """Wait for a warm-up in flight; its failure is the caller's to meet again."""
         if self._warming:

@@ -62,5 +62,6 @@ class LocalSettings(BaseSettings):
         default=True,
         description="Load the models when a runtime starts, in the background, and "
         "prefill the agent's persona into llama.cpp's prompt cache, so the first "
-        "message does not wait for them.",
+        "message does not wait for them; after each answer, prefill the room's next "
+        "prefix (carrier.lookahead), so the next message reads only itself.",
     )
